@@ -1,0 +1,51 @@
+# Two commands for a fresh machine: `make run` (set up, then the main job) and `make test`
+# (set up, then the test suite).  Every setup step is skipped once done, so a second call
+# starts in seconds.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo "sudo -n")
+PYTEST_ARGS ?=
+
+.PHONY: setup data run test lint bench clean
+
+setup: $(VENV)/.installed data
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# PyTorch first, pinned to the CPU wheel, so nothing later pulls a CUDA build.
+$(VENV)/.torch: | $(VENV)/bin/python
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# Fashion-MNIST from Debian's package, where apt exists.  Elsewhere cnnlab finds the files
+# under $$CNNLAB_DATA, ~/.cache/cnnlab or --data-dir (see the README).
+data:
+	@if [ -f $(DATA_DIR)/train-images-idx3-ubyte.gz ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's dataset-fashion-mnist"; \
+	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null \
+	  || ($(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null) \
+	  || echo "warning: could not install dataset-fashion-mnist; see README, 'Data'"; \
+	else echo "note: no apt-get here; put Fashion-MNIST where README 'Data' says"; fi
+
+run: setup
+	$(PY) -m cnnlab models
+	$(PY) -m cnnlab show lenet5
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

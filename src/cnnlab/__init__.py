@@ -1,0 +1,51 @@
+"""cnnlab: understand, build, train and look inside convolutional neural networks.
+
+The public API is listed in ``__all__``; everything is imported lazily so that
+``import cnnlab`` (and ``cnnlab arith``) stays fast and torch-free until a name needs torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # errors
+    "CnnlabError": "cnnlab.errors",
+    "DataError": "cnnlab.errors",
+    "GeometryError": "cnnlab.errors",
+    "SpecError": "cnnlab.errors",
+    "UnknownModelError": "cnnlab.errors",
+    # zoo
+    "ModelInfo": "cnnlab.registry",
+    "create_model": "cnnlab.registry",
+    "list_models": "cnnlab.registry",
+    "model_info": "cnnlab.registry",
+    # compact notation
+    "Spec": "cnnlab.spec",
+    "parse_spec": "cnnlab.spec",
+    "format_spec": "cnnlab.spec",
+    "build_spec": "cnnlab.spec",
+    "lecture_pattern": "cnnlab.spec",
+}
+
+_SUBMODULES = ("geometry", "layers", "registry", "spec", "zoo", "errors")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"cnnlab.{name}")
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,61 @@
+"""The error types cnnlab raises for user mistakes.
+
+Every error a user can cause (a bad spec, a window that does not fit, an unknown model name, a
+broken data file) is a :class:`CnnlabError`. The CLI prints such errors as one line and exits
+with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CnnlabError",
+    "DataError",
+    "GeometryError",
+    "SpecError",
+    "UnknownModelError",
+]
+
+
+class CnnlabError(ValueError):
+    """Base class of the errors caused by user input (subclass of ``ValueError``)."""
+
+
+class GeometryError(CnnlabError):
+    """A window (convolution or pooling) that does not fit its input, or a volume that vanishes."""
+
+
+class UnknownModelError(CnnlabError, KeyError):
+    """A model name that is not registered; the message lists the closest names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SpecError(CnnlabError):
+    """A compact-notation text that does not parse or build.
+
+    ``text`` is the whole spec, ``pos`` the 0-based character offset of the problem (or None),
+    ``reason`` what was wrong and expected.  ``str()`` shows the text with a caret under ``pos``.
+    """
+
+    def __init__(self, reason: str, text: str = "", pos: int | None = None):
+        self.reason = reason
+        self.text = text
+        self.pos = pos
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if not self.text or self.pos is None:
+            return self.reason
+        # Show a window of the text around the position so long specs stay readable.
+        start = max(0, self.pos - 60)
+        end = min(len(self.text), self.pos + 60)
+        shown = self.text[start:end].replace("\n", " ").replace("\t", " ")
+        prefix = "..." if start > 0 else ""
+        suffix = "..." if end < len(self.text) else ""
+        caret = " " * (len(prefix) + self.pos - start) + "^"
+        return f"{self.reason}\n  {prefix}{shown}{suffix}\n  {caret}"
+
+
+class DataError(CnnlabError):
+    """A dataset that cannot be found, read or trusted; the message names the file."""

@@ -1,0 +1,280 @@
+"""The lecture's spatial arithmetic, as pure integer functions (no torch).
+
+One spatial axis at a time: a window of ``kernel`` (F) cells, moved by ``stride`` (S), over an
+input of ``size`` (N) cells zero-padded by ``padding`` (P) on both sides, with ``dilation`` (D)
+cells between taps.  The lecture's output size is ``(N - F + 2P)/S + 1``; with dilation the
+window spans ``D*(F-1) + 1`` cells.  PyTorch rounds down (``floor``) for convolutions and for
+pooling unless ``ceil_mode=True``, in which case it rounds up but never starts a window in the
+right padding.
+
+Receptive fields are composed along a chain of windows with the classic recurrences
+(jump ``j`` = product of strides; size ``r += (F_eff - 1) * j``; start ``-= P * j``), see
+:class:`Field`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from cnnlab.errors import GeometryError
+
+__all__ = [
+    "Field",
+    "Fit",
+    "Window",
+    "chain",
+    "check_fit",
+    "effective_kernel",
+    "fit",
+    "fitting_paddings",
+    "fitting_strides",
+    "output_size",
+    "same_padding",
+]
+
+
+def effective_kernel(kernel: int, dilation: int = 1) -> int:
+    """Cells a dilated window spans: ``D*(F-1) + 1``."""
+    return dilation * (kernel - 1) + 1
+
+
+def _validate(size: int, kernel: int, stride: int, padding: int, dilation: int) -> None:
+    for name, value, low in (
+        ("input size", size, 1),
+        ("kernel", kernel, 1),
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+        ("dilation", dilation, 1),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise GeometryError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def output_size(
+    size: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
+    """Output cells along one axis, rounded exactly as PyTorch rounds.
+
+    ``floor((N + 2P - D*(F-1) - 1)/S) + 1``; with ``ceil_mode`` the division rounds up, and the
+    last window is dropped if it would start inside the right padding (PyTorch's pooling rule).
+    Returns 0 or less when the (padded) input is smaller than the window: the volume vanishes.
+    """
+    _validate(size, kernel, stride, padding, dilation)
+    span = size + 2 * padding - effective_kernel(kernel, dilation)
+    if span < 0 or not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How a window tiles one axis of its input."""
+
+    size: int
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int
+    output: int  # what PyTorch computes (floor rounding)
+    exact: Fraction  # (N - F_eff + 2P)/S + 1 before rounding
+    dropped: int  # cells of the padded input, at the end, that no window covers
+    dropped_input: int  # of those, cells of the real (unpadded) input
+
+    @property
+    def fits(self) -> bool:
+        return self.exact.denominator == 1 and self.output >= 1
+
+    def formula(self) -> str:
+        """The lecture's arithmetic, e.g. ``(7 - 3 + 2*0)/3 + 1 = 2.33``."""
+        f = effective_kernel(self.kernel, self.dilation)
+        value = float(self.exact)
+        shown = f"{int(value)}" if self.exact.denominator == 1 else f"{value:.2f}"
+        return f"({self.size} - {f} + 2*{self.padding})/{self.stride} + 1 = {shown}"
+
+
+def fit(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> Fit:
+    """Whether the window tiles the padded input exactly, and what it drops if not."""
+    _validate(size, kernel, stride, padding, dilation)
+    span = size + 2 * padding - effective_kernel(kernel, dilation)
+    exact = Fraction(span, stride) + 1
+    out = output_size(size, kernel, stride, padding, dilation)
+    dropped = span % stride if span >= 0 else 0
+    return Fit(
+        size=size,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        output=out,
+        exact=exact,
+        dropped=dropped,
+        dropped_input=max(0, dropped - padding),
+    )
+
+
+def fitting_strides(
+    size: int, kernel: int, padding: int = 0, dilation: int = 1, max_stride: int | None = None
+) -> list[int]:
+    """Strides for which the window tiles the padded input exactly (divisors of N + 2P - F).
+
+    ``max_stride`` defaults to the span itself (larger strides give one window and skip cells).
+    """
+    _validate(size, kernel, 1, padding, dilation)
+    span = size + 2 * padding - effective_kernel(kernel, dilation)
+    if span < 0:
+        return []
+    limit = max_stride if max_stride is not None else max(span, 1)
+    return [s for s in range(1, limit + 1) if span % s == 0]
+
+
+def fitting_paddings(
+    size: int, kernel: int, stride: int, dilation: int = 1, max_padding: int | None = None
+) -> list[tuple[int, int]]:
+    """``(padding, output size)`` pairs that make the window tile exactly at this stride.
+
+    Paddings range over ``0 .. F_eff - 1`` by default: a wider pad only adds windows that see
+    nothing but zeros.
+    """
+    _validate(size, kernel, stride, 0, dilation)
+    f = effective_kernel(kernel, dilation)
+    limit = max_padding if max_padding is not None else f - 1
+    result = []
+    for p in range(limit + 1):
+        span = size + 2 * p - f
+        if span >= 0 and span % stride == 0:
+            result.append((p, span // stride + 1))
+    return result
+
+
+def same_padding(kernel: int, dilation: int = 1) -> int:
+    """The zero padding ``(F-1)/2`` that keeps the size at stride 1 (F=3 -> 1, 5 -> 2, 7 -> 3).
+
+    Raises :class:`GeometryError` for an even (effective) kernel, which would need one more
+    cell on one side than on the other.
+    """
+    _validate(1, kernel, 1, 0, dilation)
+    f = effective_kernel(kernel, dilation)
+    if f % 2 == 0:
+        raise GeometryError(
+            f"a {f}-cell window has no symmetric 'same' padding: it needs {(f - 1) // 2} cells "
+            f"on one side and {f // 2} on the other; use an odd kernel"
+        )
+    return (f - 1) // 2
+
+
+def check_fit(
+    size: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    where: str = "layer",
+) -> Fit:
+    """Return the :class:`Fit`, or raise :class:`GeometryError` explaining, as the lecture
+    does, why the window does not tile its input and which strides and paddings would."""
+    result = fit(size, kernel, stride, padding, dilation)
+    if result.fits:
+        return result
+    f = effective_kernel(kernel, dilation)
+    if result.output < 1:
+        raise GeometryError(
+            f"{where}: {result.formula()}: a {kernel}x{kernel} window"
+            f"{'' if dilation == 1 else f' (dilation {dilation}, spans {f})'} does not fit in a "
+            f"{size}x{size} input padded by {padding}: the volume vanishes"
+        )
+    strides = fitting_strides(size, kernel, padding, dilation)
+    pads = fitting_paddings(size, kernel, stride, dilation)
+    value = f"{float(result.exact):.2f}"
+    msg = (
+        f"{where}: {result.formula()} is not a whole number: a {kernel}x{kernel} filter at "
+        f"stride {stride} does not fit a {size}x{size} input"
+        + (f" padded by {padding}" if padding else "")
+        + f" ({value} rounds down to {result.output}; {result.dropped} "
+        f"row(s)/column(s) dropped). "
+        + f"Strides that fit: {', '.join(map(str, strides)) or 'none'}. "
+    )
+    if pads:
+        shown = ", ".join(f"{p} (gives {o}x{o})" for p, o in pads)
+        msg += f"Paddings that fit stride {stride}: {shown}."
+    else:
+        msg += f"No padding up to {f - 1} fits stride {stride}."
+    raise GeometryError(msg)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One layer's sliding window along an axis (a convolution or a pooling)."""
+
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+
+    @property
+    def span(self) -> int:
+        return effective_kernel(self.kernel, self.dilation)
+
+
+@dataclass(frozen=True)
+class Field:
+    """Receptive field of an output unit along one axis, relative to the network input.
+
+    ``size``: input cells one unit sees; ``jump``: input cells between neighbouring units
+    (the effective stride); ``start``: input coordinate of the first cell seen by unit 0
+    (negative when it reaches into padding).  Unit ``i`` sees
+    ``[start + i*jump, start + i*jump + size - 1]``.
+    """
+
+    size: int = 1
+    jump: int = 1
+    start: int = 0
+
+    @property
+    def center(self) -> float:
+        """Input coordinate of the centre of unit 0's field."""
+        return self.start + (self.size - 1) / 2
+
+    def then(self, window: Window) -> Field:
+        """The field after one more window (composition through a layer)."""
+        return Field(
+            size=self.size + (window.span - 1) * self.jump,
+            jump=self.jump * window.stride,
+            start=self.start - window.padding * self.jump,
+        )
+
+    def merge(self, *others: Field) -> Field:
+        """The field of a unit that combines branches (concatenation, addition).
+
+        The result covers the union of the branches' fields.  All branches must move by the
+        same jump, as they do whenever their outputs line up cell by cell.
+        """
+        fields = (self, *others)
+        jumps = {f.jump for f in fields}
+        if len(jumps) != 1:
+            raise GeometryError(
+                f"branches with different effective strides {sorted(jumps)} cannot be merged "
+                "cell by cell"
+            )
+        start = min(f.start for f in fields)
+        end = max(f.start + f.size - 1 for f in fields)
+        return Field(size=end - start + 1, jump=self.jump, start=start)
+
+
+def chain(windows: list[Window] | tuple[Window, ...], field: Field | None = None) -> list[Field]:
+    """Fields after each window of a chain, starting from ``field`` (default: the input)."""
+    current = field or Field()
+    result = []
+    for w in windows:
+        current = current.then(w)
+        result.append(current)
+    return result
+
