@@ -64,10 +64,12 @@ def output_size(
     ``floor((N + 2P - D*(F-1) - 1)/S) + 1``; with ``ceil_mode`` the division rounds up, and the
     last window is dropped if it would start inside the right padding (PyTorch's pooling rule).
     Returns 0 or less when the (padded) input is smaller than the window: the volume vanishes.
+    (With ``ceil_mode`` PyTorch lets the last window hang over the end of the input, even when
+    the input is shorter than the window.)
     """
     _validate(size, kernel, stride, padding, dilation)
     span = size + 2 * padding - effective_kernel(kernel, dilation)
-    if span < 0 or not ceil_mode:
+    if not ceil_mode:
         return span // stride + 1
     out = -(-span // stride) + 1
     if (out - 1) * stride >= size + padding:
