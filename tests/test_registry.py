@@ -1,0 +1,63 @@
+"""The registry object on its own: strict names, globbing, suggestions."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from cnnlab.errors import CnnlabError, UnknownModelError
+from cnnlab.registry import ModelInfo, Registry
+
+
+def _info(name: str, **kw) -> ModelInfo:
+    def build(num_classes: int, in_channels: int, width: int = 4) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(in_channels, width, 3), nn.Flatten(), nn.LazyLinear(10))
+
+    defaults = dict(paper="test", input_size=(1, 8, 8), num_classes=10, params=0)
+    defaults.update(kw)
+    return ModelInfo(name=name, builder=build, **defaults)
+
+
+def test_duplicate_names_and_aliases_are_errors():
+    reg = Registry()
+    reg.add(_info("net", aliases=("net_alias",)))
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.add(_info("net"))
+    with pytest.raises(ValueError, match="'net_alias' is registered twice"):
+        reg.add(_info("other", aliases=("net_alias",)))
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.add(_info("net_alias"))
+
+
+def test_glob_and_aliases():
+    reg = Registry()
+    for n in ("resnet18", "resnet50", "resnet20", "vgg_d"):
+        reg.add(_info(n, aliases=("vgg16",) if n == "vgg_d" else ()))
+    assert reg.names("resnet*") == ["resnet18", "resnet50", "resnet20"]
+    assert reg.names("resnet?0") == ["resnet50", "resnet20"]
+    assert reg.names("vgg16") == []
+    assert reg.names("vgg16", aliases=True) == ["vgg16"]
+    assert reg.get("vgg16").name == "vgg_d"
+    assert len(reg) == 4 and "vgg16" in reg and "vgg15" not in reg
+
+
+def test_unknown_name_suggests_closest():
+    reg = Registry()
+    for n in ("resnet18", "resnet50", "alexnet"):
+        reg.add(_info(n))
+    with pytest.raises(UnknownModelError) as err:
+        reg.get("resnet5")
+    assert isinstance(err.value, CnnlabError)
+    assert "did you mean resnet50" in str(err.value)
+    with pytest.raises(UnknownModelError) as err:
+        reg.get("qqqq")
+    assert "did you mean" not in str(err.value)
+
+
+def test_options_and_defaults_reach_the_builder():
+    reg = Registry()
+    reg.add(_info("wide", options={"width": 7}))
+    model = reg.get("wide").create()
+    assert model[0].out_channels == 7 and model[0].in_channels == 1
+    model = reg.get("wide").create(in_channels=3, width=2)
+    assert model[0].out_channels == 2 and model[0].in_channels == 3
