@@ -1,0 +1,182 @@
+"""GoogLeNet / Inception v1 (Szegedy et al. 2014, "Going deeper with convolutions", Table 1,
+Fig. 3 and section 5).
+
+Built from Table 1 (the rows below): conv1 7x7/2, pool1 3x3/2, norm1, conv2 (1x1 reduce to 64,
+then 3x3 to 192), norm2, pool2, inception 3a-3b, pool3, 4a-4e, pool4, 5a-5b, average pooling,
+dropout 40%, a linear layer.  Every convolution, inside the inception modules too, is
+followed by ReLU and has a bias; there is no batch normalisation; the "5x5" branches are real
+5x5 convolutions.  Parameters: 6,998,552 (the Caffe reference model's count).
+
+Written down where the paper is silent or this code differs:
+- the 3x3/2 max pools round up (``ceil_mode``, as Caffe does), which gives Table 1's sizes
+  112 -> 56 -> 28 -> 14 -> 7 at the 224x224 input;
+- the paper gives no LRN parameters; these are the Caffe reference model's (size 5,
+  alpha 1e-4 divided by the size, beta 0.75, k 1): ``LocalResponseNorm(5, 2e-5, 0.75, 1.0)``;
+- the final 7x7/1 average pool is a global average pool (``AdaptiveAvgPool2d(1)``): the same
+  at 224x224, and other input sizes still work;
+- ``aux_logits=True`` adds the two auxiliary classifiers of section 5 on 4a and 4d (5x5/3
+  average pool, 1x1 conv with 128 filters, fc 1024, dropout 70%, linear): 13,378,280
+  parameters.  In training mode the model then returns :class:`GoogLeNetOutputs`
+  ``(logits, aux1, aux2)``; the paper adds their losses with weight
+  :data:`AUX_LOSS_WEIGHT` = 0.3 and discards them at inference.  In eval mode it returns the
+  logits tensor alone, as it always does without the heads.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from cnnlab.layers import Inception, LocalResponseNorm
+from cnnlab.registry import REGISTRY
+from cnnlab.zoo._common import check_count, input_hw, trace
+
+__all__ = ["AUX_LOSS_WEIGHT", "GoogLeNet", "GoogLeNetOutputs", "InceptionAux", "googlenet"]
+
+PAPER = (
+    "C. Szegedy, W. Liu, Y. Jia, P. Sermanet, S. Reed, D. Anguelov, D. Erhan, V. Vanhoucke, "
+    "A. Rabinovich. Going deeper with convolutions. CVPR 2015 (arXiv:1409.4842)"
+)
+_NATIVE = (224, 224)
+AUX_LOSS_WEIGHT = 0.3  # section 5: auxiliary losses are added with weight 0.3
+
+# Table 1 from pool2 on: an inception module with
+# (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), or a 3x3/2 max pool (None).
+TABLE1: tuple[tuple[str, tuple[int, int, int, int, int, int] | None], ...] = (
+    ("inception3a", (64, 96, 128, 16, 32, 32)),
+    ("inception3b", (128, 128, 192, 32, 96, 64)),
+    ("pool3", None),
+    ("inception4a", (192, 96, 208, 16, 48, 64)),
+    ("inception4b", (160, 112, 224, 24, 64, 64)),
+    ("inception4c", (128, 128, 256, 24, 64, 64)),
+    ("inception4d", (112, 144, 288, 32, 64, 64)),
+    ("inception4e", (256, 160, 320, 32, 128, 128)),
+    ("pool4", None),
+    ("inception5a", (256, 160, 320, 32, 128, 128)),
+    ("inception5b", (384, 192, 384, 48, 128, 128)),
+)
+_AUX_AFTER = {"inception4a": "aux1", "inception4d": "aux2"}
+
+
+class GoogLeNetOutputs(NamedTuple):
+    """What a GoogLeNet with auxiliary heads returns in training mode (each ``(N, classes)``)."""
+
+    logits: torch.Tensor
+    aux1: torch.Tensor  # the head on inception4a
+    aux2: torch.Tensor  # the head on inception4d
+
+
+class InceptionAux(nn.Sequential):
+    """An auxiliary classifier of section 5: 5x5/3 average pool (14x14 -> 4x4), 1x1 conv with
+    128 filters + ReLU, fc with 1024 units + ReLU, dropout 70%, linear to the classes.
+    ``spatial`` is the (H, W) of its input (the fc's width depends on it)."""
+
+    def __init__(self, in_channels: int, num_classes: int, spatial: tuple[int, int]):
+        layers: list[tuple[str, nn.Module]] = [
+            ("pool", nn.AvgPool2d(5, 3)),
+            ("conv", nn.Conv2d(in_channels, 128, 1)),
+            ("relu_conv", nn.ReLU()),
+        ]
+        oh, ow = trace("googlenet auxiliary classifier", layers, spatial, (14, 14))
+        layers += [
+            ("flatten", nn.Flatten()),
+            ("fc1", nn.Linear(128 * oh * ow, 1024)),
+            ("relu_fc1", nn.ReLU()),
+            ("dropout", nn.Dropout(0.7)),
+            ("fc2", nn.Linear(1024, num_classes)),
+        ]
+        super().__init__(OrderedDict(layers))
+
+
+class GoogLeNet(nn.Module):
+    """GoogLeNet with Table 1's layer names as direct children, in forward order; the
+    auxiliary heads (``aux1``, ``aux2``), when present, are the last children."""
+
+    def __init__(self, layers: list[tuple[str, nn.Module]], aux: dict[str, nn.Module]):
+        super().__init__()
+        for name, module in layers:
+            self.add_module(name, module)
+        self._order = [name for name, _ in layers]
+        self._aux_after = {after: head for after, head in _AUX_AFTER.items() if head in aux}
+        for name, module in aux.items():
+            self.add_module(name, module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | GoogLeNetOutputs:
+        aux: dict[str, torch.Tensor] = {}
+        for name in self._order:
+            x = getattr(self, name)(x)
+            if self.training and name in self._aux_after:
+                head = self._aux_after[name]
+                aux[head] = getattr(self, head)(x)
+        if aux:
+            return GoogLeNetOutputs(x, aux["aux1"], aux["aux2"])
+        return x
+
+
+def googlenet(
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    input_size: int | tuple[int, int] | None = None,
+    aux_logits: bool = False,
+) -> GoogLeNet:
+    """Build GoogLeNet from Table 1 (see the module docstring for its details)."""
+    check_count("googlenet", "num_classes", num_classes)
+    check_count("googlenet", "in_channels", in_channels)
+    hw = input_hw("googlenet", input_size, _NATIVE)
+
+    def lrn() -> nn.Module:
+        return LocalResponseNorm(5, 2e-5, 0.75, 1.0)  # Caffe's alpha=1e-4 is divided by 5
+
+    layers: list[tuple[str, nn.Module]] = [
+        ("conv1", nn.Conv2d(in_channels, 64, 7, stride=2, padding=3)),
+        ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
+        ("norm1", lrn()),
+        ("conv2_reduce", nn.Conv2d(64, 64, 1)),
+        ("relu2_reduce", nn.ReLU()),
+        ("conv2", nn.Conv2d(64, 192, 3, padding=1)),
+        ("relu2", nn.ReLU()),
+        ("norm2", lrn()),
+        ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
+    ]
+    aux: dict[str, nn.Module] = {}
+    channels = 192
+    for name, widths in TABLE1:
+        if widths is None:
+            layers.append((name, nn.MaxPool2d(3, 2, ceil_mode=True)))
+            continue
+        block = Inception(channels, *widths)
+        layers.append((name, block))
+        channels = block.out_channels
+        if aux_logits and name in _AUX_AFTER:
+            head = _AUX_AFTER[name]
+            # Traced from the network's input, so a too-small input is reported as such.
+            trace("googlenet", [*layers, (f"{head}.pool", nn.AvgPool2d(5, 3))], hw, _NATIVE)
+            spatial = trace("googlenet", layers, hw, _NATIVE)
+            aux[head] = InceptionAux(channels, num_classes, spatial)
+    trace("googlenet", layers, hw, _NATIVE)
+    layers += [
+        ("avgpool", nn.AdaptiveAvgPool2d(1)),  # the paper's 7x7/1 average pool at 224x224
+        ("flatten", nn.Flatten()),
+        ("dropout", nn.Dropout(0.4)),
+        ("fc", nn.Linear(channels, num_classes)),
+    ]
+    return GoogLeNet(layers, aux)
+
+
+REGISTRY.register(
+    "googlenet",
+    paper=PAPER,
+    input_size=(3, 224, 224),
+    num_classes=1000,
+    params=6_998_552,
+    macs=1_582_671_872,
+    top5="6.67% ILSVRC-2014 test (7 models x 144 crops); 10.07% for 1 model, 1 crop "
+    "(Szegedy et al. Tables 2, 3)",
+    summary="Inception v1 from Table 1: real 5x5 branches, LRN, no BN; aux_logits=True adds "
+    "the two auxiliary classifiers",
+)(googlenet)

@@ -1,0 +1,201 @@
+"""Residual networks (He, Zhang, Ren & Sun 2015, "Deep residual learning for image
+recognition"): the ImageNet networks of Table 1 and the CIFAR-10 networks of section 4.2.
+
+ImageNet (``resnet18`` ... ``resnet152``, 224x224x3): conv1 7x7/2 with 64 filters + BN + ReLU,
+pool1 3x3/2 max pool, four stages ``layer1``..``layer4`` (the paper's conv2_x..conv5_x) of
+basic or bottleneck blocks with 64/128/256/512 planes, the first block of layer2..4 striding by
+2, then global average pooling and a fully connected layer.  Defaults follow torchvision:
+projection shortcuts where the shape changes (option B, which the paper uses for 50/101/152;
+its 18/34 of Table 2 use option A, ``shortcut="A"``) and ``variant="v1.5"``, the stride of a
+downsampling bottleneck on its 3x3 convolution.  ``variant="v1"`` puts it on the first 1x1, as
+in the paper and its Caffe models: the same parameters, and the paper's multiply-adds
+(3.8/7.6/11.3 G for 50/101/152 instead of 4.1/7.8/11.5 G).  The state_dict keys are
+torchvision's (``layer1.0.conv1.weight``, ``layer2.0.downsample.0.weight``...).
+
+CIFAR-10 (``resnet20`` ... ``resnet1202``, 32x32x3, depth 6n+2): conv1 3x3 with 16 filters,
+three stages of n basic blocks with 16/32/64 filters on 32x32, 16x16 and 8x8 maps, global
+average pooling, a 10-way fully connected layer; option A (zero-padding, parameter-free)
+shortcuts everywhere, as the paper says.  A 28x28 input (Fashion-MNIST with
+``in_channels=1``) runs unchanged: 28 -> 14 -> 7.
+
+Both: BN after every convolution and no conv biases; weights initialised as in He et al.
+2015 ("Delving deep into rectifiers", normal with std sqrt(2/fan_out), as torchvision), BN
+scale 1 and shift 0.  The global average pool replaces the paper's fixed 7x7 (ImageNet) or
+8x8 (CIFAR) pooling, to which it is equal at the native input.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from cnnlab.layers import BasicBlock, Bottleneck
+from cnnlab.registry import REGISTRY
+from cnnlab.zoo._common import check_choice, check_count, input_hw, trace
+
+__all__ = ["ResNet", "resnet", "resnet_cifar"]
+
+PAPER = (
+    "K. He, X. Zhang, S. Ren, J. Sun. Deep residual learning for image recognition. CVPR 2016 "
+    "(arXiv:1512.03385)"
+)
+
+# Table 1: depth -> (block, blocks in conv2_x..conv5_x)
+IMAGENET: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+# Section 4.2: depth 6n+2 -> n basic blocks per stage
+CIFAR: dict[int, int] = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
+
+
+class ResNet(nn.Sequential):
+    """A residual network as a plain ``nn.Sequential``: conv1, bn1, relu1, (pool1),
+    layer1.., avgpool, flatten, fc."""
+
+
+def _stage(block, c_in: int, planes: int, blocks: int, stride: int, **kw) -> nn.Sequential:
+    """One stage: ``blocks`` residual blocks, the first with ``stride``; children 0, 1, ..."""
+    layers = []
+    for i in range(blocks):
+        layers.append(block(c_in, planes, stride if i == 0 else 1, **kw))
+        c_in = layers[-1].out_channels
+    return nn.Sequential(*layers)
+
+
+def _init(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def resnet(
+    *,
+    depth: int,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    input_size: int | tuple[int, int] | None = None,
+    variant: str = "v1.5",
+    shortcut: str = "B",
+) -> ResNet:
+    """Build an ImageNet ResNet of Table 1 (``depth`` 18, 34, 50, 101 or 152).
+
+    ``variant`` ("v1.5" or "v1") matters for the bottleneck networks only; ``shortcut``: "A"
+    zero-padding, "B" projection where the shape changes, "C" projection everywhere.
+    """
+    check_choice("resnet", "depth", depth, IMAGENET)
+    name = f"resnet{depth}"
+    check_count(name, "num_classes", num_classes)
+    check_count(name, "in_channels", in_channels)
+    check_choice(name, "variant", variant, ("v1.5", "v1"))
+    check_choice(name, "shortcut", shortcut, ("A", "B", "C"))
+    hw = input_hw(name, input_size, (224, 224))
+    block, counts = IMAGENET[depth]
+    kw = {"shortcut": shortcut} | ({"variant": variant} if block is Bottleneck else {})
+    layers: list[tuple[str, nn.Module]] = [
+        ("conv1", nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)),
+        ("bn1", nn.BatchNorm2d(64)),
+        ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(3, stride=2, padding=1)),
+    ]
+    c = 64
+    for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), counts, strict=True)):
+        stage = _stage(block, c, planes, blocks, 1 if i == 0 else 2, **kw)
+        layers.append((f"layer{i + 1}", stage))
+        c = stage[-1].out_channels
+    trace(name, layers, hw, (224, 224))
+    layers += [("avgpool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
+    layers.append(("fc", nn.Linear(c, num_classes)))
+    return _init(ResNet(OrderedDict(layers)))
+
+
+def resnet_cifar(
+    *,
+    depth: int,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    input_size: int | tuple[int, int] | None = None,
+    shortcut: str = "A",
+) -> ResNet:
+    """Build a CIFAR-10 ResNet of section 4.2 (``depth`` = 6n+2: 20, 32, 44, 56, 110, 1202).
+
+    ``shortcut="A"`` (the paper's) zero-pads; "B" and "C" project as in :func:`resnet`.
+    """
+    check_choice("resnet_cifar", "depth", depth, CIFAR)
+    name = f"resnet{depth}"
+    check_count(name, "num_classes", num_classes)
+    check_count(name, "in_channels", in_channels)
+    check_choice(name, "shortcut", shortcut, ("A", "B", "C"))
+    hw = input_hw(name, input_size, (32, 32))
+    n = CIFAR[depth]
+    layers: list[tuple[str, nn.Module]] = [
+        ("conv1", nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)),
+        ("bn1", nn.BatchNorm2d(16)),
+        ("relu1", nn.ReLU()),
+    ]
+    c = 16
+    for i, planes in enumerate((16, 32, 64)):
+        stage = _stage(BasicBlock, c, planes, n, 1 if i == 0 else 2, shortcut=shortcut)
+        layers.append((f"layer{i + 1}", stage))
+        c = planes
+    trace(name, layers, hw, (32, 32))
+    layers += [("avgpool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
+    layers.append(("fc", nn.Linear(c, num_classes)))
+    return _init(ResNet(OrderedDict(layers)))
+
+
+_IMAGENET_FACTS = {  # depth -> (params, MACs v1.5 at 224x224, top-5 text)
+    18: (11_689_512, 1_814_073_344, "10.92% ImageNet val, 1 centre crop (torchvision's "
+         "weights: acc@5 89.078); the paper gives no top-5 for ResNet-18"),
+    34: (21_797_672, 3_663_761_408, "7.46% ImageNet val, 10 crops, option B (He et al. "
+         "Table 3)"),
+    50: (25_557_032, 4_089_184_256, "6.71% ImageNet val, 10 crops (He et al. Table 3)"),
+    101: (44_549_160, 7_801_405_440, "6.05% ImageNet val, 10 crops (He et al. Table 3)"),
+    152: (60_192_808, 11_513_626_624, "5.71% val 10 crops (Table 3); 4.49% val multi-scale "
+          "(Table 4); the 6-model ensemble: 3.57% test (Table 5)"),
+}  # fmt: skip
+_CIFAR_FACTS = {  # depth -> (params, MACs at 32x32, CIFAR-10 test error, He et al. Table 6)
+    20: (269_722, 40_551_040, "8.75%"),
+    32: (464_154, 68_862_592, "7.51%"),
+    44: (658_586, 97_174_144, "7.17%"),
+    56: (853_018, 125_485_696, "6.97%"),
+    110: (1_727_962, 252_887_680, "6.43% best of 5 runs (6.61 +- 0.16)"),
+    1202: (19_421_274, 2_829_238_912, "7.93%"),
+}
+
+for _depth, (_params, _macs, _top5) in _IMAGENET_FACTS.items():
+    _block = "bottleneck" if IMAGENET[_depth][0] is Bottleneck else "basic"
+    REGISTRY.register(
+        f"resnet{_depth}",
+        paper=PAPER,
+        input_size=(3, 224, 224),
+        num_classes=1000,
+        params=_params,
+        macs=_macs,
+        top5=_top5,
+        summary=f"ImageNet ResNet-{_depth}, {_block} blocks {list(IMAGENET[_depth][1])}; v1.5 "
+        "(stride on the 3x3) with projection shortcuts, as torchvision",
+        options={"depth": _depth},
+    )(resnet)
+
+for _depth, (_params, _macs, _err) in _CIFAR_FACTS.items():
+    REGISTRY.register(
+        f"resnet{_depth}",
+        paper=PAPER,
+        input_size=(3, 32, 32),
+        num_classes=10,
+        params=_params,
+        macs=_macs,
+        top5=f"CIFAR-10 test error (top-1) {_err} (He et al. Table 6)",
+        summary=f"CIFAR-10 ResNet-{_depth} (n={CIFAR[_depth]}): 16/32/64 filters, "
+        "zero-padding (option A) shortcuts",
+        options={"depth": _depth},
+    )(resnet_cifar)

@@ -1,0 +1,102 @@
+"""ZFNet (Zeiler & Fergus 2013/2014, "Visualizing and Understanding Convolutional Networks",
+Fig. 3 and section 4.1).
+
+AlexNet with a finer first layer and dense connections: conv1 96@7x7 stride 2 (AlexNet:
+11x11 stride 4), conv2 256@5x5 stride 2, conv3-5 384/384/256@3x3, each followed by ReLU;
+3x3/2 max pooling after conv1, conv2 and conv5; contrast normalisation across feature maps
+after the first two poolings; fc6 and fc7 with 4096 units and dropout 0.5; input 224x224x3.
+
+Reconstructed where the paper is silent (its figure gives only the map sizes
+224 -> 110 -> 55 -> 26 -> 13 -> 13 -> 13 -> 6):
+- conv1 pads by 1 ((224 + 2 - 7)/2 + 1 = 110.5 -> 110) and pool1/pool2 round up
+  (``ceil_mode``: 110 -> 55, 26 -> 13), conv3-5 pad by 1; pool5 is exact (13 -> 6);
+- the normalisation is AlexNet's LRN (k=2, n=5, alpha=1e-4, beta=0.75), whose formula the
+  paper's "contrast normalized across feature maps" refers to.
+With these, 62,357,608 parameters (the paper gives no count).  ``conv345=(512, 1024, 512)``
+builds the wider model (b) of Table 2 (the "ZFNet" of CS231n's slides): 107,627,624.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.layers import LocalResponseNorm
+from cnnlab.registry import REGISTRY
+from cnnlab.zoo._common import check_count, input_hw, trace
+
+__all__ = ["ZFNet", "zfnet"]
+
+PAPER = (
+    "M. D. Zeiler, R. Fergus. Visualizing and understanding convolutional networks. ECCV 2014 "
+    "(arXiv:1311.2901)"
+)
+_NATIVE = (224, 224)
+
+
+class ZFNet(nn.Sequential):
+    """ZFNet as a plain ``nn.Sequential`` with AlexNet-style layer names (conv1 ... fc8)."""
+
+
+def zfnet(
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    input_size: int | tuple[int, int] | None = None,
+    conv345: tuple[int, int, int] = (384, 384, 256),
+) -> ZFNet:
+    """Build ZFNet (Fig. 3 of the paper, reconstructed as the module docstring says)."""
+    check_count("zfnet", "num_classes", num_classes)
+    check_count("zfnet", "in_channels", in_channels)
+    if not isinstance(conv345, tuple | list) or len(conv345) != 3:
+        raise CnnlabError(f"zfnet: conv345 must be three widths, got {conv345!r}")
+    c3, c4, c5 = (check_count("zfnet", "conv345 width", c) for c in conv345)
+    h, w = input_hw("zfnet", input_size, _NATIVE)
+
+    def lrn() -> nn.Module:
+        return LocalResponseNorm(5, 1e-4, 0.75, 2.0)
+
+    layers: list[tuple[str, nn.Module]] = [
+        ("conv1", nn.Conv2d(in_channels, 96, 7, stride=2, padding=1)),
+        ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
+        ("norm1", lrn()),
+        ("conv2", nn.Conv2d(96, 256, 5, stride=2)),
+        ("relu2", nn.ReLU()),
+        ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
+        ("norm2", lrn()),
+        ("conv3", nn.Conv2d(256, c3, 3, padding=1)),
+        ("relu3", nn.ReLU()),
+        ("conv4", nn.Conv2d(c3, c4, 3, padding=1)),
+        ("relu4", nn.ReLU()),
+        ("conv5", nn.Conv2d(c4, c5, 3, padding=1)),
+        ("relu5", nn.ReLU()),
+        ("pool5", nn.MaxPool2d(3, 2)),
+    ]
+    oh, ow = trace("zfnet", layers, (h, w), _NATIVE)
+    layers += [
+        ("flatten", nn.Flatten()),
+        ("fc6", nn.Linear(c5 * oh * ow, 4096)),  # 256*6*6 = 9,216 inputs at 224x224
+        ("relu6", nn.ReLU()),
+        ("drop6", nn.Dropout(0.5)),
+        ("fc7", nn.Linear(4096, 4096)),
+        ("relu7", nn.ReLU()),
+        ("drop7", nn.Dropout(0.5)),
+        ("fc8", nn.Linear(4096, num_classes)),
+    ]
+    return ZFNet(OrderedDict(layers))
+
+
+REGISTRY.register(
+    "zfnet",
+    paper=PAPER,
+    input_size=(3, 224, 224),
+    num_classes=1000,
+    params=62_357_608,
+    macs=1_168_032_896,
+    top5="16.5% ImageNet-2012 val for 1 net; 14.8% test for 6 nets (Zeiler & Fergus Table 2); "
+    "the ILSVRC-2013 winner Clarifai: 11.7%",
+    summary="AlexNet with a 7x7/2 first layer, 5x5/2 second layer and dense connections",
+)(zfnet)
