@@ -1,0 +1,392 @@
+"""``analyze``: trace a model once and turn the call tree into rows and totals."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.analysis import rules as R
+from cnnlab.analysis.result import Analysis, RField, Row, Totals, TrainingMemory
+from cnnlab.analysis.tracer import Frame, OpRecord, trace
+from cnnlab.errors import CnnlabError
+
+__all__ = ["analyze"]
+
+
+def analyze(
+    model: nn.Module,
+    input_size: Sequence[int],
+    batch: int = 1,
+    dtype: torch.dtype = torch.float32,
+    strict: bool = False,
+) -> Analysis:
+    """Shapes, parameters, memory, multiply-adds and receptive fields of ``model``, per layer.
+
+    ``input_size`` is one example's ``(C, H, W)`` (or ``(C, L)``, ``(C, D, H, W)``); the model
+    sees a batch of ``batch`` such examples of ``dtype``.  Works on any ``nn.Module``: every
+    module call and every functional op of its forward becomes a row (see
+    :mod:`cnnlab.analysis.tracer` for how, without allocating activations or touching the
+    model).  ``strict=True`` raises :class:`~cnnlab.errors.GeometryError` at the first window
+    (convolution or pooling) that does not tile its input, with the lecture's arithmetic.
+
+    Raises :class:`~cnnlab.errors.CnnlabError` for an invalid size, or (as
+    :class:`~cnnlab.analysis.tracer.AnalysisError` / ``GeometryError``) when the forward cannot
+    run on such an input; the message names the layer.
+    """
+    if not isinstance(model, nn.Module):
+        raise CnnlabError(f"analyze() needs a torch.nn.Module, got {type(model).__name__}")
+    size = _check_size(input_size)
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise CnnlabError(f"batch must be an integer >= 1, got {batch!r}")
+    if not isinstance(dtype, torch.dtype):
+        raise CnnlabError(f"dtype must be a torch.dtype, got {dtype!r}")
+    x = torch.empty((batch, *size), dtype=dtype, device="meta")
+    result = trace(model, x, strict=strict)
+    itemsize = x.element_size()
+    builder = _RowBuilder(model, itemsize)
+    builder.walk(result.root)
+    rows = builder.rows + builder.uncalled_rows()
+    totals = _totals(model, result, builder, batch)
+    return Analysis(
+        model=type(model).__name__,
+        input_shape=tuple(x.shape),
+        dtype=str(dtype).replace("torch.", ""),
+        rows=tuple(rows),
+        totals=totals,
+        conventions=dict(R.CONVENTIONS),
+        strict=strict,
+    )
+
+
+def _check_size(input_size: Any) -> tuple[int, ...]:
+    if isinstance(input_size, int):
+        input_size = (input_size,)
+    try:
+        size = tuple(input_size)
+    except TypeError:
+        size = ()
+    if not size or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size):
+        raise CnnlabError(
+            f"input size must be one example's positive sizes such as (3, 224, 224) "
+            f"(channels, height, width), got {input_size!r}"
+        )
+    return size
+
+
+class _Agg:
+    """Counts of one subtree."""
+
+    def __init__(self) -> None:
+        self.macs = 0
+        self.other = 0
+        self.params = 0
+        self.weights = 0
+        self.biases = 0
+        self.trainable = 0
+        self.uncounted: Counter[str] = Counter()
+        self.fits: list[tuple[Any, bool]] = []
+        self.hyper: dict[str, Any] = {}
+
+    def add(self, other: _Agg) -> None:
+        self.macs += other.macs
+        self.other += other.other
+        self.params += other.params
+        self.weights += other.weights
+        self.biases += other.biases
+        self.trainable += other.trainable
+        self.uncounted.update(other.uncounted)
+
+
+class _RowBuilder:
+    def __init__(self, model: nn.Module, itemsize: int):
+        self.model = model
+        self.itemsize = itemsize
+        self.rows: list[Row] = []
+        self.uncounted: Counter[str] = Counter()
+        self.called: set[str] = set()
+        # Each parameter belongs to the first module that holds it (shared tensors once).
+        self.own: dict[str, list[tuple[str, nn.Parameter]]] = {}
+        seen: set[int] = set()
+        for path, module in model.named_modules():
+            for attr, p in module._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                self.own.setdefault(path, []).append((attr, p))
+
+    def own_agg(self, path: str) -> _Agg:
+        agg = _Agg()
+        for attr, p in self.own.get(path, []):
+            n = p.numel()
+            agg.params += n
+            if attr == "bias":
+                agg.biases += n
+            else:
+                agg.weights += n
+            if p.requires_grad:
+                agg.trainable += n
+        return agg
+
+    def walk(self, frame: Frame) -> _Agg:
+        """Rows of ``frame``'s subtree (pre-order) and its aggregated counts."""
+        agg = self.own_agg(frame.path) if frame.call == 1 else _Agg()
+        if frame.parent is not None:
+            self.called.add(frame.path)
+        index = len(self.rows)
+        leaf = not frame.children
+        op_counts: Counter[str] = Counter()
+        for item in frame.items:
+            if isinstance(item, Frame):
+                agg.add(self.walk(item))
+            else:
+                op_agg = _op_agg(item)
+                agg.add(op_agg)
+                agg.fits.extend(op_agg.fits)
+                if not agg.hyper and op_agg.hyper:
+                    agg.hyper = dict(op_agg.hyper)
+                if not leaf and frame.parent is not None or frame.parent is None:
+                    op_counts[item.name] += 1
+                    self.rows.append(self._op_row(item, frame, op_counts[item.name], op_agg))
+        if frame.override is not None:
+            agg.macs = int(frame.override.get("macs", agg.macs))
+            agg.other = int(frame.override.get("other_ops", agg.other))
+            agg.hyper.update(frame.override.get("hyper", {}))
+            agg.uncounted.clear()
+        if frame.parent is None:
+            self.uncounted = agg.uncounted
+            self.root_agg = agg
+            return agg
+        notes = []
+        if frame.call > 1:
+            notes.append(f"call {frame.call}: parameters counted at the first call")
+        row = Row(
+            path=frame.path,
+            type=frame.type,
+            kind="module",
+            depth=frame.depth,
+            parent=frame.parent.path if frame.parent.parent is not None else None,
+            call=frame.call,
+            leaf=leaf,
+            hyper=agg.hyper if leaf else {},
+            input_shapes=frame.input_shapes,
+            output_shapes=frame.output_shapes,
+            params=agg.params,
+            weights=agg.weights,
+            biases=agg.biases,
+            trainable=agg.trainable,
+            activations=_numel(frame.output_shapes[0]) if frame.output_shapes else 0,
+            activation_bytes=(
+                _numel(frame.output_shapes[0]) * self.itemsize if frame.output_shapes else 0
+            ),
+            macs=agg.macs,
+            other_ops=agg.other,
+            uncounted=tuple(sorted(agg.uncounted)),
+            field=_rfield(frame.out_info),
+            fit=_fit_text(agg.fits) if leaf else "",
+            notes=tuple(notes),
+        )
+        self.rows.insert(index, row)
+        return agg
+
+    def _op_row(self, rec: OpRecord, frame: Frame, n: int, agg: _Agg) -> Row:
+        base = f"{frame.path}." if frame.path else ""
+        path = f"{base}<{rec.name}>" + (f"#{n}" if n > 1 else "")
+        shapes = rec.output_shapes
+        return Row(
+            path=path,
+            type=rec.name,
+            kind="op",
+            depth=frame.depth + 1,
+            parent=frame.path or None,
+            call=1,
+            leaf=True,
+            hyper=agg.hyper,
+            input_shapes=rec.input_shapes,
+            output_shapes=shapes,
+            params=0,
+            weights=0,
+            biases=0,
+            trainable=0,
+            activations=_numel(shapes[0]) if shapes else 0,
+            activation_bytes=_numel(shapes[0]) * self.itemsize if shapes else 0,
+            macs=agg.macs,
+            other_ops=agg.other,
+            uncounted=tuple(sorted(agg.uncounted)),
+            field=_rfield(rec.out_info),
+            fit=_fit_text(agg.fits),
+            notes=() if rec.counted else ("no counting rule: MACs unknown",),
+        )
+
+    def uncalled_rows(self) -> list[Row]:
+        """Modules that hold parameters but were not called (e.g. auxiliary heads in eval)."""
+        rows = []
+        for path, module in self.model.named_modules():
+            if not path or path in self.called:
+                continue
+            parent = path.rsplit(".", 1)[0] if "." in path else ""
+            if parent and parent not in self.called:
+                continue  # shown by its uncalled ancestor
+            agg = _Agg()
+            for sub, _ in module.named_modules(prefix=path):
+                agg.add(self.own_agg(sub))
+            if agg.params == 0:
+                continue
+            rows.append(
+                Row(
+                    path=path,
+                    type=type(module).__name__,
+                    kind="uncalled",
+                    depth=path.count(".") + 1,
+                    parent=parent or None,
+                    call=0,
+                    leaf=True,
+                    hyper={},
+                    input_shapes=(),
+                    output_shapes=(),
+                    params=agg.params,
+                    weights=agg.weights,
+                    biases=agg.biases,
+                    trainable=agg.trainable,
+                    activations=0,
+                    activation_bytes=0,
+                    macs=0,
+                    other_ops=0,
+                    uncounted=(),
+                    field=None,
+                    fit="",
+                    notes=("not called by this forward (mode or input): parameters only",),
+                )
+            )
+        own_root = self.own_agg("")
+        if own_root.params:
+            rows.append(
+                Row(
+                    path="(model)",
+                    type=type(self.model).__name__,
+                    kind="uncalled",
+                    depth=1,
+                    parent=None,
+                    call=0,
+                    leaf=True,
+                    hyper={},
+                    input_shapes=(),
+                    output_shapes=(),
+                    params=own_root.params,
+                    weights=own_root.weights,
+                    biases=own_root.biases,
+                    trainable=own_root.trainable,
+                    activations=0,
+                    activation_bytes=0,
+                    macs=0,
+                    other_ops=0,
+                    uncounted=(),
+                    field=None,
+                    fit="",
+                    notes=("parameters held by the model itself",),
+                )
+            )
+        return rows
+
+
+def _op_agg(rec: OpRecord) -> _Agg:
+    agg = _Agg()
+    if rec.effect is None:
+        if not rec.view:
+            agg.uncounted[rec.name] += 1
+        return agg
+    agg.macs = rec.effect.macs
+    agg.other = rec.effect.other_ops
+    agg.hyper = dict(rec.effect.hyper)
+    agg.fits = [(f, rec.effect.spatial.ceil_mode) for f in rec.fits]
+    return agg
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _rfield(info) -> RField | None:
+    if info is None or info.fields is None or not info.fields:
+        return None
+    return RField(
+        size=tuple(f.size for f in info.fields),
+        jump=None if info.is_global else tuple(f.jump for f in info.fields),
+        start=tuple(f.start for f in info.fields),
+        is_global=info.is_global,
+    )
+
+
+def _fit_text(fits: list[tuple[Any, bool]]) -> str:
+    """``exact``, or what the window does to the last rows/columns, e.g. ``drops 1``."""
+    if not fits:
+        return ""
+    parts = []
+    for f, ceil in fits:
+        if f.fits:
+            parts.append("exact")
+        elif ceil:
+            parts.append("ceil +1")
+        elif f.dropped_input:
+            parts.append(f"drops {f.dropped_input}")
+        else:
+            parts.append(f"drops {f.dropped} pad")
+    if len(set(parts)) == 1:
+        return parts[0]
+    return ", ".join(parts)
+
+
+def _totals(model: nn.Module, result, builder: _RowBuilder, batch: int) -> Totals:
+    params = list(model.parameters())
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    biases = sum(
+        p.numel()
+        for attr, p in ((a, p) for own in builder.own.values() for a, p in own)
+        if attr == "bias"
+    )
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    trainable_bytes = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    buffers = list(model.buffers())
+    alloc_values = result.input_values
+    alloc_bytes = result.input_bytes
+    stack = [result.root]
+    while stack:
+        frame = stack.pop()
+        for item in frame.items:
+            if isinstance(item, Frame):
+                stack.append(item)
+            else:
+                alloc_values += item.alloc_values
+                alloc_bytes += item.alloc_bytes
+    agg = builder.root_agg
+    return Totals(
+        params=total,
+        trainable=trainable,
+        frozen=total - trainable,
+        weights=total - biases,
+        biases=biases,
+        param_bytes=param_bytes,
+        buffers=sum(b.numel() for b in buffers),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),
+        macs=agg.macs,
+        other_ops=agg.other,
+        input_values=result.input_values,
+        activation_values=alloc_values,
+        activation_bytes=alloc_bytes,
+        training=TrainingMemory(
+            saved_activations=result.saved_bytes,
+            parameters=param_bytes,
+            gradients=trainable_bytes,
+            sgd_momentum_state=trainable_bytes,
+            adam_state=2 * trainable_bytes,
+        ),
+        uncounted=dict(builder.uncounted),
+        batch=batch,
+    )

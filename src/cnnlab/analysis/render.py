@@ -1,0 +1,452 @@
+"""Renderers: an :class:`~cnnlab.analysis.result.Analysis` as a terminal table, Markdown, CSV,
+JSON or the lecture's lines.  They only format; every number comes from the analysis.
+
+Each text renderer returns a string (the CLI prints it); :func:`rich_table` returns a rich
+``Table`` for terminals.  Every format states its conventions (MACs vs FLOPs, what is counted,
+bytes per element).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from cnnlab.analysis.result import Analysis, Row
+
+__all__ = [
+    "FORMATS",
+    "human",
+    "render",
+    "render_csv",
+    "render_json",
+    "render_lecture",
+    "render_markdown",
+    "render_table",
+    "rich_table",
+    "lecture_lines",
+]
+
+FORMATS = ("table", "markdown", "csv", "json", "lecture")
+
+
+def human(value: float, unit: str = "") -> str:
+    """1,234,567 -> '1.23M' (decimal prefixes; bytes use MB = 10^6 bytes)."""
+    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= limit:
+            return f"{value / limit:.2f}{suffix}{unit}"
+    return f"{value:.0f}{unit}" if float(value).is_integer() else f"{value:.2f}{unit}"
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) if shape else "-"
+
+
+def _hyper(row: Row) -> str:
+    h = row.hyper
+    if "kernel" in h:
+        parts = [f"{_ax(h['kernel'])}/{_ax(h['stride'])}"]
+        if any(h.get("padding", ())):
+            parts.append(f"p{_ax(h['padding'])}")
+        if any(d != 1 for d in h.get("dilation", ())):
+            parts.append(f"d{_ax(h['dilation'])}")
+        if h.get("groups", 1) != 1:
+            parts.append(f"g{h['groups']}")
+        if h.get("ceil_mode"):
+            parts.append("ceil")
+        return " ".join(parts)
+    if "out_features" in h:
+        return f"{h['in_features']}->{h['out_features']}"
+    if "output_size" in h:
+        return f"->{_ax(h['output_size'])}"
+    return ""
+
+
+def _ax(values: Any) -> str:
+    if isinstance(values, int):
+        return str(values)
+    values = tuple(values)
+    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+
+
+def _rf(row: Row) -> str:
+    if row.field is None:
+        return "-" if row.kind == "uncalled" else "?"
+    if row.field.is_global:
+        return f"{row.field.text()} (all)"
+    return f"{row.field.text()}/{row.field.jump_text()}"
+
+
+def _macs(row: Row) -> str:
+    if row.uncounted:
+        return f"{row.macs:,}+?"
+    return f"{row.macs:,}" if row.macs else "-"
+
+
+def _label(row: Row, indent: bool = True) -> str:
+    pad = "  " * (row.depth - 1) if indent else ""
+    name = row.path.rsplit(".", 1)[-1] if indent and row.kind != "op" else row.path
+    if indent and row.kind == "op":
+        name = row.path.rsplit(".", 1)[-1] if "." in row.path else row.path
+    if row.call > 1:
+        name += f" (call {row.call})"
+    return pad + name
+
+
+def _columns() -> list[str]:
+    return [
+        "Layer",
+        "Type",
+        "Filter/stride",
+        "Volume WxHxD",
+        "Output NxCxHxW",
+        "Params",
+        "MACs",
+        "Act. values",
+        "RF/jump",
+        "Fit",
+    ]
+
+
+def _cells(row: Row, indent: bool = True) -> list[str]:
+    kind = row.type if row.kind != "uncalled" else f"{row.type} (not called)"
+    return [
+        _label(row, indent),
+        kind,
+        _hyper(row),
+        row.volume if row.output_shapes else "-",
+        _shape(row.output_shape),
+        f"{row.params:,}" if row.params else "-",
+        _macs(row),
+        f"{row.activations:,}" if row.activations else "-",
+        _rf(row),
+        row.fit or "",
+    ]
+
+
+def _totals_lines(a: Analysis) -> list[str]:
+    t = a.totals
+    per = "image" if t.batch == 1 else f"batch of {t.batch}"
+    itemsize = a.totals.activation_bytes / max(a.totals.activation_values, 1)
+    lines = [
+        f"Input: {_shape(a.input_shape)} ({a.dtype}, {itemsize:g} bytes per value)",
+        f"Parameters: {t.params:,} ({t.trainable:,} trainable, {t.frozen:,} frozen; "
+        f"{t.weights:,} weights + {t.biases:,} biases) = {human(t.param_bytes, 'B')}",
+        f"MACs: {t.macs:,} ({human(t.macs)}) per {per}; FLOPs = 2 x MACs = {human(t.flops)}",
+        f"Other element ops (not in MACs): {human(t.other_ops)}",
+        f"Forward activations: {t.activation_values:,} values = "
+        f"{human(t.activation_bytes, 'B')} per {per} (input included)",
+        f"Training step memory (estimate): SGD+momentum {human(t.training.sgd_momentum, 'B')}, "
+        f"Adam {human(t.training.adam, 'B')} (kept for backward "
+        f"{human(t.training.saved_activations, 'B')} + parameters "
+        f"{human(t.training.parameters, 'B')} + gradients {human(t.training.gradients, 'B')} "
+        f"+ optimizer state)",
+    ]
+    if t.uncounted:
+        shown = ", ".join(f"{k} x{v}" for k, v in sorted(t.uncounted.items()))
+        lines.append(f"UNCOUNTED ops (no counting rule; MACs above exclude them): {shown}")
+    return lines
+
+
+def _convention_lines(a: Analysis) -> list[str]:
+    return [f"{k}: {v}" for k, v in a.conventions.items()]
+
+
+# ------------------------------------------------------------------------------------- table
+
+
+def rich_table(a: Analysis, depth: int | None = None, title: str | None = None):
+    """The analysis as a ``rich.table.Table`` (rows to ``depth``), totals in the caption."""
+    from rich.table import Table
+
+    table = Table(
+        title=title or f"{a.model} on {_shape(a.input_shape)}",
+        caption="\n".join(_totals_lines(a)),
+        caption_justify="left",
+        show_lines=False,
+        header_style="bold",
+    )
+    for i, col in enumerate(_columns()):
+        table.add_column(col, justify="right" if 5 <= i <= 8 else "left", no_wrap=i == 0)
+    for row in a.visible(depth):
+        style = "dim" if row.kind == "uncalled" else ("bold" if not row.leaf else None)
+        table.add_row(*_cells(row), style=style)
+    return table
+
+
+def render_table(a: Analysis, depth: int | None = None, width: int = 160) -> str:
+    """The rich table as plain text (no colour), for files and tests."""
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, color_system=None, force_terminal=False)
+    console.print(rich_table(a, depth))
+    console.print("\n".join(_convention_lines(a)), soft_wrap=True)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------- markdown
+
+
+def render_markdown(a: Analysis, depth: int | None = None) -> str:
+    cols = _columns()
+    out = [f"### {a.model} on {_shape(a.input_shape)}", ""]
+    out.append("| " + " | ".join(cols) + " |")
+    out.append("|" + "|".join("---:" if 5 <= i <= 8 else "---" for i in range(len(cols))) + "|")
+    for row in a.visible(depth):
+        cells = _cells(row, indent=False)
+        cells = [c.replace("|", "\\|") for c in cells]
+        cells[0] = f"`{cells[0]}`"
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    out.extend(f"- {line}" for line in _totals_lines(a))
+    out.append("")
+    out.append("Conventions:")
+    out.extend(f"- {line}" for line in _convention_lines(a))
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------- csv
+
+CSV_FIELDS = [
+    "path",
+    "type",
+    "kind",
+    "depth",
+    "call",
+    "kernel",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "output_shape",
+    "volume",
+    "params",
+    "weights",
+    "biases",
+    "trainable",
+    "activations",
+    "activation_bytes",
+    "macs",
+    "flops",
+    "other_ops",
+    "rf_size",
+    "rf_jump",
+    "rf_start",
+    "fit",
+    "uncounted",
+    "notes",
+]
+
+
+def render_csv(a: Analysis, depth: int | None = None) -> str:
+    """One line per row; shapes as 1x64x112x112; MACs per batch (FLOPs = 2 x MACs)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for r in a.visible(depth):
+        h = r.hyper
+        writer.writerow(
+            [
+                r.path,
+                r.type,
+                r.kind,
+                r.depth,
+                r.call,
+                _ax(h["kernel"]) if "kernel" in h else "",
+                _ax(h["stride"]) if "stride" in h else "",
+                _ax(h["padding"]) if "padding" in h else "",
+                _ax(h["dilation"]) if "dilation" in h else "",
+                h.get("groups", ""),
+                _shape(r.output_shape),
+                r.volume,
+                r.params,
+                r.weights,
+                r.biases,
+                r.trainable,
+                r.activations,
+                r.activation_bytes,
+                r.macs,
+                r.flops,
+                r.other_ops,
+                r.field.text() if r.field else "",
+                r.field.jump_text() if r.field else "",
+                _ax(r.field.start) if r.field else "",
+                r.fit,
+                ";".join(r.uncounted),
+                ";".join(r.notes),
+            ]
+        )
+    return buf.getvalue()
+
+
+def render_json(a: Analysis, depth: int | None = None) -> str:
+    data = a.to_dict()
+    if depth is not None:
+        data["rows"] = [r.to_dict() for r in a.visible(depth)]
+    return json.dumps(data, indent=1) + "\n"
+
+
+# ----------------------------------------------------------------------------------- lecture
+
+
+def lecture_number(n: int, digits: int = 2) -> str:
+    """The lecture's rounding of a value count: 3,211,264 -> 3.2M; 150,528 -> 150K; 4096.
+
+    The lecture keeps two significant digits (802,816 -> 800K, 25,088 -> 25K)."""
+    if n >= 1_000_000:
+        return f"{float(f'{n / 1e6:.{digits}g}'):g}M"
+    if n >= 10_000:
+        return f"{float(f'{n / 1e3:.{digits}g}'):g}K"
+    return str(n)
+
+
+_LECTURE_TYPES = {
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConnectionTableConv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "MaxPool1d",
+    "AvgPool1d",
+    "Linear",
+    "LocalResponseNorm",
+    "Subsampling",
+    "Inception",
+    "BasicBlock",
+    "Bottleneck",
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "linear",
+}
+
+
+def _lecture_rows(a: Analysis) -> list[Row]:
+    """The rows a lecture table lists: convolutions, pools, norms, FC (and whole blocks)."""
+    rows: list[Row] = []
+    blocks = {"Inception", "BasicBlock", "Bottleneck"}
+    inside: list[str] = []
+    for r in a.rows:
+        if r.kind == "uncalled":
+            continue
+        if any(r.path.startswith(p + ".") for p in inside):
+            continue
+        if r.type in blocks:
+            inside.append(r.path)
+            rows.append(r)
+        elif r.type in _LECTURE_TYPES and r.leaf:
+            rows.append(r)
+    return rows
+
+
+def _lecture_label(r: Row) -> str:
+    h = r.hyper
+    t = r.type.lower()
+    if "conv" in t and "kernel" in h:
+        return f"CONV{_ax(h['kernel'])}-{r.output_shape[1]}"
+    if "pool" in t and "kernel" in h:
+        return f"POOL{_ax(h['kernel'])}"
+    if t.startswith("adaptive"):
+        return "AVGPOOL" if "avg" in t else "POOL"
+    if t == "linear":
+        return "FC"
+    if t in ("localresponsenorm",):
+        return "NORM"
+    if t == "subsampling":
+        return f"SUBSAMPLE{_ax(h.get('kernel', 2))}"
+    return r.type.upper()
+
+
+def lecture_lines(a: Analysis) -> tuple[list[tuple[Row | None, str]], int]:
+    """(row, line) pairs in the lecture's style, and the lecture-style total memory (values).
+
+    Memory is per image (values of the output volume); params are the weights without biases,
+    written as the lecture writes them, ``(F*F*D1)*K``; biases are mentioned after.
+    """
+    c, *spatial = a.input_shape[1:]
+    vol = "x".join(map(str, [*reversed(spatial), c]))
+    n_in = a.totals.input_values // a.totals.batch
+    formula = "*".join(map(str, [*reversed(spatial), c]))
+    lines: list[tuple[Row | None, str]] = [
+        (None, f"INPUT: [{vol}] memory: {formula}={lecture_number(n_in)} params: 0")
+    ]
+    total = n_in
+    last_volume: tuple[int, ...] = tuple(a.input_shape[1:])
+    for r in _lecture_rows(a):
+        shape = r.output_shape
+        per_image = r.activations // a.totals.batch if a.totals.batch else r.activations
+        total += per_image
+        if len(shape) >= 3:
+            dims = [*reversed(shape[2:]), shape[1]]
+            mem = f"{'*'.join(map(str, dims))}={lecture_number(per_image)}"
+            vol = "x".join(map(str, dims))
+        else:
+            mem = f"{per_image}"
+            vol = "1x1x" + "x".join(map(str, shape[1:]))
+        h = r.hyper
+        if "kernel" in h and "groups" in h and r.weights:
+            k = "*".join(map(str, h["kernel"]))
+            c_in = r.input_shapes[0][1] // h["groups"] if r.input_shapes else "?"
+            if "connections" in h:
+                params = f"{h['connections']}*{k} = {r.weights:,} (connection table)"
+            else:
+                params = f"({k}*{c_in})*{h['out_channels']} = {r.weights:,}"
+        elif "out_features" in h and r.weights:
+            fin = h["in_features"]
+            src = fin
+            if len(last_volume) >= 3 and _prod(last_volume) == fin:
+                src = "*".join(map(str, [*reversed(last_volume[1:]), last_volume[0]]))
+            params = f"{src}*{h['out_features']} = {r.weights:,}"
+        else:
+            params = f"{r.weights:,}"
+        if r.biases:
+            params += f" (+{r.biases:,} biases)"
+        if len(shape) >= 3:
+            last_volume = tuple(shape[1:])
+        lines.append((r, f"{_lecture_label(r)}: [{vol}] memory: {mem} params: {params}"))
+    return lines, total
+
+
+def _prod(values) -> int:
+    n = 1
+    for v in values:
+        n *= v
+    return n
+
+
+def render_lecture(a: Analysis) -> str:
+    lines, total = lecture_lines(a)
+    itemsize = a.totals.activation_bytes / max(a.totals.activation_values, 1)
+    out = [line for _, line in lines]
+    out.append(
+        f"TOTAL memory: {lecture_number(total, 3)} * {itemsize:g} bytes ~= "
+        f"{total * itemsize / 2**20:.0f} MB / image (the rows above, forward only; ~x2 for "
+        f"backward)"
+    )
+    out.append(
+        f"TOTAL params: {human(a.totals.params)} parameters ({a.totals.params:,}, "
+        f"{a.totals.biases:,} of them biases)"
+    )
+    out.append(f"TOTAL MACs: {human(a.totals.macs)} ({a.totals.macs:,}; FLOPs = 2 x MACs)")
+    return "\n".join(out) + "\n"
+
+
+def render(a: Analysis, fmt: str, depth: int | None = None, width: int = 160) -> str:
+    """Dispatch on ``fmt`` (one of :data:`FORMATS`)."""
+    if fmt == "table":
+        return render_table(a, depth, width)
+    if fmt == "markdown":
+        return render_markdown(a, depth)
+    if fmt == "csv":
+        return render_csv(a, depth)
+    if fmt == "json":
+        return render_json(a, depth)
+    if fmt == "lecture":
+        return render_lecture(a)
+    raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")

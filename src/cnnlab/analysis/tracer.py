@@ -1,0 +1,479 @@
+"""The tracer: run a model's forward on shape-only tensors and record every module and op.
+
+How it works, and why the model is left exactly as it was:
+
+* The input is a ``meta`` tensor (a shape and a dtype, no storage).  A
+  :class:`~torch.overrides.TorchFunctionMode` intercepts every torch function the forward
+  calls (``F.conv2d`` inside ``nn.Conv2d``, but also ``F.relu``, ``torch.cat``, ``x + y`` in
+  the user's own ``forward``).  Functions with a rule in :mod:`cnnlab.analysis.rules` are NOT
+  run: the rule builds the output from the arithmetic.  So no activation is ever allocated,
+  the model's parameters are only read for their shapes (never copied), BatchNorm running
+  statistics and counters are not touched, and VGG-16 at 4096x4096 costs what it costs at 224.
+* A function without a rule runs on shape-only stand-ins of its tensor arguments (real
+  tensors are replaced by ``meta`` tensors of the same shape, so nothing of the model is
+  modified); it is recorded as *uncounted* unless it is a pure view.  Small real-only
+  computations (index tables, masks: at most 65,536 elements) run on the real tensors, because
+  their values can decide shapes.
+* Forward pre/post hooks on every submodule delimit module calls; they are removed in a
+  ``finally`` block, also when the forward fails.
+
+Per tensor the tracer keeps the receptive field (one :class:`~cnnlab.geometry.Field` per
+spatial axis) and whether it owns new storage, from which it derives the rows' receptive
+fields, forward allocations and the tensors autograd would keep for backward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+from cnnlab.analysis import rules as R
+from cnnlab.errors import CnnlabError, GeometryError
+from cnnlab.geometry import Field, check_fit, fit, fitting_paddings, fitting_strides
+
+__all__ = ["AnalysisError", "Frame", "OpRecord", "trace"]
+
+_REAL_LIMIT = 65_536  # elements: real-only calls up to this size run on real tensors
+
+
+class AnalysisError(CnnlabError):
+    """The model's forward could not be traced for the given input (names the layer)."""
+
+
+@dataclass(frozen=True)
+class _TI:
+    """What the tracer knows about one tensor: receptive field per spatial axis."""
+
+    fields: tuple[Field, ...] | None
+    is_global: bool = False
+
+
+@dataclass
+class OpRecord:
+    name: str
+    parent: Frame
+    effect: R.Effect | None  # None: no rule (uncounted)
+    input_shapes: tuple[tuple[int, ...], ...]
+    output_shapes: tuple[tuple[int, ...], ...]
+    out_info: _TI | None
+    fits: tuple[Any, ...] = ()  # geometry.Fit per spatial axis (window ops)
+    alloc_values: int = 0
+    alloc_bytes: int = 0
+    view: bool = False  # a pure view with no rule: zero cost, counted
+
+    @property
+    def counted(self) -> bool:
+        return self.effect is not None or self.view
+
+
+@dataclass
+class Frame:
+    """One call of one module."""
+
+    path: str
+    module: nn.Module
+    parent: Frame | None
+    depth: int
+    call: int
+    items: list[Frame | OpRecord] = field(default_factory=list)
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+    output_shapes: tuple[tuple[int, ...], ...] = ()
+    out_info: _TI | None = None
+    override: dict[str, Any] | None = None  # a module rule's counts
+
+    @property
+    def type(self) -> str:
+        return type(self.module).__name__
+
+    @property
+    def children(self) -> list[Frame]:
+        return [i for i in self.items if isinstance(i, Frame)]
+
+    @property
+    def ops(self) -> list[OpRecord]:
+        return [i for i in self.items if isinstance(i, OpRecord)]
+
+
+@dataclass
+class TraceResult:
+    root: Frame
+    output: Any
+    saved_bytes: int
+    input_values: int
+    input_bytes: int
+
+
+def _shapes(value: Any) -> tuple[tuple[int, ...], ...]:
+    leaves, _ = tree_flatten(value)
+    return tuple(tuple(int(s) for s in t.shape) for t in leaves if isinstance(t, torch.Tensor))
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    leaves, _ = tree_flatten(value)
+    return [t for t in leaves if isinstance(t, torch.Tensor)]
+
+
+class _Tracer(TorchFunctionMode):
+    def __init__(self, root: Frame, strict: bool):
+        super().__init__()
+        self.stack: list[Frame] = [root]
+        self.strict = strict
+        self.info: dict[int, _TI] = {}
+        self.keep: list[torch.Tensor] = []  # keeps traced tensors alive, so ids stay unique
+        self.shadows: dict[int, torch.Tensor] = {}
+        self.saved: dict[int, int] = {}  # id(storage owner) -> bytes kept for backward
+        self.saved_extra = 0
+        self.owners: dict[int, torch.Tensor] = {}
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _remember(self, t: torch.Tensor, info: _TI | None) -> None:
+        self.keep.append(t)
+        if info is not None:
+            self.info[id(t)] = info
+
+    def info_of(self, t: Any) -> _TI | None:
+        return self.info.get(id(t)) if isinstance(t, torch.Tensor) else None
+
+    def _storage_owner(self, t: torch.Tensor) -> torch.Tensor:
+        while t._base is not None:
+            t = t._base
+        return t
+
+    def _shadow(self, t: torch.Tensor) -> torch.Tensor:
+        if t.is_meta:
+            return t
+        s = self.shadows.get(id(t))
+        if s is None:
+            s = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+            self.shadows[id(t)] = s
+            self.keep.append(t)
+        return s
+
+    # -- the interception ------------------------------------------------------------------
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        entry = R.rule_for(func)
+        if entry is None:
+            return self._fallback(func, args, kwargs)
+        name, params, defaults, rule = entry
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        if tensors and not any(t.is_meta for t in tensors):
+            # Only real tensors (parameters, buffers, constants): not part of the traced
+            # activations.  Run small ones as they are, stand in for large ones.
+            return self._run_untraced(func, args, kwargs, tensors)
+        frame = self.stack[-1]
+        where = f"{frame.path or '(model)'} ({frame.type})"
+        call = R.Call(name, R.bind(params, defaults, args, kwargs), where=where)
+        effect = rule(call)
+        self._record(name, frame, effect, tensors, call)
+        return effect.output
+
+    def _run_untraced(self, func, args, kwargs, tensors):
+        if sum(t.numel() for t in tensors) <= _REAL_LIMIT:
+            return func(*args, **kwargs)
+        args, kwargs = tree_map(
+            lambda a: self._shadow(a) if isinstance(a, torch.Tensor) else a, (args, kwargs)
+        )
+        return func(*args, **kwargs)
+
+    def _fallback(self, func, args, kwargs):
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        if not any(t.is_meta for t in tensors):
+            if not tensors:
+                return func(*args, **kwargs)  # factories (torch.zeros(3)) and the like
+            return self._run_untraced(func, args, kwargs, tensors)
+        margs, mkwargs = tree_map(
+            lambda a: self._shadow(a) if isinstance(a, torch.Tensor) else a, (args, kwargs)
+        )
+        frame = self.stack[-1]
+        try:
+            out = func(*margs, **mkwargs)
+        except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError) as exc:
+            raise AnalysisError(
+                f"{frame.path or '(model)'} ({frame.type}): {_func_name(func)} failed on "
+                f"shape-only tensors {', '.join(_shape_text(t.shape) for t in tensors)}: "
+                f"{_first_line(exc)}"
+            ) from exc
+        outs = _tensors(out)
+        if not outs:
+            return out  # metadata: size(), dim(), shape ...
+        ins = [t for t in tree_flatten((margs, mkwargs))[0] if isinstance(t, torch.Tensor)]
+        in_ids = {id(self._storage_owner(t)) for t in ins}
+        is_view = all(id(self._storage_owner(o)) in in_ids for o in outs)
+        first = next((t for t in tensors if t.is_meta), None)
+        src = self.info_of(first)
+        info = None
+        if is_view and src is not None and first is not None:
+            o = outs[0]
+            if o.dim() == first.dim() and tuple(o.shape[2:]) == tuple(first.shape[2:]):
+                info = src
+            elif o.dim() < 3 and first.dim() >= 3:
+                info = _globalize(src, first)
+        for o in outs:
+            self._remember(o, info)
+        rec = OpRecord(
+            name=_func_name(func),
+            parent=frame,
+            effect=None,
+            input_shapes=tuple(tuple(t.shape) for t in tensors),
+            output_shapes=tuple(tuple(o.shape) for o in outs),
+            out_info=info,
+            view=is_view,
+        )
+        if not is_view:
+            rec.alloc_values = sum(o.numel() for o in outs)
+            rec.alloc_bytes = sum(o.numel() * o.element_size() for o in outs)
+        frame.items.append(rec)
+        return out
+
+    def _record(self, name: str, frame: Frame, effect: R.Effect, tensors, call: R.Call) -> None:
+        outs = _tensors(effect.output)
+        ins = [t for t in tensors if t.is_meta]
+        primary = call.args.get("input")
+        if not isinstance(primary, torch.Tensor):
+            primary = ins[0] if ins else None
+        info, fits = self._propagate(effect, primary, ins, outs, frame, call)
+        rec = OpRecord(
+            name=name,
+            parent=frame,
+            effect=effect,
+            input_shapes=tuple(tuple(t.shape) for t in tensors),
+            output_shapes=tuple(tuple(o.shape) for o in outs),
+            out_info=info,
+            fits=fits,
+        )
+        in_owner_ids = {id(self._storage_owner(t)) for t in ins}
+        for o in outs:
+            if effect.inplace or id(self._storage_owner(o)) in in_owner_ids:
+                continue
+            rec.alloc_values += o.numel()
+            rec.alloc_bytes += o.numel() * o.element_size()
+        for o in outs:
+            self._remember(o, info)
+        for t in effect.saved:
+            if isinstance(t, torch.Tensor) and t.is_meta:
+                owner = self._storage_owner(t)
+                self.saved[id(owner)] = owner.numel() * owner.element_size()
+                self.keep.append(owner)
+        self.saved_extra += effect.saved_extra_bytes
+        frame.items.append(rec)
+
+    # -- receptive fields and fits ------------------------------------------------------------
+
+    def _propagate(self, effect, primary, ins, outs, frame, call):
+        sp = effect.spatial
+        src = self.info_of(primary)
+        fits: tuple[Any, ...] = ()
+        if sp.kind == "window":
+            fits = self._fits(sp, primary, frame, call)
+        if src is None and sp.kind != "same":
+            return None, fits
+        if sp.kind == "same":
+            out = outs[0] if outs else None
+            infos = []
+            for t in ins:
+                ti = self.info_of(t)
+                if ti is None:
+                    continue
+                if (
+                    out is not None
+                    and t.dim() >= 3
+                    and tuple(t.shape[2:]) != tuple(out.shape[2:])
+                    and all(s == 1 for s in t.shape[2:])
+                ):
+                    ti = _globalize(ti, t)  # broadcast per-channel values (squeeze-excite)
+                infos.append(ti)
+            return _merge(infos), fits
+        if sp.kind == "global":
+            return _globalize(src, primary), fits
+        if sp.kind == "unknown" or src.is_global or src.fields is None:
+            return None, fits
+        if sp.kind == "window":
+            if len(src.fields) != len(sp.windows):
+                return None, fits
+            return _TI(tuple(f.then(w) for f, w in zip(src.fields, sp.windows, strict=False))), fits
+        if sp.kind == "offset":
+            if len(src.fields) != len(sp.offsets):
+                return None, fits
+            return (
+                _TI(
+                    tuple(
+                        Field(size=f.size, jump=f.jump * step, start=f.start + first * f.jump)
+                        for f, (first, step) in zip(src.fields, sp.offsets, strict=False)
+                    )
+                ),
+                fits,
+            )
+        return None, fits
+
+    def _fits(self, sp: R.Spatial, x: torch.Tensor, frame: Frame, call: R.Call):
+        sizes = [int(s) for s in x.shape[-sp.dims :]] if sp.dims else []
+        result = []
+        for axis, (n, w) in enumerate(zip(sizes, sp.windows, strict=False)):
+            f = fit(n, w.kernel, w.stride, w.padding, w.dilation)
+            result.append(f)
+            if self.strict and not f.fits:
+                where = frame.path or "(model)"
+                if len(sizes) > 1 and len(set(sizes)) > 1:
+                    where += f" ({R._axis_name(axis, len(sizes))})"
+                if sp.ceil_mode:
+                    raise GeometryError(_ceil_message(where, f))
+                check_fit(n, w.kernel, w.stride, w.padding, w.dilation, where=where)
+        return tuple(result)
+
+
+def _ceil_message(where: str, f) -> str:
+    strides = fitting_strides(f.size, f.kernel, f.padding, f.dilation)
+    pads = fitting_paddings(f.size, f.kernel, f.stride, f.dilation)
+    msg = (
+        f"{where}: {f.formula()} is not a whole number: a {f.kernel}x{f.kernel} window at "
+        f"stride {f.stride} does not fit a {f.size}x{f.size} input"
+        + (f" padded by {f.padding}" if f.padding else "")
+        + f" (ceil_mode rounds {float(f.exact):.2f} up to {f.output + 1}: the last window "
+        f"hangs over the edge). Strides that fit: {', '.join(map(str, strides)) or 'none'}. "
+    )
+    if pads:
+        msg += (
+            f"Paddings that fit stride {f.stride}: "
+            + ", ".join(f"{p} (gives {o}x{o})" for p, o in pads)
+            + "."
+        )
+    return msg
+
+
+def _globalize(info: _TI | None, t: torch.Tensor | None) -> _TI | None:
+    """The field of a unit that sees every spatial cell of ``t``."""
+    if info is None or info.fields is None:
+        return None
+    if info.is_global or t is None:
+        return _TI(info.fields, True)
+    sizes = list(t.shape[2:])
+    if len(sizes) != len(info.fields):
+        return _TI(info.fields, True)
+    return _TI(
+        tuple(
+            Field(size=f.size + (n - 1) * f.jump, jump=f.jump * n, start=f.start)
+            for f, n in zip(info.fields, sizes, strict=False)
+        ),
+        True,
+    )
+
+
+def _merge(infos: list[_TI]) -> _TI | None:
+    infos = [i for i in infos if i is not None and i.fields is not None]
+    if not infos:
+        return None
+    if len(infos) == 1:
+        return infos[0]
+    n = len(infos[0].fields)
+    if any(len(i.fields) != n for i in infos):
+        return None
+    is_global = any(i.is_global for i in infos)
+    merged = []
+    for axis in range(n):
+        fs = [i.fields[axis] for i in infos]
+        jumps = {f.jump for f in fs}
+        if len(jumps) != 1 and not is_global:
+            return None  # branches that do not line up cell by cell
+        start = min(f.start for f in fs)
+        end = max(f.start + f.size - 1 for f in fs)
+        merged.append(Field(size=end - start + 1, jump=max(jumps), start=start))
+    return _TI(tuple(merged), is_global)
+
+
+def _func_name(func: Any) -> str:
+    name = getattr(func, "__name__", None) or repr(func)
+    if name == "__get__":
+        return "attribute"
+    return name
+
+
+def _shape_text(shape) -> str:
+    return "x".join(map(str, shape)) or "()"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def trace(model: nn.Module, x: torch.Tensor, strict: bool = False) -> TraceResult:
+    """Run ``model`` on the shape-only tensor ``x`` and return the tree of calls."""
+    paths = {}
+    for name, m in model.named_modules():
+        paths.setdefault(id(m), name)
+    root = Frame(path="", module=model, parent=None, depth=0, call=1)
+    tracer = _Tracer(root, strict)
+    calls: dict[str, int] = {}
+    handles = []
+
+    def pre(module: nn.Module, args: Any) -> None:
+        path = paths.get(id(module), "?")
+        if module is model:
+            root.input_shapes = _shapes(args)
+            return
+        parent = tracer.stack[-1]
+        calls[path] = calls.get(path, 0) + 1
+        frame = Frame(
+            path=path,
+            module=module,
+            parent=parent,
+            depth=path.count(".") + 1,
+            call=calls[path],
+            input_shapes=_shapes(args),
+        )
+        parent.items.append(frame)
+        tracer.stack.append(frame)
+
+    def post(module: nn.Module, args: Any, output: Any) -> None:
+        if module is model:
+            return
+        frame = tracer.stack[-1]
+        if frame.module is not module:  # a forward that raised: the stack is unwound later
+            return
+        tracer.stack.pop()
+        frame.output_shapes = _shapes(output)
+        outs = _tensors(output)
+        frame.out_info = tracer.info_of(outs[0]) if outs else None
+        rule = R.module_rule_for(module)
+        if rule is not None:
+            frame.override = rule(module, _tensors(args), output)
+
+    x_info = _TI(tuple(Field() for _ in range(max(x.dim() - 2, 0))))
+    tracer._remember(x, x_info)
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(pre))
+        handles.append(m.register_forward_hook(post, always_call=True))
+    try:
+        with tracer, torch.no_grad():
+            try:
+                output = model(x)
+            except CnnlabError:
+                raise
+            except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+                frame = tracer.stack[-1]
+                raise AnalysisError(
+                    f"{frame.path or '(model)'} ({frame.type}): the forward failed on an input "
+                    f"of shape {_shape_text(x.shape)}: {_first_line(exc)}"
+                ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+    root.output_shapes = _shapes(output)
+    outs = _tensors(output)
+    root.out_info = tracer.info_of(outs[0]) if outs else None
+    saved = sum(tracer.saved.values()) + tracer.saved_extra
+    return TraceResult(
+        root=root,
+        output=output,
+        saved_bytes=saved,
+        input_values=x.numel(),
+        input_bytes=x.numel() * x.element_size(),
+    )

@@ -1,0 +1,223 @@
+"""``cnnlab summary`` (a network as a table), ``cnnlab arith`` (one window's arithmetic) and
+``cnnlab lecture`` (the lecture's tables regenerated from the zoo)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+_DTYPES = ("float32", "float16", "bfloat16", "float64")
+_FORMATS = ("table", "markdown", "csv", "json", "lecture")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="shapes, parameters, memory, MACs and receptive fields, layer by layer",
+        description="Analyze a network without running it on real data: every layer's output "
+        "volume, parameters (weights and biases), activation memory, multiply-adds (MACs; "
+        "FLOPs = 2 x MACs), receptive field and how its window fits, with totals and a "
+        "training-memory estimate.  TARGET is a zoo model name, a network in the compact "
+        "notation (e.g. 'conv3-64, relu, maxpool, fc-10') or path/to/file.py:factory.",
+    )
+    p.add_argument("target", metavar="TARGET", help="model name, spec text, or file.py:factory")
+    p.add_argument("--input", help="input size CxHxW, e.g. 3x224x224 (default: the model's)")
+    p.add_argument("--depth", type=int, default=None, help="deepest nesting level to list")
+    p.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
+    p.add_argument("--dtype", choices=_DTYPES, default="float32", help="activation dtype")
+    p.add_argument("--format", choices=_FORMATS, default="table")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first window that does not tile its input (the lecture's rule)",
+    )
+    p.add_argument("--classes", type=int, help="number of classes (default: the paper's)")
+    p.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="builder option, e.g. variant=v1"
+    )
+    p.add_argument("--width", type=int, default=None, help="table width (default: terminal)")
+    p.set_defaults(func=_summary)
+
+    p = sub.add_parser(
+        "arith",
+        help="output size of one convolution or pooling window, worked out",
+        description="The lecture's output size (N - F + 2P)/S + 1, worked out; a window that "
+        "does not tile its input exits with status 2, saying which strides and paddings fit.",
+    )
+    p.add_argument("--input", type=int, required=True, metavar="N", help="input width (cells)")
+    p.add_argument("--filter", type=int, required=True, metavar="F", help="filter size")
+    p.add_argument("--stride", type=int, default=None, metavar="S", help="(default 1; pool: F)")
+    p.add_argument("--pad", type=int, default=0, metavar="P", help="zero padding per side")
+    p.add_argument("--dilation", type=int, default=1, metavar="D")
+    p.add_argument("--pool", action="store_true", help="a pooling window (no parameters)")
+    p.add_argument("--ceil", action="store_true", help="round up as ceil_mode pooling does")
+    p.add_argument("--same", action="store_true", help="print the padding that keeps the size")
+    p.add_argument("--depth", type=int, metavar="D1", help="input depth (for the parameters)")
+    p.add_argument("--filters", type=int, metavar="K", help="number of filters (parameters)")
+    p.set_defaults(func=_arith)
+
+    p = sub.add_parser(
+        "lecture",
+        help="the lecture's tables regenerated from the zoo, beside the lecture's numbers",
+        description="Every table of the lecture (conv arithmetic, AlexNet, VGG-16, VGG A-E, "
+        "GoogLeNet, ResNet, CIFAR ResNets) computed from cnnlab's models, side by side with "
+        "the numbers the lecture prints; rows where the lecture itself is wrong are marked.",
+    )
+    p.add_argument("--table", default=None, help="one table by name (default: all)")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.set_defaults(func=_lecture)
+
+
+# ----------------------------------------------------------------------------------- summary
+
+
+def build_for_analysis(text: str, input_text: str | None, classes: int | None, options) -> Any:
+    """Build TARGET for analysis: zoo and spec models on the meta device (no weights are
+    allocated or initialised), user files as their code builds them.  A builder that cannot
+    run on the meta device (one that computes with its own initial values) is built on the
+    CPU instead."""
+    import torch
+
+    from cnnlab.cli._common import load_target, parse_input_size, parse_options
+
+    size = parse_input_size(input_text) if input_text else None
+    opts = parse_options(options)
+    kwargs = {"input_size": size, "num_classes": classes, "options": opts}
+    if ".py" in text:
+        return load_target(text, **kwargs)
+    try:
+        with torch.device("meta"):
+            return load_target(text, **kwargs)
+    except CnnlabError:
+        raise
+    except Exception:  # noqa: BLE001 - builders with value-dependent init: build for real
+        return load_target(text, **kwargs)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    import torch
+
+    from cnnlab.analysis import analyze
+    from cnnlab.analysis.render import render, rich_table
+
+    if args.batch < 1:
+        raise CnnlabError(f"--batch {args.batch}: must be at least 1")
+    if args.depth is not None and args.depth < 1:
+        raise CnnlabError(f"--depth {args.depth}: must be at least 1")
+    target = build_for_analysis(args.target, args.input, args.classes, args.option)
+    result = analyze(
+        target.model,
+        target.input_size,
+        batch=args.batch,
+        dtype=getattr(torch, args.dtype),
+        strict=args.strict,
+    )
+    if args.format == "table" and sys.stdout.isatty():
+        from rich.console import Console
+
+        console = Console(width=args.width)
+        console.print(rich_table(result, args.depth, title=f"{target.label}: {result.model}"))
+        for key, text in result.conventions.items():
+            console.print(f"[dim]{key}: {text}[/dim]")
+        return 0
+    out = render(result, args.format, args.depth, width=args.width or 200)
+    sys.stdout.write(out)
+    return 0
+
+
+# ------------------------------------------------------------------------------------- arith
+
+
+def arith_text(
+    size: int,
+    kernel: int,
+    stride: int | None = None,
+    padding: int = 0,
+    dilation: int = 1,
+    pool: bool = False,
+    ceil: bool = False,
+    same: bool = False,
+    depth: int | None = None,
+    filters: int | None = None,
+) -> str:
+    """The worked-out arithmetic `cnnlab arith` prints (raises GeometryError if it does not
+    fit, unless ``ceil``)."""
+    from cnnlab.geometry import check_fit, effective_kernel, fit, output_size, same_padding
+
+    what = "pool" if pool else "filter"
+    s = stride if stride is not None else (kernel if pool else 1)
+    lines = []
+    f_eff = effective_kernel(kernel, dilation) if dilation >= 1 else kernel
+    if dilation != 1:
+        lines.append(f"dilation {dilation}: a {kernel}-tap window spans {f_eff} cells")
+    if ceil:
+        f = fit(size, kernel, s, padding, dilation)
+        out = output_size(size, kernel, s, padding, dilation, ceil_mode=True)
+        lines.append(f"output = ceil((N - F + 2P)/S) + 1 = {f.formula()} -> {out} (ceil_mode)")
+    else:
+        f = check_fit(size, kernel, s, padding, dilation, where=f"{size}x{size} input")
+        out = f.output
+        lines.append(f"output = (N - F + 2P)/S + 1 = {f.formula()}")
+    lines.append(
+        f"{size}x{size} input, {kernel}x{kernel} {what}, stride {s}, pad {padding} -> "
+        f"{out}x{out} output" + (" (exact fit)" if f.fits else "")
+    )
+    if pool:
+        lines.append("pooling: depth unchanged (D2 = D1), no parameters")
+    if depth is not None or filters is not None:
+        if pool:
+            raise CnnlabError("--depth/--filters give a convolution's parameters; drop --pool")
+        if depth is None or filters is None or depth < 1 or filters < 1:
+            raise CnnlabError("give both --depth D1 and --filters K (positive) for parameters")
+        per = kernel * kernel * depth
+        lines.append(
+            f"parameters: {kernel}*{kernel}*{depth} + 1 = {per + 1} per filter, "
+            f"({kernel}*{kernel}*{depth})*{filters} = {per * filters:,} weights + {filters} "
+            f"biases = {(per + 1) * filters:,}"
+        )
+        lines.append(f"output volume: {out}x{out}x{filters}")
+    if same:
+        p = same_padding(kernel, dilation)
+        lines.append(
+            f"same size at stride 1: pad (F-1)/2 = {p} ({size} -> "
+            f"{output_size(size, kernel, 1, p, dilation)})"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _arith(args: argparse.Namespace) -> int:
+    sys.stdout.write(
+        arith_text(
+            args.input,
+            args.filter,
+            args.stride,
+            args.pad,
+            args.dilation,
+            pool=args.pool,
+            ceil=args.ceil,
+            same=args.same,
+            depth=args.depth,
+            filters=args.filters,
+        )
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------------- lecture
+
+
+def _lecture(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.lecture import TABLES, lecture_tables, render_tables
+
+    if args.table is not None and args.table not in TABLES:
+        raise CnnlabError(f"--table {args.table!r}: one of {', '.join(TABLES)}")
+    tables = lecture_tables(None if args.table is None else [args.table])
+    if args.format == "json":
+        sys.stdout.write(json.dumps([t.to_dict() for t in tables], indent=1) + "\n")
+    else:
+        sys.stdout.write(render_tables(tables, markdown=args.format == "markdown"))
+    return 0
