@@ -176,7 +176,7 @@ class _Tracer(TorchFunctionMode):
         return effect.output
 
     def _run_untraced(self, func, args, kwargs, tensors):
-        if sum(t.numel() for t in tensors) <= _REAL_LIMIT:
+        if sum(t.numel() for t in tensors) <= _REAL_LIMIT and not _mutates(func, kwargs):
             return func(*args, **kwargs)
         args, kwargs = tree_map(
             lambda a: self._shadow(a) if isinstance(a, torch.Tensor) else a, (args, kwargs)
@@ -386,6 +386,18 @@ def _merge(infos: list[_TI]) -> _TI | None:
         end = max(f.start + f.size - 1 for f in fs)
         merged.append(Field(size=end - start + 1, jump=max(jumps), start=start))
     return _TI(tuple(merged), is_global)
+
+
+def _mutates(func: Any, kwargs: dict) -> bool:
+    """In-place functions (``add_``, ``__iadd__``, ``__setitem__``, ``out=``): they would
+    modify the model's own tensors (BatchNorm's ``num_batches_tracked += 1``), so they only
+    ever run on stand-ins."""
+    name = getattr(func, "__name__", "")
+    if "out" in kwargs:
+        return True
+    if name.startswith("__"):
+        return name.startswith("__i") or name in ("__setitem__", "__set__", "__delitem__")
+    return name.endswith("_")
 
 
 def _func_name(func: Any) -> str:
