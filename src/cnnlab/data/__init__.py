@@ -1,0 +1,63 @@
+"""Datasets: found offline first, loaded safely into memory once, served in whole batches.
+
+* :func:`load_dataset` -> :class:`Dataset` (uint8 images N x C x H x W, int64 labels, class
+  names, training-split mean/std, integrity of each file); ``Dataset.split_validation``.
+* :func:`find_dataset` / :func:`locate`: where the files are (see :mod:`cnnlab.data.locate`
+  for the search order), downloading only when asked.
+* :class:`BatchPipeline` + :class:`Augment`: shuffled mini-batches on the training device,
+  augmented and normalised as whole batches, deterministic per (seed, epoch), shardable.
+* :func:`image_grid`: a labelled picture of some images.
+
+The catalogue (:func:`list_datasets`, :func:`dataset_info`) needs no torch; the rest imports
+it lazily, so ``cnnlab data list`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from cnnlab.data.catalog import DataFile, DatasetInfo, dataset_info, list_datasets
+from cnnlab.data.locate import Location, find_dataset, locate, search_dirs, user_cache_dir
+
+__all__ = [
+    "Augment",
+    "BatchPipeline",
+    "DataFile",
+    "Dataset",
+    "DatasetInfo",
+    "FileCheck",
+    "Location",
+    "channel_stats",
+    "dataset_info",
+    "find_dataset",
+    "image_grid",
+    "list_datasets",
+    "load_dataset",
+    "locate",
+    "search_dirs",
+    "user_cache_dir",
+]
+
+# name -> module, imported on first use (these need torch or Pillow)
+_LAZY = {
+    "Augment": "cnnlab.data.pipeline",
+    "BatchPipeline": "cnnlab.data.pipeline",
+    "Dataset": "cnnlab.data.dataset",
+    "FileCheck": "cnnlab.data.dataset",
+    "channel_stats": "cnnlab.data.dataset",
+    "load_dataset": "cnnlab.data.dataset",
+    "image_grid": "cnnlab.data.grid",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnlab.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

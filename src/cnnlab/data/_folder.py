@@ -1,0 +1,188 @@
+"""Image folders: one subfolder per class, decoded once with Pillow into one uint8 array.
+
+Layout (torchvision's ``ImageFolder`` convention): ``ROOT/<class>/<image>``, class index =
+position of the folder name in sorted order.  If ``ROOT`` holds ``train/`` (and optionally
+``test/`` or ``val/``) with class folders inside, those are the splits; otherwise ``ROOT``
+itself is the ``train`` split.
+
+Policies, applied once at load time (never per batch):
+
+* **mode** ``"L"`` or ``"RGB"`` (every image converted); ``"auto"`` picks ``"L"`` when every
+  image is single-channel, else ``"RGB"``.  Alpha is dropped; 16-bit grey is scaled to 8 bits.
+* **size** ``None`` rejects a folder of mixed sizes (naming the first odd file);
+  ``(H, W)`` resizes each image so that it covers H x W (one scale factor, antialiased
+  bilinear) and crops the centre.
+
+Images are untrusted input: only the formats in :data:`FORMATS` are decoded, Pillow's
+decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) stays on and its warning counts as an
+error, truncated files are never half-loaded (``LOAD_TRUNCATED_IMAGES`` stays off), and every
+failure names the file.  Hidden files (name starting with ".") are skipped; any other file
+that is not a readable image is an error, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from struct import error as _StructError
+
+import numpy as np
+from PIL import Image
+
+from cnnlab.errors import DataError
+
+__all__ = ["FORMATS", "FolderSplit", "folder_splits", "read_folder"]
+
+# Decoders Pillow may try.  Restricting them keeps rarely used (and more often vulnerable)
+# decoders such as FITS, EPS or PDF away from user files.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+
+_SPLIT_DIRS = ("train", "test", "val")
+
+
+@dataclass(frozen=True)
+class FolderSplit:
+    """The files of one split: ``classes`` (sorted folder names) and (path, class index) pairs."""
+
+    root: Path
+    classes: tuple[str, ...]
+    files: tuple[tuple[Path, int], ...]
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(f"{root}: cannot be listed: {exc.strerror or exc}") from exc
+    return [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")]
+
+
+def _scan(root: Path, classes: tuple[str, ...] | None = None) -> FolderSplit:
+    dirs = _class_dirs(root)
+    if not dirs:
+        raise DataError(
+            f"{root}: no class folders; an image folder dataset holds one subfolder per class "
+            "(e.g. ROOT/cat/1.png, ROOT/dog/2.jpg)"
+        )
+    names = tuple(d.name for d in dirs)
+    if classes is None:
+        classes = names
+    else:
+        unknown = [n for n in names if n not in classes]
+        if unknown:
+            raise DataError(
+                f"{root}: class folder(s) {', '.join(unknown)} do not exist in the training "
+                f"split (its classes: {', '.join(classes)})"
+            )
+    files: list[tuple[Path, int]] = []
+    for d in dirs:
+        found = sorted(
+            p
+            for p in d.rglob("*")
+            if p.is_file() and not any(s.startswith(".") for s in p.relative_to(d).parts)
+        )
+        if not found:
+            raise DataError(f"{d}: empty class folder: class {d.name!r} has no images")
+        index = classes.index(d.name)
+        files.extend((p, index) for p in found)
+    return FolderSplit(root, classes, tuple(files))
+
+
+def folder_splits(root: str | Path) -> dict[str, Path]:
+    """Split name -> the folder holding its class folders, for the dataset at ``root``."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory (folder:PATH needs a folder of class folders)")
+    splits = {name: root / name for name in _SPLIT_DIRS if (root / name).is_dir()}
+    if "train" in splits:
+        return splits
+    return {"train": root}
+
+
+def _open(path: Path, mode: str) -> Image.Image:
+    """Decode ``path`` fully and convert it to ``mode`` ("L" or "RGB"); DataError on failure."""
+    try:
+        with warnings.catch_warnings():
+            # Above MAX_IMAGE_PIXELS Pillow only warns (it raises above twice that); cnnlab
+            # treats both as a refused decompression bomb.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=FORMATS) as img:
+                img.load()
+                return _convert(img, mode, path)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(
+            f"{path}: refused as a possible decompression bomb ({exc}); raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if the image is genuine"
+        ) from None
+    except Image.UnidentifiedImageError:
+        raise DataError(
+            f"{path}: not an image in a format cnnlab reads ({', '.join(FORMATS)}); "
+            "remove it from the class folder"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError, _StructError) as exc:
+        reason = str(exc) or type(exc).__name__
+        hint = " (the file is truncated or damaged)" if "truncated" in reason else ""
+        raise DataError(f"{path}: cannot be decoded: {reason}{hint}") from None
+
+
+def _convert(img: Image.Image, mode: str, path: Path) -> Image.Image:
+    """``img`` as ``mode``; for ``"auto"``, as "L" if it is single-channel, else as "RGB"."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grey: Pillow's own I -> L conversion clips at 255, so keep the top 8 bits.
+        arr = np.asarray(img).astype(np.int64)
+        img = Image.fromarray((np.clip(arr, 0, 65535) >> 8).astype(np.uint8), mode="L")
+    elif img.mode == "F":
+        raise DataError(f"{path}: floating-point image (mode F); cnnlab reads 8-bit images")
+    elif img.mode in ("P", "PA"):
+        img = img.convert("RGBA")  # palette transparency resolved before alpha is dropped
+    if mode == "auto":
+        mode = "L" if img.mode in ("1", "L", "LA") else "RGB"
+    return img if img.mode == mode else img.convert(mode)
+
+
+def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Scale to cover (H, W), preserving the aspect ratio, then crop the centre."""
+    h, w = size
+    scale = max(h / img.height, w / img.width)
+    new_w = max(w, round(img.width * scale))
+    new_h = max(h, round(img.height * scale))
+    if (new_w, new_h) != img.size:
+        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left = (new_w - w) // 2
+    top = (new_h - h) // 2
+    return img.crop((left, top, left + w, top + h))
+
+
+def read_folder(
+    split: FolderSplit, *, size: tuple[int, int] | None, mode: str
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Decode every image of ``split``: (N, C, H, W) uint8, (N,) int64 labels, the mode used."""
+    if mode not in ("auto", "L", "RGB"):
+        raise DataError(f"image mode {mode!r}: expected 'L' (grey), 'RGB' or 'auto'")
+    arrays: list[np.ndarray] = []  # each (C, H, W), C = 1 or 3
+    first: Path | None = None
+    for path, _ in split.files:
+        img = _open(path, mode)
+        if size is not None:
+            img = _fit(img, size)
+        a = np.asarray(img, dtype=np.uint8)
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        if first is None:
+            first = path
+        elif a.shape[1:] != arrays[0].shape[1:]:
+            h0, w0 = arrays[0].shape[1:]
+            raise DataError(
+                f"{path}: {a.shape[1]}x{a.shape[2]} pixels (HxW), but {first} is {h0}x{w0}; "
+                "mixed sizes are rejected unless a size is given (image_size=64, or "
+                "--image-size 64, resizes and centre-crops every image)"
+            )
+        arrays.append(a)
+    channels = max(a.shape[0] for a in arrays)
+    if channels == 3:  # "auto" met colour: grey images become RGB as Pillow would (R=G=B)
+        arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
+    labels = np.fromiter((c for _, c in split.files), dtype=np.int64, count=len(split.files))
+    return np.stack(arrays), labels, "RGB" if channels == 3 else "L"

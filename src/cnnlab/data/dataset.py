@@ -1,0 +1,486 @@
+"""Loaded datasets: one uint8 tensor of images in memory, with labels, classes and statistics.
+
+``load_dataset("fashion-mnist", "train")`` finds the files (see :mod:`cnnlab.data.locate`),
+checks their structure and published hashes, and returns a frozen :class:`Dataset`:
+
+* ``images``: uint8 tensor (N, C, H, W), on the CPU, contiguous;
+* ``labels``: int64 tensor (N,), each in ``range(len(classes))``;
+* ``mean``/``std``: per-channel statistics of the dataset's **training split** in [0, 1]
+  units (population std over all pixels), whatever split was loaded, so that train,
+  validation and test images are normalised alike.  For CIFAR-10 this gives the well-known
+  (0.4914, 0.4822, 0.4465) / (0.2470, 0.2435, 0.2616), not the often copied
+  (0.2023, 0.1994, 0.2010), which is a std of something else.
+* ``checks``: what the integrity check found for each file.
+
+A validation split (the paper recipes divide the learning rate when *validation* accuracy
+plateaus) comes from :meth:`Dataset.split_validation`: stratified by class, deterministic for
+its seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.data import _cifar, _folder
+from cnnlab.data._idx import read_idx
+from cnnlab.data.catalog import CATALOG, DataFile, DatasetInfo
+from cnnlab.data.locate import FOLDER_PREFIX, Location, ProgressFn, find_dataset, resolve
+from cnnlab.errors import DataError
+
+__all__ = ["Dataset", "FileCheck", "channel_stats", "load_dataset"]
+
+SPLITS = ("train", "test", "val")
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """The integrity verdict for one file.
+
+    ``status`` is ``"verified"`` (a published hash matches), ``"unverified"`` (no published
+    hash applies; the structure was still fully checked) or ``"mismatch"`` (a published hash
+    differs; only ever kept when loading with ``verify=False``).  ``detail`` says which hash.
+    """
+
+    file: str
+    path: Path
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Dataset:
+    """A dataset split in memory.  See the module doc for the meaning of each field.
+
+    Constructing one directly (from your own tensors) validates it; ``mean``/``std`` left as
+    ``None`` are computed from ``images``.
+    """
+
+    name: str
+    split: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    location: Location | None = None
+    checks: tuple[FileCheck, ...] = ()
+    info: DatasetInfo | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        x, y = self.images, self.labels
+        where = f"dataset {self.name!r} ({self.split})"
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.dim() != 4:
+            got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise DataError(f"{where}: images must be a uint8 tensor N x C x H x W, got {got}")
+        if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.dim() != 1:
+            got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise DataError(f"{where}: labels must be an int64 tensor of shape (N,), got {got}")
+        if x.shape[0] != y.shape[0]:
+            raise DataError(f"{where}: {x.shape[0]} images but {y.shape[0]} labels")
+        if not self.classes:
+            raise DataError(f"{where}: no class names")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= len(self.classes)):
+            bad = int(torch.nonzero((y < 0) | (y >= len(self.classes)))[0])
+            raise DataError(
+                f"{where}: label {int(y[bad])} of image {bad} is outside the "
+                f"{len(self.classes)} classes (0..{len(self.classes) - 1})"
+            )
+        if self.mean is None or self.std is None:
+            mean, std = channel_stats(x)
+            object.__setattr__(self, "mean", mean)
+            object.__setattr__(self, "std", std)
+        c = x.shape[1]
+        if len(self.mean) != c or len(self.std) != c:
+            raise DataError(f"{where}: mean/std need {c} values, one per channel")
+        object.__setattr__(self, "classes", tuple(self.classes))
+
+    # ---- facts ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W)."""
+        c, h, w = self.images.shape[1:]
+        return (int(c), int(h), int(w))
+
+    @property
+    def integrity(self) -> str:
+        """``"verified"`` if every file matched a published hash, ``"mismatch"`` if any
+        differed, else ``"unverified"`` (also for data that came from no file)."""
+        statuses = {c.status for c in self.checks}
+        if "mismatch" in statuses:
+            return "mismatch"
+        if statuses == {"verified"}:
+            return "verified"
+        return "unverified"
+
+    def class_counts(self) -> list[int]:
+        """Number of images of each class, in class order."""
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+    def __repr__(self) -> str:
+        c, h, w = self.image_shape
+        mean = ", ".join(f"{m:.4f}" for m in self.mean or ())
+        std = ", ".join(f"{s:.4f}" for s in self.std or ())
+        return (
+            f"Dataset({self.name!r}, split={self.split!r}, {len(self)} images {c}x{h}x{w} uint8, "
+            f"{self.num_classes} classes, mean=({mean}), std=({std}), "
+            f"integrity={self.integrity!r})"
+        )
+
+    # ---- derived datasets ----------------------------------------------------------------
+    def subset(self, indices: torch.Tensor | list[int], split: str | None = None) -> Dataset:
+        """The images at ``indices`` (copied), keeping classes, statistics and provenance."""
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        if idx.numel() and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
+            raise DataError(f"dataset {self.name!r}: subset index out of range 0..{len(self) - 1}")
+        return replace(
+            self,
+            split=split or self.split,
+            images=self.images.index_select(0, idx).contiguous(),
+            labels=self.labels.index_select(0, idx),
+        )
+
+    def split_validation(self, fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
+        """(train, val): a stratified, seeded split holding out ``round(fraction * N)`` images.
+
+        Each class gives up its share of the held-out images (largest-remainder rounding, so
+        the total is exact); which images is decided by a permutation drawn from ``seed`` alone,
+        so the split is the same on every machine and every run.  Both parts keep this
+        dataset's ``mean``/``std`` (the training split's, as published for the dataset) and
+        their original order.
+        """
+        if not isinstance(fraction, float | int) or not 0 < fraction < 1:
+            raise DataError(f"validation fraction {fraction!r}: expected a number in (0, 1)")
+        n = len(self)
+        n_val = round(fraction * n)
+        if not 0 < n_val < n:
+            raise DataError(
+                f"dataset {self.name!r} ({self.split}): a validation fraction of {fraction} "
+                f"of {n} images leaves {n_val} for validation; need at least 1 on each side"
+            )
+        g = torch.Generator().manual_seed(_mix(seed, "validation"))
+        perm = torch.randperm(n, generator=g)
+        grouped = perm[torch.argsort(self.labels[perm], stable=True)]  # by class, random within
+        counts = torch.bincount(self.labels, minlength=self.num_classes).tolist()
+        exact = [fraction * k for k in counts]
+        quota = [int(e) for e in exact]
+        by_remainder = sorted(range(len(counts)), key=lambda c: (-(exact[c] - quota[c]), c))
+        for c in by_remainder[: n_val - sum(quota)]:
+            quota[c] += 1
+        val_parts, train_parts, start = [], [], 0
+        for c, k in enumerate(counts):
+            val_parts.append(grouped[start : start + quota[c]])
+            train_parts.append(grouped[start + quota[c] : start + k])
+            start += k
+        val_idx = torch.sort(torch.cat(val_parts)).values
+        train_idx = torch.sort(torch.cat(train_parts)).values
+        return self.subset(train_idx, "train"), self.subset(val_idx, "val")
+
+
+def _mix(seed: int, *parts: object) -> int:
+    """A 63-bit generator seed from ``seed`` and labels, stable across runs and platforms."""
+    text = ":".join(str(p) for p in (int(seed), *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and population std of uint8 images (N, C, H, W), in [0, 1] units.
+
+    Exact: computed from a 256-bin histogram per channel in float64 (no float32 sums over
+    tens of millions of pixels).
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] == 0:
+        raise DataError("channel_stats needs a non-empty uint8 tensor N x C x H x W")
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        hist = torch.bincount(images[:, c].reshape(-1).cpu(), minlength=256).double()
+        n = hist.sum()
+        mean = (hist * values).sum() / n
+        var = (hist * (values - mean) ** 2).sum() / n
+        means.append(float(mean))
+        stds.append(float(var.sqrt()))
+    return tuple(means), tuple(stds)
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+
+# Payload sha256 -> (dataset, file), to name the dataset a mismatching file really belongs to.
+_KNOWN_PAYLOADS = {
+    f.sha256: (d.name, f.name) for d in CATALOG.values() for f in d.files if f.sha256 is not None
+}
+
+# CIFAR label and class-name keys by number of classes.
+_CIFAR_KEYS = {10: ("labels", "label_names"), 100: ("fine_labels", "fine_label_names")}
+
+
+def _mismatch(info: DatasetInfo, f: DataFile, path: Path, sha256: str | None, detail: str) -> str:
+    other = _KNOWN_PAYLOADS.get(sha256) if sha256 else None
+    if other is not None and other != (info.name, f.name):
+        return f"{path}: this is {other[0]}'s {other[1]}, not {info.name}'s {f.name}"
+    return (
+        f"{path}: {detail}. The content differs from the published {info.name} data (a "
+        "differently compressed copy would still match: cnnlab hashes the decompressed data). "
+        "Replace the file, or load it anyway with verify=False (--no-verify)"
+    )
+
+
+def _check_idx_file(info: DatasetInfo, f: DataFile, parsed, verify: bool) -> FileCheck:
+    path = parsed.path
+    if f.sha256 is not None:
+        if parsed.sha256 == f.sha256:
+            return FileCheck(f.name, path, "verified", "sha256 of the decompressed data matches")
+        detail = f"sha256 of the decompressed data is {parsed.sha256}, published {f.sha256}"
+        if verify:
+            raise DataError(_mismatch(info, f, path, parsed.sha256, detail))
+        return FileCheck(f.name, path, "mismatch", detail)
+    other = _KNOWN_PAYLOADS.get(parsed.sha256)
+    if other is not None and verify:
+        raise DataError(_mismatch(info, f, path, parsed.sha256, ""))
+    if f.gz_md5 is not None and parsed.gz_md5 == f.gz_md5:
+        return FileCheck(f.name, path, "verified", "md5 of the .gz file matches the upstream one")
+    why = "no published hash of the decompressed data"
+    if f.gz_md5 is not None and parsed.gz_md5 is not None:
+        why += "; the .gz file differs from upstream's (recompressed copies do)"
+    return FileCheck(f.name, path, "unverified", why)
+
+
+def _load_idx(info: DatasetInfo, loc: Location, split: str, verify: bool):
+    files = {f.role: f for f in info.files_of(split)}
+    img_f, lab_f = files["images"], files["labels"]
+    images = read_idx(loc.path_of(img_f.name), ndim=3, what=f"{split} images")
+    labels = read_idx(loc.path_of(lab_f.name), ndim=1, what=f"{split} labels")
+    checks = (
+        _check_idx_file(info, img_f, images, verify),
+        _check_idx_file(info, lab_f, labels, verify),
+    )
+    for parsed, kind in ((images, "images"), (labels, "labels")):
+        if parsed.type_code != 0x08:
+            raise DataError(
+                f"{parsed.path}: IDX type code 0x{parsed.type_code:02X}; {info.name} {kind} are "
+                "unsigned bytes (type 0x08)"
+            )
+    x, y = images.array, labels.array
+    _, h, w = info.image_shape
+    if x.shape[1:] != (h, w):
+        raise DataError(
+            f"{images.path}: images are {x.shape[1]}x{x.shape[2]}, {info.name}'s are {h}x{w}"
+        )
+    if x.shape[0] != y.shape[0]:
+        raise DataError(
+            f"{images.path} holds {x.shape[0]} images but {labels.path} holds {y.shape[0]} "
+            "labels; they must pair up one to one"
+        )
+    bad = np.flatnonzero(y >= info.num_classes)
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            f"{labels.path}: label {int(y[i])} at index {i} (byte {8 + i}) is outside the "
+            f"{info.num_classes} classes (0..{info.num_classes - 1}); {bad.size} such label(s)"
+        )
+    return x[:, None], y.astype(np.int64), info.classes, checks
+
+
+def _read_cifar_bytes(loc: Location, info: DatasetInfo, names: list[str]) -> dict[str, tuple]:
+    """name -> (path for messages, bytes)."""
+    if loc.archive is not None:
+        data = _cifar.read_tar_members(loc.archive, info.archive_dir or "", names)
+        return {n: (Path(f"{loc.archive}:{info.archive_dir}/{n}"), data[n]) for n in names}
+    out = {}
+    for n in names:
+        path = loc.path_of(n)
+        try:
+            size = path.stat().st_size
+            if size > _cifar.MAX_MEMBER_BYTES:
+                raise DataError(f"{path}: {size:,} bytes, more than any CIFAR file")
+            out[n] = (path, path.read_bytes())
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    return out
+
+
+def _load_cifar(info: DatasetInfo, loc: Location, split: str, verify: bool):
+    label_key, names_key = _CIFAR_KEYS[info.num_classes]
+    wanted = [*info.files_of(split), *info.files_of("meta")]
+    raw = _read_cifar_bytes(loc, info, [f.name for f in wanted])
+    checks = []
+    for f in wanted:
+        path, data = raw[f.name]
+        got = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if f.md5 is None:
+            checks.append(FileCheck(f.name, path, "unverified", "no published hash"))
+        elif got == f.md5:
+            checks.append(FileCheck(f.name, path, "verified", "md5 matches the published one"))
+        else:
+            detail = f"md5 is {got}, published {f.md5}"
+            if verify:
+                raise DataError(_mismatch(info, f, path, None, detail))
+            checks.append(FileCheck(f.name, path, "mismatch", detail))
+    meta = next(f for f in wanted if f.role == "meta")
+    classes = _cifar.parse_meta(
+        raw[meta.name][1], str(raw[meta.name][0]), key=names_key, num_classes=info.num_classes
+    )
+    xs, ys = [], []
+    for f in wanted:
+        if f.role == "batch":
+            path, data = raw[f.name]
+            x, y = _cifar.parse_batch(
+                data, str(path), label_key=label_key, num_classes=info.num_classes
+            )
+            xs.append(x)
+            ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys), classes, tuple(checks)
+
+
+def _load_folder(loc: Location, split: str, size, mode: str):
+    splits = _folder.folder_splits(loc.directory)
+    if split not in splits:
+        raise DataError(
+            f"{loc.directory}: no {split!r} split; it has {', '.join(splits)} (a folder with "
+            "train/ and test/ or val/ subfolders has those splits, any other folder is 'train'; "
+            "hold out a validation split with Dataset.split_validation)"
+        )
+    train = _folder._scan(splits["train"])
+    scanned = train if split == "train" else _folder._scan(splits[split], train.classes)
+    x, y, used_mode = _folder.read_folder(scanned, size=size, mode=mode)
+    return x, y, train.classes, used_mode
+
+
+def _normalize_size(image_size) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    given = image_size
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
+    if (
+        not isinstance(image_size, tuple | list)
+        or len(image_size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size)
+    ):
+        raise DataError(f"image_size {given!r}: expected a positive int or (height, width)")
+    return (int(image_size[0]), int(image_size[1]))
+
+
+# Training-split statistics per (files, options), so loading "test" twice reads "train" once.
+# Keys include each file's size and mtime: a changed file is read again.
+_STATS_CACHE: dict[tuple, tuple] = {}
+
+
+def _folder_key(root: Path) -> tuple:
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out.append((str(p), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _file_key(loc: Location) -> tuple:
+    paths = [loc.archive] if loc.archive is not None else [p for _, p in loc.files]
+    out = []
+    for p in paths:
+        try:
+            st = p.stat()
+            out.append((str(p), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(p), None, None))
+    return tuple(out)
+
+
+def load_dataset(
+    name: str | DatasetInfo,
+    split: str = "train",
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    *,
+    verify: bool = True,
+    image_size: int | tuple[int, int] | None = None,
+    mode: str = "auto",
+    progress: ProgressFn | None = None,
+) -> Dataset:
+    """Load one split of a dataset into memory.
+
+    ``name``: a catalogued name (``"fashion-mnist"``, ``"mnist"``, ``"cifar10"``,
+    ``"cifar100"``), a :class:`DatasetInfo`, or ``"folder:PATH"``.  ``split``: ``"train"`` or
+    ``"test"`` (image folders: the subfolders present).  ``data_dir``/``download``: see
+    :func:`~cnnlab.data.locate.find_dataset`.  ``verify``: a file whose published hash differs
+    raises :class:`DataError` unless False (then it loads with ``integrity == "mismatch"``).
+    ``image_size`` and ``mode`` apply to image folders only (see :mod:`cnnlab.data._folder`).
+
+    Raises :class:`DataError` for anything wrong with the files, naming the file.
+    """
+    if split not in SPLITS:
+        raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    size = _normalize_size(image_size)
+    if isinstance(name, str) and name.startswith(FOLDER_PREFIX):
+        loc = find_dataset(name)
+        train_dir = _folder.folder_splits(loc.directory)["train"]
+        key = ("folder", str(train_dir.resolve()), size, mode, _folder_key(train_dir))
+        if split == "train":
+            x, y, classes, used_mode = _load_folder(loc, split, size, mode)
+            _STATS_CACHE[key] = (*channel_stats(torch.from_numpy(x)), used_mode)
+        if key not in _STATS_CACHE:
+            tx, _, _, used_mode = _load_folder(loc, "train", size, mode)
+            _STATS_CACHE[key] = (*channel_stats(torch.from_numpy(tx)), used_mode)
+        mean, std, used_mode = _STATS_CACHE[key]
+        if split != "train":  # decoded in the training split's mode, so channels agree
+            x, y, classes, _ = _load_folder(loc, split, size, used_mode)
+        return Dataset(
+            name=name,
+            split=split,
+            images=torch.from_numpy(np.ascontiguousarray(x)),
+            labels=torch.from_numpy(y),
+            classes=classes,
+            mean=mean,
+            std=std,
+            location=loc,
+        )
+    info = resolve(name)
+    if size is not None or mode != "auto":
+        raise DataError(
+            f"image_size and mode apply to folder:PATH datasets; {info.name} images are "
+            f"{'x'.join(map(str, info.image_shape))} as published"
+        )
+    if info.split_size(split) is None:
+        raise DataError(
+            f"{info.name} has no {split!r} split (it has {', '.join(s for s, _ in info.splits)}); "
+            "hold out a validation split with Dataset.split_validation(fraction, seed)"
+        )
+    loc = find_dataset(info, data_dir, download=download, progress=progress)
+    loader = _load_idx if info.kind == "idx" else _load_cifar
+    x, y, classes, checks = loader(info, loc, split, verify)
+    images = torch.from_numpy(np.ascontiguousarray(x))
+    key = (info.name, _file_key(loc))
+    if split == "train":
+        stats = channel_stats(images)
+    elif key in _STATS_CACHE:
+        stats = _STATS_CACHE[key]
+    else:
+        tx, *_ = loader(info, loc, "train", verify)
+        stats = channel_stats(torch.from_numpy(np.ascontiguousarray(tx)))
+    _STATS_CACHE[key] = stats
+    return Dataset(
+        name=info.name,
+        split=split,
+        images=images,
+        labels=torch.from_numpy(y),
+        classes=classes,
+        mean=stats[0],
+        std=stats[1],
+        location=loc,
+        checks=checks,
+        info=info,
+    )

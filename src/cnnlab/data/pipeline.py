@@ -1,0 +1,270 @@
+"""The in-memory batch pipeline: uint8 data on the device, whole-batch augmentation.
+
+``BatchPipeline(train, batch_size=128, device="cuda", augment=Augment.standard(train))``
+moves the uint8 images to the device once.  ``pipeline.epoch(e)`` then yields ``(x, y)``:
+``x`` float (B, C, H, W), normalised with the dataset's mean/std, ``y`` int64 (B,), both on
+the device.  Per batch it runs a handful of tensor operations (an index gather, one combined
+crop+flip gather, the normalisation, an erasing mask); no Python loop over samples, no worker
+processes (performance.md measured the per-sample DataLoader at about 3.6k images/s on two
+cores, in-memory slicing at over 400k).
+
+Determinism: the epoch order and every augmentation parameter are drawn on the CPU from a
+generator seeded by (seed, epoch) alone, for the whole epoch at once, then sent to the device.
+So a (seed, epoch) gives the same batches on any device, with any ``world_size``, and a
+resumed run can skip to a step (``epoch(e, start=k)``) and see exactly what it would have.
+
+Augmentations (all off unless asked; :meth:`Augment.standard` gives each dataset's usual set):
+
+* random crop with zero padding: pad ``crop_padding`` zero pixels on each side, crop the
+  original size at a uniform offset (He et al. 2015, section 4.2, for CIFAR: padding 4);
+* horizontal flip with probability 1/2, only where it keeps the class (not for digits);
+* random erasing (Zhong et al. 2017, arXiv:1708.04896): with probability ``erase_p`` a
+  rectangle of area fraction in ``erase_area`` and aspect ratio in ``erase_ratio``
+  (log-uniform) is set to 0 *after* normalisation, i.e. to the dataset's mean colour.
+  Deviation from the paper, which fills with random values: the mean fill (torchvision's
+  default) needs no per-pixel random numbers, which keeps the epoch's randomness small enough
+  to draw up front on the CPU.  As in torchvision, up to 10 boxes are drawn per image and the
+  first that fits is used; an image with none that fits is left unerased.
+
+Sharding for distributed training (``rank``/``world_size``): step k of every rank covers the
+k-th *global* batch of ``batch_size * world_size`` positions of the epoch's order, split into
+contiguous shards that differ in size by at most one.  Every sample is seen exactly once per
+epoch by exactly one rank, every rank runs the same number of steps (so collective operations
+stay matched), and with ``shuffle=False`` an evaluation counts each test image exactly once:
+no padding duplicates as in ``DistributedSampler``.  The price: the final step's shards can
+be smaller than ``batch_size``, even empty when fewer samples than ranks remain; weight the
+loss by the global count (``global_batch_sizes()``), or use ``drop_last=True`` for training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.data.dataset import Dataset, _mix
+from cnnlab.errors import DataError
+
+__all__ = ["Augment", "BatchPipeline"]
+
+_ERASE_TRIES = 10  # boxes drawn per image before giving up, as torchvision's RandomErasing
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Whole-batch augmentation settings (see the module doc).  ``Augment()`` is none."""
+
+    crop_padding: int = 0
+    flip: bool = False
+    erase_p: float = 0.0
+    erase_area: tuple[float, float] = (0.02, 0.33)  # Zhong et al.: s_l, s_h
+    erase_ratio: tuple[float, float] = (0.3, 1 / 0.3)  # Zhong et al.: r_1, 1/r_1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.crop_padding, int) or self.crop_padding < 0:
+            raise DataError(f"crop_padding {self.crop_padding!r}: expected an int >= 0")
+        if not 0.0 <= float(self.erase_p) <= 1.0:
+            raise DataError(f"erase_p {self.erase_p!r}: expected a probability in [0, 1]")
+        lo, hi = self.erase_area
+        if not 0.0 < lo <= hi < 1.0:
+            raise DataError(f"erase_area {self.erase_area!r}: expected 0 < low <= high < 1")
+        lo, hi = self.erase_ratio
+        if not 0.0 < lo <= hi:
+            raise DataError(f"erase_ratio {self.erase_ratio!r}: expected 0 < low <= high")
+
+    @property
+    def active(self) -> bool:
+        return self.crop_padding > 0 or self.flip or self.erase_p > 0
+
+    @classmethod
+    def standard(cls, dataset: Dataset, erase_p: float = 0.0) -> Augment:
+        """The usual set for ``dataset``: crop with its catalogue padding (CIFAR 4, MNIST-like
+        2; image folders H/8), flip where the catalogue allows it, erasing as given."""
+        info = dataset.info
+        padding = info.crop_padding if info is not None else max(1, dataset.image_shape[1] // 8)
+        flip = info.hflip if info is not None else True
+        return cls(crop_padding=padding, flip=flip, erase_p=erase_p)
+
+
+class BatchPipeline:
+    """Shuffled, augmented, normalised mini-batches of a :class:`Dataset`, kept on a device.
+
+    ``batch_size`` is per rank.  ``shuffle=False`` gives the dataset order (evaluation);
+    ``drop_last`` drops a final global batch smaller than ``batch_size * world_size``.
+    ``dtype`` is the dtype of ``x`` (float32; float16/bfloat16 for mixed precision on GPUs).
+    The dataset's images are copied to ``device`` once, at construction.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        device: str | torch.device = "cpu",
+        shuffle: bool = True,
+        augment: Augment | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise DataError(f"batch_size {batch_size!r}: expected an int >= 1")
+        if not isinstance(world_size, int) or world_size < 1:
+            raise DataError(f"world_size {world_size!r}: expected an int >= 1")
+        if not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise DataError(f"rank {rank!r}: expected 0 <= rank < world_size ({world_size})")
+        if not dtype.is_floating_point:
+            raise DataError(f"dtype {dtype}: expected a floating-point dtype")
+        augment = augment or Augment()
+        if augment.flip and dataset.info is not None and not dataset.info.hflip:
+            raise DataError(
+                f"{dataset.name}: horizontal flips change the class (a mirrored digit is no "
+                "digit); use Augment(flip=False)"
+            )
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.shuffle = shuffle
+        self.augment = augment
+        self.seed = int(seed)
+        self.rank = rank
+        self.world_size = world_size
+        self.drop_last = drop_last
+        self.dtype = dtype
+        self.images = dataset.images.to(self.device)
+        self.labels = dataset.labels.to(self.device)
+        c = dataset.image_shape[0]
+        mean = torch.tensor(dataset.mean, dtype=torch.float64)
+        std = torch.tensor(dataset.std, dtype=torch.float64)
+        # x_float = pixel * scale + shift == (pixel / 255 - mean) / std, per channel.
+        self._scale = (1.0 / (255.0 * std)).to(self.device, dtype).view(1, c, 1, 1)
+        self._shift = (-mean / std).to(self.device, dtype).view(1, c, 1, 1)
+        n = len(dataset)
+        global_batch = batch_size * world_size
+        self._steps = n // global_batch if drop_last else math.ceil(n / global_batch)
+        if self._steps == 0:
+            raise DataError(
+                f"{dataset.name} ({dataset.split}) has {n} images, fewer than one global batch "
+                f"({batch_size} x {world_size} ranks) with drop_last=True"
+            )
+
+    # ---- sizes ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Steps per epoch (the same on every rank)."""
+        return self._steps
+
+    def global_batch_sizes(self) -> list[int]:
+        """Samples in each step's global batch, summed over ranks."""
+        n, g = len(self.dataset), self.batch_size * self.world_size
+        return [min(g, n - k * g) for k in range(self._steps)]
+
+    def _shard(self, step: int) -> tuple[int, int]:
+        """(start, size) of this rank's shard of ``step``, as positions in the epoch order."""
+        g = self.batch_size * self.world_size
+        start = step * g
+        total = min(g, len(self.dataset) - start)
+        base, extra = divmod(total, self.world_size)
+        offset = start + self.rank * base + min(self.rank, extra)
+        return offset, base + (1 if self.rank < extra else 0)
+
+    @property
+    def samples_per_epoch(self) -> int:
+        """Samples this rank sees per epoch."""
+        return sum(self._shard(k)[1] for k in range(self._steps))
+
+    # ---- the epoch ------------------------------------------------------------------------
+    def _draw(self, epoch: int) -> dict[str, torch.Tensor]:
+        """Order and augmentation parameters of every position of the epoch (CPU)."""
+        n = len(self.dataset)
+        g = torch.Generator().manual_seed(_mix(self.seed, "epoch", epoch))
+        params = {"order": torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)}
+        aug = self.augment
+        _, h, w = self.dataset.image_shape
+        if aug.crop_padding or aug.flip:
+            span = 2 * aug.crop_padding + 1
+            params["dy"] = torch.randint(0, span, (n,), generator=g)
+            params["dx"] = torch.randint(0, span, (n,), generator=g)
+            params["flip"] = (
+                torch.rand(n, generator=g) < 0.5 if aug.flip else torch.zeros(n, dtype=torch.bool)
+            )
+        if aug.erase_p > 0:
+            shape = (n, _ERASE_TRIES)
+            frac = torch.empty(shape, dtype=torch.float64).uniform_(*aug.erase_area, generator=g)
+            area = h * w * frac
+            log_r = torch.empty(shape, dtype=torch.float64).uniform_(
+                math.log(aug.erase_ratio[0]), math.log(aug.erase_ratio[1]), generator=g
+            )
+            eh = torch.sqrt(area * torch.exp(log_r)).round().long()
+            ew = torch.sqrt(area / torch.exp(log_r)).round().long()
+            fits = (eh >= 1) & (ew >= 1) & (eh < h) & (ew < w)
+            first = torch.argmax(fits.int(), dim=1, keepdim=True)  # first box that fits
+            eh = eh.gather(1, first).squeeze(1)
+            ew = ew.gather(1, first).squeeze(1)
+            u = torch.rand(n, 3, generator=g, dtype=torch.float64)
+            apply = (u[:, 0] < aug.erase_p) & fits.any(dim=1)
+            params["ey"] = (u[:, 1] * (h - eh + 1)).long().clamp(max=h - 1)
+            params["ex"] = (u[:, 2] * (w - ew + 1)).long().clamp(max=w - 1)
+            # A box of height 0 erases nothing: that is how "not this image" is encoded.
+            params["eh"] = torch.where(apply, eh, torch.zeros_like(eh))
+            params["ew"] = ew
+        return params
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield this rank's ``(x, y)`` batches of ``epoch``, from step ``start`` on."""
+        if not isinstance(epoch, int) or epoch < 0:
+            raise DataError(f"epoch {epoch!r}: expected an int >= 0")
+        if not 0 <= start <= self._steps:
+            raise DataError(f"start step {start}: expected 0..{self._steps}")
+        params = self._draw(epoch)
+        # This rank's positions of the epoch, step after step, then one copy to the device.
+        shards = [self._shard(k) for k in range(self._steps)]
+        pos = torch.cat([torch.arange(o, o + s) for o, s in shards]) if shards else torch.arange(0)
+        mine = {k: v[pos].to(self.device, non_blocking=True) for k, v in params.items()}
+        bounds = [0]
+        for _, s in shards:
+            bounds.append(bounds[-1] + s)
+        for k in range(start, self._steps):
+            a, b = bounds[k], bounds[k + 1]
+            yield self._batch({key: v[a:b] for key, v in mine.items()})
+
+    def _batch(self, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = p["order"]
+        x = self.images.index_select(0, idx)  # uint8 (B, C, H, W)
+        if "dy" in p:
+            x = self._crop_flip(x, p["dy"], p["dx"], p["flip"])
+        out = x.to(self.dtype)
+        out.mul_(self._scale).add_(self._shift)
+        if "eh" in p:
+            out.masked_fill_(self._erase_mask(p, out.shape[2], out.shape[3]), 0.0)
+        return out, self.labels.index_select(0, idx)
+
+    def _crop_flip(
+        self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor
+    ) -> torch.Tensor:
+        """Crop H x W at offset (dy, dx) of the zero-padded batch, mirrored where ``flip``:
+        one gather over uint8 pixels (a flip is the crop window read right to left)."""
+        b, c, h, w = x.shape
+        pad = self.augment.crop_padding
+        if pad:
+            x = F.pad(x, (pad, pad, pad, pad))
+        wp = w + 2 * pad
+        rows = dy[:, None] + torch.arange(h, device=x.device)  # (B, H) rows of the padded image
+        cols = dx[:, None] + torch.arange(w, device=x.device)  # (B, W)
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+        flat = (rows[:, :, None] * wp + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+        hp = h + 2 * pad
+        return x.reshape(b, c, hp * wp).gather(2, flat).view(b, c, h, w)
+
+    @staticmethod
+    def _erase_mask(p: dict[str, torch.Tensor], h: int, w: int) -> torch.Tensor:
+        """(B, 1, H, W) bool: inside each image's erasing box."""
+        ys = torch.arange(h, device=p["ey"].device)
+        xs = torch.arange(w, device=p["ex"].device)
+        in_y = (ys >= p["ey"][:, None]) & (ys < (p["ey"] + p["eh"])[:, None])  # (B, H)
+        in_x = (xs >= p["ex"][:, None]) & (xs < (p["ex"] + p["ew"])[:, None])  # (B, W)
+        return (in_y[:, :, None] & in_x[:, None, :])[:, None]
