@@ -363,7 +363,7 @@ def _positive(model: nn.Module) -> nn.Module:
     replaced by average pooling of the same geometry, so that every cell a unit could see
     gets a gradient.  Receptive fields depend only on the geometry, which is unchanged."""
     model = copy.deepcopy(model).double().eval()
-    for name, m in list(model.named_modules()):
+    for m in list(model.modules()):
         for child_name, child in list(m.named_children()):
             if isinstance(child, nn.MaxPool2d):
                 setattr(

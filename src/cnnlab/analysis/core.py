@@ -59,6 +59,7 @@ def analyze(
         totals=totals,
         conventions=dict(R.CONVENTIONS),
         strict=strict,
+        output_shapes=result.root.output_shapes,
     )
 
 

@@ -181,11 +181,7 @@ class Analysis:
     totals: Totals
     conventions: dict[str, str] = field(default_factory=dict)
     strict: bool = False
-
-    @property
-    def output_shapes(self) -> tuple[tuple[int, ...], ...]:
-        top = [r for r in self.rows if r.depth == 1 and r.kind != "uncalled"]
-        return top[-1].output_shapes if top else ()
+    output_shapes: tuple[tuple[int, ...], ...] = ()  # every tensor the model returns
 
     def visible(self, depth: int | None = None) -> list[Row]:
         """Rows down to ``depth`` (1 = the model's children; None = everything).
@@ -213,6 +209,7 @@ class Analysis:
             "input_shape": list(self.input_shape),
             "dtype": self.dtype,
             "strict": self.strict,
+            "output_shapes": [list(o) for o in self.output_shapes],
             "conventions": dict(self.conventions),
             "totals": self.totals.to_dict(),
             "rows": [r.to_dict() for r in self.rows],

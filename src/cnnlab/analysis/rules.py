@@ -363,7 +363,7 @@ def _conv_rule(nd: int) -> Rule:
                 "groups": groups,
                 "out_channels": c_out,
             },
-            saved=(x,),
+            saved=(x, w),
         )
 
     return rule
@@ -453,7 +453,7 @@ def _linear(call: Call) -> Effect:
         other_ops=_numel(shape) if b is not None else 0,
         spatial=GLOBAL,
         hyper={"in_features": int(w.shape[-1]), "out_features": out_f},
-        saved=(x,),
+        saved=(x, w),
     )
 
 
@@ -675,7 +675,12 @@ def _binary(name: str, inplace: bool = False) -> Rule:
             out = a
         else:
             out = _new(shape, tensors[0], _dtype_of(*tensors))
-        saved = tuple(t for t in tensors if t.numel() > 1) if keeps_inputs else ()
+        # A product keeps each tensor operand for the other's gradient: nothing when the other
+        # operand is a Python number.  (Model parameters among them are not counted.)
+        saved: tuple = ()
+        if keeps_inputs and len(tensors) == 2:
+            saved = (a, b) if name == "mul" else (b, a)
+            saved = tuple(t for t in saved if t.numel() > 1)
         return Effect(out, other_ops=_numel(shape), saved=saved, inplace=inplace)
 
     return rule

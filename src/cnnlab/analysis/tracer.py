@@ -128,7 +128,8 @@ class _Tracer(TorchFunctionMode):
         self.shadows: dict[int, torch.Tensor] = {}
         self.saved: dict[int, int] = {}  # id(storage owner) -> bytes kept for backward
         self.saved_extra = 0
-        self.owners: dict[int, torch.Tensor] = {}
+        self.state: set[int] = set()  # ids of the model's parameters and buffers
+        self.state_shadows: set[int] = set()  # ids of their shape-only stand-ins
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -153,6 +154,8 @@ class _Tracer(TorchFunctionMode):
             s = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
             self.shadows[id(t)] = s
             self.keep.append(t)
+            if id(self._storage_owner(t)) in self.state:
+                self.state_shadows.add(id(s))
         return s
 
     # -- the interception ------------------------------------------------------------------
@@ -258,10 +261,13 @@ class _Tracer(TorchFunctionMode):
         for o in outs:
             self._remember(o, info)
         for t in effect.saved:
-            if isinstance(t, torch.Tensor) and t.is_meta:
-                owner = self._storage_owner(t)
-                self.saved[id(owner)] = owner.numel() * owner.element_size()
-                self.keep.append(owner)
+            if not isinstance(t, torch.Tensor):
+                continue
+            owner = self._storage_owner(t)
+            if id(owner) in self.state or id(owner) in self.state_shadows:
+                continue  # the model's own parameters and buffers: counted as parameters
+            self.saved[id(owner)] = owner.numel() * owner.element_size()
+            self.keep.append(owner)
         self.saved_extra += effect.saved_extra_bytes
         frame.items.append(rec)
 
@@ -458,6 +464,7 @@ def trace(model: nn.Module, x: torch.Tensor, strict: bool = False) -> TraceResul
         if rule is not None:
             frame.override = rule(module, _tensors(args), output)
 
+    tracer.state = {id(t) for t in (*model.parameters(), *model.buffers())}
     x_info = _TI(tuple(Field() for _ in range(max(x.dim() - 2, 0))))
     tracer._remember(x, x_info)
     for m in model.modules():
