@@ -33,14 +33,8 @@ from cnnlab.zoo._common import check_choice, check_count, input_hw, trace
 
 __all__ = ["AlexNet", "alexnet"]
 
-PAPER = (
-    "A. Krizhevsky, I. Sutskever, G. E. Hinton. ImageNet classification with deep "
-    "convolutional neural networks. NIPS 2012"
-)
-PAPER_ONETOWER = (
-    "A. Krizhevsky. One weird trick for parallelizing convolutional neural networks. "
-    "arXiv:1404.5997, 2014 (torchvision's alexnet)"
-)
+PAPER = "Krizhevsky, Sutskever & Hinton 2012, ImageNet Classification with Deep CNNs (NIPS)"
+PAPER_ONETOWER = "Krizhevsky 2014, One Weird Trick for Parallelizing CNNs (arXiv:1404.5997)"
 
 # name -> kernels, size, stride, padding, groups (the paper's two towers) per conv layer.
 _CONVS = {
@@ -138,7 +132,8 @@ REGISTRY.register(
     num_classes=1000,
     params=60_965_224,
     macs=724_406_816,
-    top5="16.4% ILSVRC-2012 test (5 CNNs); 18.2% val for 1 CNN (Krizhevsky et al. 2012, Table 2)",
+    # Krizhevsky et al. Table 2; the lecture's "18.2% -> 15.4%" is 1 CNN -> 7 CNNs on val.
+    top5="16.4% (ILSVRC-2012 test, 5 CNNs; 1 CNN: 18.2% val; paper Table 2)",
     summary="the original two-tower AlexNet: grouped conv2/4/5, LRN, overlapping pooling, dropout",
 )(alexnet)
 
@@ -149,7 +144,7 @@ REGISTRY.register(
     num_classes=1000,
     params=61_100_840,
     macs=714_188_480,
-    top5="20.9% ImageNet val, 1 centre crop (torchvision's weights: acc@5 79.066)",
+    top5="20.9% (ImageNet val, 1 crop, torchvision's weights: acc@5 79.066)",
     summary="torchvision's single-GPU AlexNet: 64/192/384/256/256 kernels, no LRN, adaptive "
     "6x6 pool",
     options={"variant": "onetower"},

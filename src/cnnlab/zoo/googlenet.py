@@ -36,10 +36,7 @@ from cnnlab.zoo._common import check_count, input_hw, trace
 
 __all__ = ["AUX_LOSS_WEIGHT", "GoogLeNet", "GoogLeNetOutputs", "InceptionAux", "googlenet"]
 
-PAPER = (
-    "C. Szegedy, W. Liu, Y. Jia, P. Sermanet, S. Reed, D. Anguelov, D. Erhan, V. Vanhoucke, "
-    "A. Rabinovich. Going deeper with convolutions. CVPR 2015 (arXiv:1409.4842)"
-)
+PAPER = "Szegedy et al. 2015, Going Deeper with Convolutions (CVPR; arXiv:1409.4842)"
 _NATIVE = (224, 224)
 AUX_LOSS_WEIGHT = 0.3  # section 5: auxiliary losses are added with weight 0.3
 
@@ -175,8 +172,8 @@ REGISTRY.register(
     num_classes=1000,
     params=6_998_552,
     macs=1_582_671_872,
-    top5="6.67% ILSVRC-2014 test (7 models x 144 crops); 10.07% for 1 model, 1 crop "
-    "(Szegedy et al. Tables 2, 3)",
+    top5="6.67% (ILSVRC-2014 test, 7 models x 144 crops; 1 model, 1 crop: 10.07%; paper "
+    "Tables 2, 3)",
     summary="Inception v1 from Table 1: real 5x5 branches, LRN, no BN; aux_logits=True adds "
     "the two auxiliary classifiers",
 )(googlenet)

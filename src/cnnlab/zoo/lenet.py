@@ -29,8 +29,8 @@ from cnnlab.zoo._common import check_count, input_hw, trace
 __all__ = ["LeNet5", "lenet5"]
 
 PAPER = (
-    "Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied to document "
-    "recognition. Proc. IEEE 86(11):2278-2324, 1998"
+    "LeCun, Bottou, Bengio & Haffner 1998, Gradient-Based Learning Applied to Document "
+    "Recognition (Proc. IEEE 86(11))"
 )
 _FIELD = 32  # the paper's input field, in pixels
 
@@ -91,8 +91,7 @@ REGISTRY.register(
     num_classes=10,
     params=60_850,
     macs=326_520,
-    top5="MNIST test error 0.95% (0.8% with distorted training data), paper's RBF-output "
-    "network (LeCun et al. 1998, section III)",
+    top5="MNIST error 0.95% (test, RBF output; 0.8% with distorted training data)",
     summary="LeNet-5 as published: partial C3, trainable subsampling, scaled tanh; linear "
     "output instead of the RBF units (60,000 parameters in C1..F6 + 850)",
 )(lenet5)

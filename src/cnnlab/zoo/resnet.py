@@ -37,8 +37,8 @@ from cnnlab.zoo._common import check_choice, check_count, input_hw, trace
 __all__ = ["ResNet", "resnet", "resnet_cifar"]
 
 PAPER = (
-    "K. He, X. Zhang, S. Ren, J. Sun. Deep residual learning for image recognition. CVPR 2016 "
-    "(arXiv:1512.03385)"
+    "He, Zhang, Ren & Sun 2016, Deep Residual Learning for Image Recognition (CVPR; "
+    "arXiv:1512.03385)"
 )
 
 # Table 1: depth -> (block, blocks in conv2_x..conv5_x)
@@ -152,22 +152,23 @@ def resnet_cifar(
     return _init(ResNet(OrderedDict(layers)))
 
 
-_IMAGENET_FACTS = {  # depth -> (params, MACs v1.5 at 224x224, top-5 text)
-    18: (11_689_512, 1_814_073_344, "10.92% ImageNet val, 1 centre crop (torchvision's "
-         "weights: acc@5 89.078); the paper gives no top-5 for ResNet-18"),
-    34: (21_797_672, 3_663_761_408, "7.46% ImageNet val, 10 crops, option B (He et al. "
-         "Table 3)"),
-    50: (25_557_032, 4_089_184_256, "6.71% ImageNet val, 10 crops (He et al. Table 3)"),
-    101: (44_549_160, 7_801_405_440, "6.05% ImageNet val, 10 crops (He et al. Table 3)"),
-    152: (60_192_808, 11_513_626_624, "5.71% val 10 crops (Table 3); 4.49% val multi-scale "
-          "(Table 4); the 6-model ensemble: 3.57% test (Table 5)"),
+# depth -> (params, MACs v1.5 at 224x224 (numbers.md section 4), top-5 error); the paper's
+# Table 3 (10-crop val) has no ResNet-18 row, so its number is torchvision's weights'.
+_IMAGENET_FACTS = {
+    18: (11_689_512, 1_814_073_344, "10.92% (ImageNet val, 1 crop, torchvision's weights)"),
+    34: (21_797_672, 3_663_761_408, "7.46% (ImageNet val, 10 crops, option B; Table 3)"),
+    50: (25_557_032, 4_089_184_256, "6.71% (ImageNet val, 10 crops; Table 3)"),
+    101: (44_549_160, 7_801_405_440, "6.05% (ImageNet val, 10 crops; Table 3)"),
+    152: (60_192_808, 11_513_626_624, "5.71% (ImageNet val, 10 crops; Table 3); ensemble: "
+          "3.57% test (Table 5)"),
 }  # fmt: skip
-_CIFAR_FACTS = {  # depth -> (params, MACs at 32x32, CIFAR-10 test error, He et al. Table 6)
+# depth -> (params, MACs at 32x32 (numbers.md section 4), CIFAR-10 test error, Table 6)
+_CIFAR_FACTS = {
     20: (269_722, 40_551_040, "8.75%"),
     32: (464_154, 68_862_592, "7.51%"),
     44: (658_586, 97_174_144, "7.17%"),
     56: (853_018, 125_485_696, "6.97%"),
-    110: (1_727_962, 252_887_680, "6.43% best of 5 runs (6.61 +- 0.16)"),
+    110: (1_727_962, 252_887_680, "6.43% (best of 5 runs; 6.61 +- 0.16)"),
     1202: (19_421_274, 2_829_238_912, "7.93%"),
 }
 
@@ -194,7 +195,7 @@ for _depth, (_params, _macs, _err) in _CIFAR_FACTS.items():
         num_classes=10,
         params=_params,
         macs=_macs,
-        top5=f"CIFAR-10 test error (top-1) {_err} (He et al. Table 6)",
+        top5=f"CIFAR-10 error {_err} (top-1, test; Table 6)",
         summary=f"CIFAR-10 ResNet-{_depth} (n={CIFAR[_depth]}): 16/32/64 filters, "
         "zero-padding (option A) shortcuts",
         options={"depth": _depth},

@@ -29,10 +29,7 @@ from cnnlab.zoo._common import check_count, input_hw, trace
 
 __all__ = ["ZFNet", "zfnet"]
 
-PAPER = (
-    "M. D. Zeiler, R. Fergus. Visualizing and understanding convolutional networks. ECCV 2014 "
-    "(arXiv:1311.2901)"
-)
+PAPER = "Zeiler & Fergus 2014, Visualizing and Understanding CNNs (ECCV; arXiv:1311.2901)"
 _NATIVE = (224, 224)
 
 
@@ -96,7 +93,8 @@ REGISTRY.register(
     num_classes=1000,
     params=62_357_608,
     macs=1_168_032_896,
-    top5="16.5% ImageNet-2012 val for 1 net; 14.8% test for 6 nets (Zeiler & Fergus Table 2); "
-    "the ILSVRC-2013 winner Clarifai: 11.7%",
+    # ZF Table 2.  The lecture's "ZFNet 11.2%" is Clarifai's ILSVRC-2013 entry with extra
+    # data (11.7% without), a different system from this paper's network.
+    top5="16.5% (ILSVRC-2012 val, 1 net; 6 nets: 14.8% test; paper Table 2)",
     summary="AlexNet with a 7x7/2 first layer, 5x5/2 second layer and dense connections",
 )(zfnet)
