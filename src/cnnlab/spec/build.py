@@ -1,0 +1,151 @@
+"""Build a PyTorch network from the compact notation: Spec -> ``nn.Sequential``.
+
+The layer sizes come from :meth:`Spec.infer` (pure integer arithmetic with
+:mod:`cnnlab.geometry`), so a fully connected layer's input size is known before any tensor
+exists, and an input too small for the network fails here, naming the layer, not at the
+first forward pass.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cnnlab.errors import SpecError
+from cnnlab.layers import LocalResponseNorm, ScaledTanh
+from cnnlab.spec.ir import (
+    FC,
+    LRN,
+    Activation,
+    BatchNorm,
+    Conv,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Pool,
+    Softmax,
+    Spec,
+    Step,
+)
+from cnnlab.spec.parser import parse_spec
+
+__all__ = ["INITS", "SpecNet", "build_spec"]
+
+INITS = ("he", "torch")
+
+
+class SpecNet(nn.Sequential):
+    """An ``nn.Sequential`` built from a spec; its modules are named by the spec's naming rule.
+
+    ``forward`` returns what the last layer computes: for a spec that ends with ``softmax``
+    these are the class scores (logits); apply ``torch.softmax(logits, dim=1)`` for
+    probabilities (``nn.CrossEntropyLoss`` applies log-softmax itself).
+    ``ends_with_softmax`` records the marker so that :func:`format_spec` can write it back.
+    """
+
+    def __init__(self, *args, ends_with_softmax: bool = False):
+        super().__init__(*args)
+        self.ends_with_softmax = bool(ends_with_softmax)
+
+    def extra_repr(self) -> str:
+        return "ends_with_softmax=True" if self.ends_with_softmax else ""
+
+
+def build_spec(
+    spec: Spec | str,
+    in_channels: int = 3,
+    input_size: int | tuple[int, int] | None = None,
+    num_classes: int | None = None,
+    init: str = "he",
+    **counts: int,
+) -> SpecNet:
+    """Build a CPU float32 network from a spec (text or :class:`Spec`).
+
+    ``in_channels``: channels of the input image.  ``input_size``: ``(H, W)`` or an int; it
+    sizes the first fc that reads a volume (without it such a spec raises
+    :class:`SpecError`), and an input too small raises :class:`GeometryError` naming the layer
+    where the volume vanishes.  ``num_classes`` replaces the width of the last fc.
+    ``counts`` bind symbolic repetition counts (``*N``) as in :func:`parse_spec`.
+
+    ``init="he"`` (default) initialises as torchvision does for VGG: conv weights from
+    He et al. 2015's normal (fan_out, ReLU gain), fc weights N(0, 0.01), biases 0, BN scale 1
+    and shift 0.  ``init="torch"`` keeps PyTorch's default initialisation.
+
+    ReLUs are not in-place: in-place activations would overwrite the conv outputs that
+    forward hooks (feature maps, activation statistics) hold on to.
+    """
+    if isinstance(spec, str):
+        spec = parse_spec(spec, **counts)
+    elif not isinstance(spec, Spec):
+        raise SpecError(f"build_spec takes spec text or a Spec, got {type(spec).__name__}")
+    elif counts:
+        raise SpecError("repetition counts are bound when parsing; pass them to parse_spec")
+    if init not in INITS:
+        raise SpecError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    if num_classes is not None:
+        spec = spec.with_num_classes(num_classes)
+    net = SpecNet(ends_with_softmax=spec.ends_with_softmax)
+    for step in spec.infer(in_channels, input_size):
+        if isinstance(step.layer, Softmax):
+            continue
+        try:
+            net.add_module(step.name, _module(step))
+        except KeyError as exc:  # the name clashes with an attribute of nn.Sequential
+            raise SpecError(
+                f"the layer name {step.name!r} is taken by nn.Module itself; choose another",
+                spec.text,
+                step.layer.pos,
+            ) from exc
+    if init == "he":
+        _he_init(net)
+    return net
+
+
+def _module(step: Step) -> nn.Module:
+    layer = step.layer
+    if isinstance(layer, Conv):
+        return nn.Conv2d(
+            step.input[0],
+            layer.out,
+            layer.kernel,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=layer.bias,
+        )
+    if isinstance(layer, Pool):
+        cls = nn.MaxPool2d if layer.op == "max" else nn.AvgPool2d
+        return cls(layer.kernel, stride=layer.stride, padding=layer.padding, ceil_mode=layer.ceil)
+    if isinstance(layer, GlobalAvgPool):
+        return nn.AdaptiveAvgPool2d(1)
+    if isinstance(layer, Activation):
+        return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "stanh": ScaledTanh}[
+            layer.fn
+        ]()
+    if isinstance(layer, BatchNorm):
+        cls = nn.BatchNorm2d if len(step.input) == 3 else nn.BatchNorm1d
+        return cls(step.input[0], eps=layer.eps, momentum=layer.momentum, affine=layer.affine)
+    if isinstance(layer, LRN):
+        return LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
+    if isinstance(layer, Dropout):
+        return nn.Dropout(layer.p)
+    if isinstance(layer, Flatten):
+        return nn.Flatten()
+    if isinstance(layer, FC):
+        return nn.Linear(step.input[0], layer.out, bias=layer.bias)
+    raise TypeError(f"no module for {layer!r}")  # a new layer kind without a rule: a bug
+
+
+def _he_init(net: nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
