@@ -10,6 +10,7 @@ a terminal table, Markdown, CSV, JSON or the lecture's lines.
 from __future__ import annotations
 
 from cnnlab.analysis.core import analyze
+from cnnlab.analysis.meta import build_on_meta
 from cnnlab.analysis.result import Analysis, RField, Row, Totals, TrainingMemory
 from cnnlab.analysis.rules import CONVENTIONS, ShapeError, module_rule, op_rule
 from cnnlab.analysis.tracer import AnalysisError
@@ -24,6 +25,7 @@ __all__ = [
     "Totals",
     "TrainingMemory",
     "analyze",
+    "build_on_meta",
     "module_rule",
     "op_rule",
 ]

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.analysis.core import analyze
+from cnnlab.analysis.meta import build_on_meta
 from cnnlab.analysis.render import lecture_lines, lecture_number
 from cnnlab.analysis.result import Analysis
 from cnnlab.errors import CnnlabError, GeometryError
@@ -62,8 +63,7 @@ def _build(name: str, **options: Any) -> nn.Module:
     from cnnlab.registry import create_model
 
     try:
-        with torch.device("meta"):
-            return create_model(name, **options)
+        return build_on_meta(create_model, name, **options)
     except CnnlabError:
         raise
     except Exception:  # noqa: BLE001 - a builder that computes with its initial values

@@ -80,8 +80,7 @@ def build_for_analysis(text: str, input_text: str | None, classes: int | None, o
     allocated or initialised), user files as their code builds them.  A builder that cannot
     run on the meta device (one that computes with its own initial values) is built on the
     CPU instead."""
-    import torch
-
+    from cnnlab.analysis.meta import build_on_meta
     from cnnlab.cli._common import load_target, parse_input_size, parse_options
 
     size = parse_input_size(input_text) if input_text else None
@@ -90,8 +89,7 @@ def build_for_analysis(text: str, input_text: str | None, classes: int | None, o
     if ".py" in text:
         return load_target(text, **kwargs)
     try:
-        with torch.device("meta"):
-            return load_target(text, **kwargs)
+        return build_on_meta(load_target, text, **kwargs)
     except CnnlabError:
         raise
     except Exception:  # noqa: BLE001 - builders with value-dependent init: build for real

@@ -1,0 +1,206 @@
+"""Benchmark: cnnlab's static analysis end to end against building the model on the CPU and
+running torchinfo.summary or fvcore's FlopCountAnalysis on it.
+
+    python bench/analysis.py --setup      # once: torchinfo + fvcore into build/bench-compare
+    python bench/analysis.py [--repeat 3] [--markdown]
+
+Every measurement runs in a fresh Python process, so that its peak RSS (ru_maxrss) is its own
+and no cache of an earlier run helps it.  Timed: building the model and analysing it, in that
+process, after ``import torch, cnnlab`` and the tool (import times are printed separately).
+
+* cnnlab: ``build_on_meta(create_model, ...)`` (shape-only weights, no initialisation) then
+  ``cnnlab.analysis.analyze``: what ``cnnlab summary NAME`` does.
+* torchinfo: ``create_model(...)`` (real CPU weights, initialised) then
+  ``torchinfo.summary(model, input_size=(1, 3, S, S), verbose=0)``.
+* fvcore: ``create_model(...)`` then ``FlopCountAnalysis(model, x).total()``.
+
+The same ``nn.Module`` class and input for all three.  The time ratio is the tool's time
+divided by cnnlab's; "peak RSS" is the process's maximum resident set, "+RSS" its growth over
+the process right after the imports.  The MACs each tool reports are printed too (they differ
+by what each counts: see the conventions in reference/numbers.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPARE = ROOT / "build" / "bench-compare"
+REQUIREMENTS = Path(__file__).resolve().parent / "requirements-compare.txt"
+
+CASES = [
+    ("resnet50", 224),
+    ("resnet152", 224),
+    ("vgg16", 224),
+    ("googlenet", 224),
+    ("vgg16", 1024),
+]
+METHODS = ("cnnlab", "torchinfo", "fvcore")
+
+
+def setup() -> None:
+    COMPARE.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+         str(COMPARE), "-r", str(REQUIREMENTS)],
+        check=True,
+    )  # fmt: skip
+    print(f"installed the comparison tools into {COMPARE}")
+
+
+def _rss_kib() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def worker(method: str, name: str, size: int) -> dict:
+    t0 = time.perf_counter()
+    import torch
+
+    import cnnlab
+
+    cnnlab.list_models()  # registers the zoo (imports of the model files)
+    if method == "torchinfo":
+        import torchinfo
+    elif method == "fvcore":
+        import warnings
+
+        from fvcore.nn import FlopCountAnalysis
+
+        warnings.filterwarnings("ignore")
+    elif method == "cnnlab":
+        from cnnlab.analysis import analyze
+        from cnnlab.analysis.meta import build_on_meta
+    t_import = time.perf_counter() - t0
+    options = {} if size == cnnlab.model_info(name).input_size[1] else {"input_size": size}
+    rss0 = _rss_kib()
+    t1 = time.perf_counter()
+    if method == "cnnlab":
+        model = build_on_meta(cnnlab.create_model, name, **options)
+        macs = analyze(model, (3, size, size)).totals.macs
+    elif method == "torchinfo":
+        model = cnnlab.create_model(name, **options)
+        stats = torchinfo.summary(model, input_size=(1, 3, size, size), verbose=0)
+        macs = stats.total_mult_adds
+    else:
+        model = cnnlab.create_model(name, **options)
+        model.eval()
+        flops = FlopCountAnalysis(model, torch.randn(1, 3, size, size))
+        flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        macs = flops.total()
+    seconds = time.perf_counter() - t1
+    return {
+        "seconds": seconds,
+        "import_seconds": t_import,
+        "peak_rss_kib": _rss_kib(),
+        "grown_rss_kib": _rss_kib() - rss0,
+        "macs": int(macs),
+    }
+
+
+def measure(method: str, name: str, size: int) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(COMPARE), str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
+    )
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", method, name, str(size)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"{method} {name} {size} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--setup", action="store_true", help="install torchinfo and fvcore")
+    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per measurement")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--case", action="append", help="NAME@SIZE, e.g. resnet50@224")
+    parser.add_argument("--worker", nargs=3, metavar=("METHOD", "NAME", "SIZE"))
+    args = parser.parse_args()
+    if args.worker:
+        method, name, size = args.worker
+        print(json.dumps(worker(method, name, int(size))))
+        return
+    if args.setup:
+        setup()
+        return
+    if not (COMPARE / "torchinfo").exists() or not (COMPARE / "fvcore").exists():
+        raise SystemExit("run `python bench/analysis.py --setup` first (installs the tools)")
+    cases = CASES
+    if args.case:
+        cases = [(c.split("@")[0], int(c.split("@")[1])) for c in args.case]
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, loadavg {load}", flush=True)
+    results = []
+    for name, size in cases:
+        row = {"model": name, "size": size}
+        for method in METHODS:
+            # One process at 1024 for the CPU tools: building VGG-16 for 1024x1024 means
+            # allocating and initialising 2.2 billion fc6 weights (8.8 GB).
+            n = 1 if (size > 224 and method != "cnnlab") else args.repeat
+            runs = [measure(method, name, size) for _ in range(n)]
+            row[method] = {
+                "seconds": statistics.median(r["seconds"] for r in runs),
+                "import_seconds": statistics.median(r["import_seconds"] for r in runs),
+                "peak_rss_mb": max(r["peak_rss_kib"] for r in runs) / 1024,
+                "grown_rss_mb": max(r["grown_rss_kib"] for r in runs) / 1024,
+                "macs": runs[0]["macs"],
+                "runs": n,
+            }
+            print(f"  {name}@{size} {method}: {row[method]['seconds']:.3f} s, peak "
+                  f"{row[method]['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+        results.append(row)
+    _report(results, args.markdown)
+
+
+def _report(results: list[dict], markdown: bool) -> None:
+    head = ["model @ input", "cnnlab s", "build+torchinfo s", "ratio", "build+fvcore s",
+            "ratio", "peak RSS MB cnnlab / torchinfo / fvcore",
+            "+RSS MB cnnlab / torchinfo / fvcore"]  # fmt: skip
+    lines = []
+    for r in results:
+        c, t, f = r["cnnlab"], r["torchinfo"], r["fvcore"]
+        lines.append([
+            f"{r['model']} @ {r['size']}",
+            f"{c['seconds']:.3f}",
+            f"{t['seconds']:.3f}",
+            f"{t['seconds'] / c['seconds']:.1f}x",
+            f"{f['seconds']:.3f}",
+            f"{f['seconds'] / c['seconds']:.1f}x",
+            f"{c['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} / {f['peak_rss_mb']:.0f}",
+            f"{c['grown_rss_mb']:.0f} / {t['grown_rss_mb']:.0f} / {f['grown_rss_mb']:.0f}",
+        ])  # fmt: skip
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "|".join("---" for _ in head) + "|")
+        for line in lines:
+            print("| " + " | ".join(line) + " |")
+    else:
+        widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
+        print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+        for line in lines:
+            print("  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)))
+    print()
+    print("MACs reported (cnnlab: conv+linear, bias excluded; torchinfo adds bias and BN; "
+          "fvcore adds BN and pooling):")  # fmt: skip
+    for r in results:
+        print(f"  {r['model']} @ {r['size']}: cnnlab {r['cnnlab']['macs']:,}, torchinfo "
+              f"{r['torchinfo']['macs']:,}, fvcore {r['fvcore']['macs']:,}")  # fmt: skip
+    imports = {m: statistics.median(r[m]["import_seconds"] for r in results) for m in METHODS}
+    print("import time (not in the timings above, median): " + ", ".join(
+        f"{m} {s:.2f} s" for m, s in imports.items()))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

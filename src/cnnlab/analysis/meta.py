@@ -1,0 +1,50 @@
+"""Build a model on the meta device (shapes only) without paying for its initialisation.
+
+``torch.device("meta")`` alone already avoids allocating weights, but every ``nn.init`` call
+then runs PyTorch's Python meta kernels, whose first use in a process costs about a second
+(measured on this machine: they import torch._dynamo).  Initialising shape-only tensors does
+nothing, so :func:`build_on_meta` skips the in-place fill operations while building.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["build_on_meta"]
+
+T = TypeVar("T")
+
+# In-place operations that only fill values (they keep the shape): what initialisers use.
+_FILLS = frozenset(
+    {
+        "normal_", "uniform_", "fill_", "zero_", "copy_", "mul_", "add_", "sub_", "div_",
+        "clamp_", "clamp_min_", "clamp_max_", "erfinv_", "exponential_", "bernoulli_",
+        "random_", "log_normal_", "cauchy_", "geometric_", "abs_", "sqrt_", "neg_", "sign_",
+        "fmod_", "remainder_", "masked_fill_", "index_fill_", "scatter_", "copysign_",
+    }
+)  # fmt: skip
+
+
+class _SkipMetaFills(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if (
+            getattr(func, "__name__", "") in _FILLS
+            and args
+            and isinstance(args[0], torch.Tensor)
+            and args[0].is_meta
+        ):
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def build_on_meta(build: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``build(*args, **kwargs)`` with every new tensor on the meta device and the value
+    fills of initialisers skipped.  Raises whatever the builder raises (a builder that
+    computes with its initial values, e.g. an index table from ``repeat_interleave``, fails
+    on meta: build it on the CPU instead)."""
+    with torch.device("meta"), _SkipMetaFills():
+        return build(*args, **kwargs)
