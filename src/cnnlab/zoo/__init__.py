@@ -1,10 +1,11 @@
-"""The architecture zoo: one file per family, each registering its builders on import."""
+"""The architecture zoo: one file per family, each registering its builders on import.
 
-from cnnlab.zoo import (  # noqa: F401  (imported for registration)
-    alexnet,
-    googlenet,
-    lenet,
-    resnet,
-    vgg,
-    zfnet,
-)
+Families are imported in the lecture's order, which is the order `cnnlab models` lists them.
+"""
+
+import importlib
+
+_FAMILIES = ("lenet", "alexnet", "zfnet", "vgg", "googlenet", "resnet")
+
+for _family in _FAMILIES:
+    importlib.import_module(f"cnnlab.zoo.{_family}")

@@ -1,0 +1,140 @@
+"""What several subcommands share: turning the user's text into a model and an input size."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError, SpecError
+
+__all__ = ["Target", "load_target", "parse_input_size", "parse_options"]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DEFAULT_SPEC_INPUT = (3, 224, 224)
+
+
+@dataclass
+class Target:
+    """A model the user named, built, with what we know about it."""
+
+    model: Any  # torch.nn.Module
+    kind: str  # "zoo", "spec" or "file"
+    label: str  # what to call it in headings
+    input_size: tuple[int, int, int]  # (C, H, W) it was built for
+    info: Any = None  # ModelInfo for zoo models
+    spec_text: str | None = None  # normalized notation for spec models
+
+
+def parse_input_size(text: str, what: str = "--input") -> tuple[int, int, int] | tuple[int, int]:
+    """``"3x224x224"`` -> (3, 224, 224); ``"224"`` -> (224, 224) (channels from the model)."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 3) or any(v < 1 for v in values):
+        raise CnnlabError(
+            f"{what} {text!r}: expected CxHxW such as 3x224x224 or 1x28x28, "
+            "or one number H for a square input with the model's channels"
+        )
+    if len(values) == 1:
+        return (values[0], values[0])
+    return values  # type: ignore[return-value]
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``["variant=v1", "aux_logits=True"]`` -> {"variant": "v1", "aux_logits": True}."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not _IDENTIFIER.match(key.strip()):
+            raise CnnlabError(f"--option {pair!r}: expected KEY=VALUE, e.g. variant=v1")
+        try:
+            value: Any = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            value = raw.strip()
+        options[key.strip()] = value
+    return options
+
+
+def _load_factory(target: str) -> Any:
+    path_text, _, factory = target.rpartition(":")
+    path = Path(path_text)
+    if not path.is_file():
+        raise CnnlabError(f"{path_text}: no such file (expected path/to/file.py:factory)")
+    if not _IDENTIFIER.match(factory):
+        raise CnnlabError(f"{target}: {factory!r} is not a Python name (expected file.py:factory)")
+    module_name = f"_cnnlab_user_{abs(hash(path.resolve()))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise CnnlabError(f"{path_text}: cannot be imported as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)  # the user's own code: its errors are theirs to see
+    fn = getattr(module, factory, None)
+    if fn is None:
+        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise CnnlabError(
+            f"{path_text} has no {factory!r}; callables there: {', '.join(names) or 'none'}"
+        )
+    return fn() if callable(fn) else fn
+
+
+def load_target(
+    text: str,
+    *,
+    input_size: tuple[int, ...] | None = None,
+    num_classes: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> Target:
+    """Build what ``text`` names: a registered model, ``file.py:factory``, or a spec.
+
+    ``input_size`` is (C, H, W) or (H, W); it is passed to builders that size their layers
+    from it (``input_size=(H, W)``, ``in_channels=C``).
+    """
+    from torch import nn
+
+    from cnnlab.registry import create_model, list_models, model_info
+
+    options = dict(options or {})
+    channels = input_size[0] if input_size is not None and len(input_size) == 3 else None
+    hw = tuple(input_size[-2:]) if input_size is not None else None
+
+    if text.endswith(".py") or ".py:" in text:
+        if ".py:" not in text:
+            raise CnnlabError(f"{text}: name the factory too, as {text}:make_model")
+        model = _load_factory(text)
+        if not isinstance(model, nn.Module):
+            raise CnnlabError(f"{text} returned {type(model).__name__}, not a torch.nn.Module")
+        if input_size is None or len(input_size) != 3:
+            raise CnnlabError(f"{text}: give the input size as --input CxHxW")
+        return Target(model, "file", text, tuple(input_size))  # type: ignore[arg-type]
+
+    if text in list_models(aliases=True):
+        info = model_info(text)
+        if hw is not None:
+            options["input_size"] = hw
+        model = create_model(text, num_classes=num_classes, in_channels=channels, **options)
+        c = channels or info.input_size[0]
+        size = (c, *hw) if hw is not None else info.input_size
+        return Target(model, "zoo", info.name, size, info=info)  # type: ignore[arg-type]
+
+    from cnnlab.spec import build_spec, format_spec, parse_spec
+
+    try:
+        spec = parse_spec(text)
+    except SpecError:
+        if _IDENTIFIER.match(text):
+            model_info(text)  # an unknown name is the likelier mistake: suggest names
+        raise
+    if options:
+        raise CnnlabError(f"--option applies to zoo models, not to a spec: {sorted(options)}")
+    c = channels or _DEFAULT_SPEC_INPUT[0]
+    hw = hw or _DEFAULT_SPEC_INPUT[1:]
+    model = build_spec(spec, in_channels=c, input_size=hw, num_classes=num_classes)
+    return Target(model, "spec", "spec", (c, *hw), spec_text=format_spec(spec))
