@@ -319,6 +319,20 @@ def test_resnet_shortcut_options():
     assert "layer2.0.downsample.0.weight" in keys and "layer4.2.bn3.running_var" in keys
 
 
+def test_zero_init_residual_starts_every_block_as_its_shortcut():
+    torch.manual_seed(0)
+    model = create_model("resnet110", zero_init_residual=True).eval()
+    assert all(b.bn2.weight.abs().sum() == 0 for stage in (model.layer1, model.layer2,
+               model.layer3) for b in stage)  # fmt: skip
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        stem = model.relu1(model.bn1(model.conv1(x)))
+        torch.testing.assert_close(model.layer1(stem), stem)  # identity shortcuts, relu(x) = x
+        assert torch.isfinite(model(x)).all() and model(x).abs().max() < 100
+    r50 = create_model("resnet50", zero_init_residual=True)
+    assert r50.layer3[5].bn3.weight.abs().sum() == 0 and r50.layer3[5].bn2.weight.min() == 1
+
+
 def test_resnet_any_input_size():
     # Global average pooling and padded windows: even a tiny input gets through.
     model = create_model("resnet18", input_size=8).eval()

@@ -22,6 +22,13 @@ Both: BN after every convolution and no conv biases; weights initialised as in H
 2015 ("Delving deep into rectifiers", normal with std sqrt(2/fan_out), as torchvision), BN
 scale 1 and shift 0.  The global average pool replaces the paper's fixed 7x7 (ImageNet) or
 8x8 (CIFAR) pooling, to which it is equal at the native input.
+
+``zero_init_residual=True`` (not in the paper; Goyal et al. 2017, torchvision's option of the
+same name) starts the last BN of every block at scale 0, so each block begins as its
+shortcut.  Without it, an untrained deep network in eval mode (BN running statistics still at
+mean 0, variance 1) amplifies its input block after block: resnet110's outputs exceed
+1e8 and resnet1202's overflow float32 to NaN (random normal input, seed 0).  Training mode,
+which normalises with batch statistics, is unaffected.
 """
 
 from __future__ import annotations
@@ -67,13 +74,17 @@ def _stage(block, c_in: int, planes: int, blocks: int, stride: int, **kw) -> nn.
     return nn.Sequential(*layers)
 
 
-def _init(model: nn.Module) -> nn.Module:
+def _init(model: nn.Module, zero_init_residual: bool) -> nn.Module:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    if zero_init_residual:
+        for m in model.modules():
+            if isinstance(m, BasicBlock | Bottleneck):
+                nn.init.zeros_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight)
     return model
 
 
@@ -85,11 +96,13 @@ def resnet(
     input_size: int | tuple[int, int] | None = None,
     variant: str = "v1.5",
     shortcut: str = "B",
+    zero_init_residual: bool = False,
 ) -> ResNet:
     """Build an ImageNet ResNet of Table 1 (``depth`` 18, 34, 50, 101 or 152).
 
     ``variant`` ("v1.5" or "v1") matters for the bottleneck networks only; ``shortcut``: "A"
-    zero-padding, "B" projection where the shape changes, "C" projection everywhere.
+    zero-padding, "B" projection where the shape changes, "C" projection everywhere;
+    ``zero_init_residual`` as in the module docstring.
     """
     check_choice("resnet", "depth", depth, IMAGENET)
     name = f"resnet{depth}"
@@ -114,7 +127,7 @@ def resnet(
     trace(name, layers, hw, (224, 224))
     layers += [("avgpool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
     layers.append(("fc", nn.Linear(c, num_classes)))
-    return _init(ResNet(OrderedDict(layers)))
+    return _init(ResNet(OrderedDict(layers)), zero_init_residual)
 
 
 def resnet_cifar(
@@ -124,10 +137,12 @@ def resnet_cifar(
     in_channels: int = 3,
     input_size: int | tuple[int, int] | None = None,
     shortcut: str = "A",
+    zero_init_residual: bool = False,
 ) -> ResNet:
     """Build a CIFAR-10 ResNet of section 4.2 (``depth`` = 6n+2: 20, 32, 44, 56, 110, 1202).
 
-    ``shortcut="A"`` (the paper's) zero-pads; "B" and "C" project as in :func:`resnet`.
+    ``shortcut="A"`` (the paper's) zero-pads; "B" and "C" project as in :func:`resnet`;
+    ``zero_init_residual`` as in the module docstring.
     """
     check_choice("resnet_cifar", "depth", depth, CIFAR)
     name = f"resnet{depth}"
@@ -149,7 +164,7 @@ def resnet_cifar(
     trace(name, layers, hw, (32, 32))
     layers += [("avgpool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
     layers.append(("fc", nn.Linear(c, num_classes)))
-    return _init(ResNet(OrderedDict(layers)))
+    return _init(ResNet(OrderedDict(layers)), zero_init_residual)
 
 
 # depth -> (params, MACs v1.5 at 224x224 (numbers.md section 4), top-5 error); the paper's
