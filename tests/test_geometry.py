@@ -177,7 +177,7 @@ def test_receptive_field_matches_gradient(windows, data):
     size = n
     for w in windows:
         size = g.output_size(size, w.kernel, w.stride, w.padding, w.dilation)
-    assume(size >= 1)
+        assume(size >= 1)
     field = g.chain(windows)[-1]
     # units whose whole field lies inside the real input: there the first and last cells of
     # the field are always taps, whatever the dilations, so the measured extent must match
