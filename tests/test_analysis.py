@@ -470,3 +470,26 @@ def test_analysis_error_for_ops_that_need_values():
 
     with pytest.raises(AnalysisError, match=r"\(model\) \(NeedsValues\)"):
         analyze(NeedsValues(), (3, 4, 4))
+
+
+def test_meta_build_and_analysis_skip_pytorchs_python_meta_kernels():
+    # Running PyTorch's Python meta kernels (nn.init on meta tensors, meta BatchNorm...) costs
+    # about a second per process the first time (it imports torch._dynamo); the analysis and
+    # build_on_meta never need them (one model of each zoo family and layer kind).
+    code = textwrap.dedent(
+        """
+        import sys, cnnlab
+        from cnnlab.analysis import analyze, build_on_meta
+        for name in ("lenet5", "alexnet", "zfnet", "googlenet", "resnet50", "resnet20",
+                     "vgg_a_lrn", "vgg_d_bn"):
+            model = build_on_meta(cnnlab.create_model, name)
+            assert all(p.is_meta for p in model.parameters()), name
+            a = analyze(model, cnnlab.model_info(name).input_size)
+            assert a.totals.params == cnnlab.model_info(name).params, name
+        print(sorted(m for m in sys.modules if m.startswith("torch._dynamo")))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
+    assert out.strip() == "[]"

@@ -25,20 +25,22 @@ _FILLS = frozenset(
         "clamp_", "clamp_min_", "clamp_max_", "erfinv_", "exponential_", "bernoulli_",
         "random_", "log_normal_", "cauchy_", "geometric_", "abs_", "sqrt_", "neg_", "sign_",
         "fmod_", "remainder_", "masked_fill_", "index_fill_", "scatter_", "copysign_",
+        "zeros_", "ones_", "constant_", "kaiming_normal_", "kaiming_uniform_",
+        "xavier_normal_", "xavier_uniform_", "trunc_normal_", "orthogonal_", "eye_",
+        "dirac_", "sparse_",
     }
 )  # fmt: skip
 
 
 class _SkipMetaFills(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if (
-            getattr(func, "__name__", "") in _FILLS
-            and args
-            and isinstance(args[0], torch.Tensor)
-            and args[0].is_meta
-        ):
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in _FILLS:
+            # Tensor methods get the tensor first; nn.init functions pass it as `tensor=`.
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("input"))
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
 
 
 def build_on_meta(build: Callable[..., T], *args: Any, **kwargs: Any) -> T:
