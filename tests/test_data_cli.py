@@ -31,7 +31,7 @@ def test_list_shows_every_dataset_and_where_it_is(tmp_path, capsys):
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     assert {"fashion-mnist", "mnist", "cifar10", "cifar100"} <= set(lines)
     assert f"{tmp_path / 'mnist'} (--data-dir)" in lines["mnist"]
-    assert "not found (cnnlab data info cifar10)" in lines["cifar10"]
+    assert "not found (where looked: cnnlab data info cifar10)" in lines["cifar10"]
     assert "60,000" in lines["mnist"] and "1x28x28" in lines["mnist"]
     assert "folder:PATH" in out
 

@@ -122,22 +122,39 @@ def test_checks_hold_under_python_O(tmp_path):
     """The checks are real code, not asserts: the same errors under ``python -O``."""
     write(tmp_path / "short", GOOD[:-1])
     write(tmp_path / "magic", b"\x07" + GOOD[1:])
-    code = (
-        "import sys\n"
-        "from cnnlab.data._idx import read_idx\n"
-        "from cnnlab.errors import DataError\n"
-        "assert False, 'asserts must be off'\n"
-        "for name in ('short', 'magic'):\n"
-        "    try:\n"
-        f"        read_idx(r'{tmp_path}/' + name)\n"
-        "    except DataError as e:\n"
-        "        print('DataError', name)\n"
-    )
+    (tmp_path / "empty_class" / "a").mkdir(parents=True)
+    code = f"""
+import pickle
+import numpy as np
+from cnnlab.data import load_dataset
+from cnnlab.data._cifar import parse_batch
+from cnnlab.data._idx import read_idx
+from cnnlab.errors import DataError
+assert False, "asserts must be off"
+checks = {{
+    "short": lambda: read_idx(r"{tmp_path}/short"),
+    "magic": lambda: read_idx(r"{tmp_path}/magic"),
+    "cifar label": lambda: parse_batch(
+        pickle.dumps({{"data": np.zeros((1, 3072), np.uint8), "labels": [11]}}, protocol=2),
+        "b", label_key="labels", num_classes=10),
+    "empty class": lambda: load_dataset(r"folder:{tmp_path}/empty_class"),
+}}
+for name, check in checks.items():
+    try:
+        check()
+    except DataError:
+        print("DataError", name)
+"""
     out = subprocess.run(
         [sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["DataError short", "DataError magic"]
+    assert out.stdout.splitlines() == [
+        "DataError short",
+        "DataError magic",
+        "DataError cifar label",
+        "DataError empty class",
+    ]
 
 
 # ---- the MNIST loader on files written here --------------------------------------------------

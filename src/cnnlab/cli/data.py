@@ -137,7 +137,9 @@ def _list(args: argparse.Namespace) -> int:
     rows = [("NAME", "IMAGES", "CLASSES", "TRAIN", "TEST", "FOUND")]
     for info in CATALOG.values():
         found, _ = locate(info, args.data_dir)
-        where = found.describe() if found else f"not found (cnnlab data info {info.name})"
+        where = (
+            found.describe() if found else f"not found (where looked: cnnlab data info {info.name})"
+        )
         c, h, w = info.image_shape
         sizes = dict(info.splits)
         rows.append(

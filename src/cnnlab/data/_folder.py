@@ -36,8 +36,8 @@ from cnnlab.errors import DataError
 __all__ = ["FORMATS", "FolderSplit", "folder_splits", "read_folder"]
 
 # Decoders Pillow may try.  Restricting them keeps rarely used (and more often vulnerable)
-# decoders such as FITS, EPS or PDF away from user files.
-FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+# decoders such as TIFF, FITS, EPS or PDF away from user files.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 
 _SPLIT_DIRS = ("train", "test", "val")
 

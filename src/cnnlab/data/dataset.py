@@ -231,9 +231,13 @@ def _mismatch(info: DatasetInfo, f: DataFile, path: Path, sha256: str | None, de
     other = _KNOWN_PAYLOADS.get(sha256) if sha256 else None
     if other is not None and other != (info.name, f.name):
         return f"{path}: this is {other[0]}'s {other[1]}, not {info.name}'s {f.name}"
+    note = (
+        " (a differently compressed copy would still match: cnnlab hashes the decompressed data)"
+        if info.kind == "idx"
+        else ""
+    )
     return (
-        f"{path}: {detail}. The content differs from the published {info.name} data (a "
-        "differently compressed copy would still match: cnnlab hashes the decompressed data). "
+        f"{path}: {detail}. The content differs from the published {info.name} data{note}. "
         "Replace the file, or load it anyway with verify=False (--no-verify)"
     )
 
