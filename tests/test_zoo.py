@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import cnnlab
@@ -209,6 +211,33 @@ def test_too_small_input_fails_at_build_time_naming_the_layer(name, size, layer,
         model(torch.randn(1, 3, smallest, smallest))
         with pytest.raises(RuntimeError):
             model(torch.randn(1, 3, smallest - 1, smallest - 1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 260), w=st.integers(1, 260))
+@pytest.mark.parametrize(
+    "name, options",
+    [("lenet5", {}), ("alexnet", {}), ("alexnet_onetower", {}), ("zfnet", {}),
+     ("googlenet", {"aux_logits": True}), ("resnet18", {}), ("resnet20", {})],
+)  # fmt: skip
+def test_build_time_geometry_agrees_with_torch(name, options, h, w):
+    """A model builds for an input exactly when torch can run it (shapes only, on "meta")."""
+    info = model_info(name)
+    with torch.device("meta"):
+        try:
+            model = create_model(name, input_size=(h, w), **options)
+        except GeometryError:
+            model = None
+        # A network that does not build, built for its native input, must fail on this one.
+        runner = model or create_model(name, **options)
+        try:
+            out = runner.train()(torch.empty(2, info.input_size[0], h, w))
+        except RuntimeError:
+            out = None
+    assert (model is None) == (out is None), f"build and torch disagree at {h}x{w}"
+    if model is not None:
+        logits = out[0] if isinstance(out, tuple) else out
+        assert logits.shape == (2, info.num_classes)
 
 
 def test_googlenet_aux_head_too_small_is_named():

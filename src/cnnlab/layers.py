@@ -17,6 +17,7 @@ ReLUs are separate, non-inplace modules so that forward hooks can record every a
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -216,13 +217,15 @@ class ConnectionTableConv2d(nn.Module):
 
     def reset_parameters(self) -> None:
         kh, kw = self.kernel_size
-        fan_in = torch.tensor([len(r) * kh * kw for r in self.table], dtype=torch.float32)
-        bound = fan_in.rsqrt()  # per output map
-        per_pair = torch.repeat_interleave(bound, torch.tensor([len(r) for r in self.table]))
+        # Bounds from Python numbers, so this also runs under ``torch.device("meta")``.
+        bound = [1.0 / math.sqrt(len(r) * kh * kw) for r in self.table]  # per output map
+        per_pair = [b for b, r in zip(bound, self.table, strict=True) for _ in r]
         with torch.no_grad():
-            self.weight.uniform_(-1.0, 1.0).mul_(per_pair.view(-1, 1, 1))
+            scale = torch.tensor(per_pair, dtype=self.weight.dtype, device=self.weight.device)
+            self.weight.uniform_(-1.0, 1.0).mul_(scale.view(-1, 1, 1))
             if self.bias is not None:
-                self.bias.uniform_(-1.0, 1.0).mul_(bound)
+                scale = torch.tensor(bound, dtype=self.bias.dtype, device=self.bias.device)
+                self.bias.uniform_(-1.0, 1.0).mul_(scale)
 
     def dense_weight(self) -> torch.Tensor:
         """The equivalent ``nn.Conv2d`` kernel, ``(out, in, kH, kW)``, zero where unconnected."""
@@ -232,10 +235,10 @@ class ConnectionTableConv2d(nn.Module):
         return dense.view(self.out_channels, self.in_channels, kh, kw)
 
     def mask(self) -> torch.Tensor:
-        """Boolean ``(out, in)`` connection matrix (True where output map sees input map)."""
-        m = torch.zeros(self.out_channels * self.in_channels, dtype=torch.bool)
-        m[self._index.cpu()] = True
-        return m.view(self.out_channels, self.in_channels)
+        """Boolean ``(out, in)`` connection matrix (True where output map sees input map), on
+        the CPU."""
+        rows = [[i in row for i in range(self.in_channels)] for row in self.table]
+        return torch.tensor(rows, dtype=torch.bool, device="cpu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.dense_weight(), self.bias, self.stride, self.padding)
