@@ -9,8 +9,9 @@ Canonical form
     written ``conv3-64`` stores ``padding=(1, 1)``, not "same"; pairs are always
     ``(height, width)`` tuples.  Repetition (``(...)*3``) is expanded.  A
     :class:`Flatten` is inserted before the first fully connected layer that reads a spatial
-    volume.  Two specs that build the same network therefore compare equal, which is what
-    makes ``format(parse(s))`` a fixed point.
+    volume.  An explicit name is kept only where the naming rule would name the layer
+    otherwise.  Two spellings of the same layers therefore compare equal, which is what makes
+    ``format(parse(s))`` a fixed point.
 
 Layer names (they are API: they become ``state_dict`` keys)
     Caffe's VGG convention, made a rule.  The network is cut into *stages*, each ended by a
@@ -25,7 +26,8 @@ Layer names (they are API: they become ``state_dict`` keys)
       own prefix: ``relu1_1``, ``bn1_1``, ``norm1_1`` (LRN) after ``conv1_1``; ``norm1``
       after ``pool1`` (Caffe's AlexNet); ``relu6``, ``drop6`` after ``fc6``; before any of
       them the suffix is ``0`` (``bn0`` normalising the input); ``flatten`` is ``flatten``;
-    - a name already taken gets a letter: ``relu1_1b``, ``relu1_1c``...
+    - a name already taken gets a letter: ``relu1_1b``, ``relu1_1c`` ... (after ``z``:
+      ``relu1_1_27``...);
     - a layer may carry an explicit ``name=`` instead (it reserves that name; the rule still
       counts the layer).
 

@@ -9,6 +9,29 @@ Grammar (case-insensitive keywords; whitespace is free except that it separates 
     KERNEL, STRIDE := INT | INT 'x' INT       (conv3, conv1x7, maxpool3/2, conv7x7/2-64)
     options := '(' KEY '=' VALUE (',' KEY '=' VALUE)* ')'
 
+Layer words (aliases in brackets) and their options (``key=value``; pairs as ``AxB``):
+
+====================================  =========================================================
+``conv3-64``, ``conv7/2-64``           conv [convolution]: kernel, ``/stride``, ``-filters``;
+``conv1x7-64``                         stride, pad (default "same" ``(F-1)/2``; a number, AxB,
+                                       ``same`` or ``valid``), dilation, groups, bias
+``maxpool``, ``maxpool3/2``            maxpool [pool, max_pool], avgpool [avg_pool]: default
+``avgpool7/1``                         2x2/2; stride (default: the kernel), pad, ceil
+``gap``                                global average pooling [global_avgpool]
+``fc-4096``                            fc [linear, dense]: ``-outputs``; bias
+``relu`` ``tanh`` ``sigmoid``          activations; ``stanh`` [scaled_tanh] is LeCun's
+``stanh``                              1.7159*tanh(2a/3)
+``bn``                                 batch norm [batchnorm]: eps, momentum, affine
+``lrn``                                AlexNet's LRN [norm]: size 5, alpha 1e-4, beta 0.75, k 2
+``dropout``, ``dropout-0.4``           dropout [drop]: ``-p`` or p (default 0.5)
+``flatten``                            implicit before the first fc that reads a volume
+``softmax``                            marker at the end: the model returns logits
+``input``                              optional marker at the start; builds nothing
+====================================  =========================================================
+
+Every layer also takes ``name=`` (its module name; by default the naming rule of
+:mod:`cnnlab.spec.ir`).
+
 ``-`` followed by a number is the layer's parameter (the VGG table's ``conv3-64``,
 ``fc-4096``; ``dropout-0.4``); ``-`` followed by anything else separates layers (the lecture's
 ``CONV-RELU``).  An options block is recognised by ``(`` followed by ``key=``, so
@@ -181,7 +204,7 @@ class _Parser:
                         self.separator(False, after_input=True)
                         continue
                     items = [layer]
-                    self.repeat(items, stack)
+                    self.repeat(items)
                     self.add(stack[-1], items)
                     expect_item = False
                     continue
@@ -218,7 +241,7 @@ class _Parser:
                 stack.pop()
                 self.total -= len(top.layers)
                 items = top.layers
-                self.repeat(items, stack)
+                self.repeat(items)
                 self.add(stack[-1], items)
                 continue
             sep = self.separator(spaced)
@@ -282,7 +305,7 @@ class _Parser:
                 "too large?"
             )
 
-    def repeat(self, items: list[Layer], stack) -> None:
+    def repeat(self, items: list[Layer]) -> None:
         """Apply ``*N`` suffixes (in place) to the items of the atom just read."""
         while True:
             save = self.pos
