@@ -222,6 +222,7 @@ BAD_SPECS = [
     ("conv3-64 *", ["expected a repetition count"], 10),
     ("conv3-64*2.5", ["whole number"], 9),
     ("(relu)*99*99*99", ["more than 10,000 layers"], 12),
+    ("relu*999999999999", ["more than 10,000 layers"], 4),  # refused before allocating
     ("conv3-64 ,, relu", ["after ','", "got ','"], 10),
     ("conv3-64()", ["options go right after a layer"], 8),
     ("conv3-64/x", ["expected a stride after '/'"], 9),
@@ -634,6 +635,8 @@ def test_vgg_other_inputs_and_too_small_inputs():
     with pytest.raises(GeometryError, match=r"^pool5 \(maxpool\).*at least 32 row") as err:
         create_model("vgg16", input_size=31)
     assert "vanishes" in str(err.value)
+    with torch.device("meta"):
+        assert create_model("vgg16", input_size=None).fc6.in_features == 7 * 7 * 512
     with pytest.raises(CnnlabError, match="batch_norm must be True or False"):
         create_model("vgg16", batch_norm="yes")
 

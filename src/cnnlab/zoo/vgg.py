@@ -107,10 +107,15 @@ def vgg(
     config: str,
     num_classes: int = 1000,
     in_channels: int = 3,
-    input_size: int | tuple[int, int] = 224,
+    input_size: int | tuple[int, int] | None = None,
     batch_norm: bool = False,
 ) -> nn.Module:
-    """Build VGG configuration ``config`` (see the module docstring for what deviates)."""
+    """Build VGG configuration ``config`` (see the module docstring for what deviates).
+
+    ``input_size``: ``(H, W)`` or an int; None is the paper's 224x224.
+    """
+    if input_size is None:
+        input_size = 224
     if not isinstance(batch_norm, bool):
         raise CnnlabError(f"vgg: batch_norm must be True or False, got {batch_norm!r}")
     return build_spec(
