@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import cnnlab
 from cnnlab.analysis import AnalysisError, analyze
 from cnnlab.errors import CnnlabError, GeometryError
+from cnnlab.layers import Inception
 
 
 class UserNet(nn.Module):
@@ -390,8 +392,15 @@ def _positive(model: nn.Module) -> nn.Module:
             (1, 29, 29),
         ),
         (lambda: UserNet(), (3, 20, 20)),
+        # Branches of unequal fields joined by cat (inception: 1x1, 3x3, 5x5, pool+1x1) and
+        # residual adds with option-A (strided slicing + zero maps) shortcuts.
+        (
+            lambda: nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), Inception(4, 2, 2, 3, 2, 3, 2)),
+            (3, 23, 23),
+        ),
+        (lambda: cnnlab.create_model("resnet20", input_size=16), (3, 16, 16)),
     ],
-    ids=["chain", "user"],
+    ids=["chain", "user", "inception", "resnet20"],
 )
 def test_receptive_fields_match_gradients(make, size):
     model = _positive(make())
