@@ -209,9 +209,12 @@ def _info(args: argparse.Namespace) -> int:
     rows.append(("integrity", verdict))
     for line in rows:
         print(f"  {line[0]:<10} {line[1]}")
+    shown = set()
     for ds in loaded:
         for check in ds.checks:
-            print(f"    {check.file:<24} {check.status:<10} {check.detail}")
+            if check.file not in shown:  # a meta file serves every split
+                shown.add(check.file)
+                print(f"    {check.file:<24} {check.status:<10} {check.detail}")
     return 0
 
 
