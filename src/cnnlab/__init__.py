@@ -14,9 +14,11 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # errors
+    "AnalysisError": "cnnlab.errors",
     "CnnlabError": "cnnlab.errors",
     "DataError": "cnnlab.errors",
     "GeometryError": "cnnlab.errors",
+    "ShapeError": "cnnlab.errors",
     "SpecError": "cnnlab.errors",
     "UnknownModelError": "cnnlab.errors",
     # zoo
@@ -30,9 +32,18 @@ _EXPORTS: dict[str, str] = {
     "format_spec": "cnnlab.spec",
     "build_spec": "cnnlab.spec",
     "lecture_pattern": "cnnlab.spec",
+    "SpecNet": "cnnlab.spec",
+    # static analysis
+    "analyze": "cnnlab.analysis",
+    "Analysis": "cnnlab.analysis",
+    "Row": "cnnlab.analysis",
+    "Totals": "cnnlab.analysis",
+    "RField": "cnnlab.analysis",
+    "TrainingMemory": "cnnlab.analysis",
+    "build_on_meta": "cnnlab.analysis",
 }
 
-_SUBMODULES = ("geometry", "layers", "registry", "spec", "zoo", "errors")
+_SUBMODULES = ("analysis", "data", "errors", "geometry", "layers", "registry", "spec", "zoo")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

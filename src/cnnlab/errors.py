@@ -8,9 +8,11 @@ with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 __all__ = [
+    "AnalysisError",
     "CnnlabError",
     "DataError",
     "GeometryError",
+    "ShapeError",
     "SpecError",
     "UnknownModelError",
 ]
@@ -22,6 +24,14 @@ class CnnlabError(ValueError):
 
 class GeometryError(CnnlabError):
     """A window (convolution or pooling) that does not fit its input, or a volume that vanishes."""
+
+
+class ShapeError(GeometryError):
+    """Tensors whose shapes do not go together (channels, features, broadcasting)."""
+
+
+class AnalysisError(CnnlabError):
+    """A model's forward that cannot be traced for the given input (names the layer)."""
 
 
 class UnknownModelError(CnnlabError, KeyError):

@@ -12,8 +12,8 @@ from __future__ import annotations
 from cnnlab.analysis.core import analyze
 from cnnlab.analysis.meta import build_on_meta
 from cnnlab.analysis.result import Analysis, RField, Row, Totals, TrainingMemory
-from cnnlab.analysis.rules import CONVENTIONS, ShapeError, module_rule, op_rule
-from cnnlab.analysis.tracer import AnalysisError
+from cnnlab.analysis.rules import CONVENTIONS, module_rule, op_rule
+from cnnlab.errors import AnalysisError, ShapeError
 
 __all__ = [
     "CONVENTIONS",

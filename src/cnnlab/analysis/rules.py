@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import GeometryError
+from cnnlab.errors import GeometryError, ShapeError
 from cnnlab.geometry import Window, effective_kernel, output_size
 
 __all__ = [
@@ -51,10 +51,6 @@ __all__ = [
     "rule_for",
     "module_rule_for",
 ]
-
-
-class ShapeError(GeometryError):
-    """Tensors whose shapes do not go together (channels, features, broadcasting)."""
 
 
 CONVENTIONS: dict[str, str] = {

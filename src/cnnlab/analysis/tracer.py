@@ -33,16 +33,12 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from cnnlab.analysis import rules as R
-from cnnlab.errors import CnnlabError, GeometryError
+from cnnlab.errors import AnalysisError, CnnlabError, GeometryError
 from cnnlab.geometry import Field, check_fit, fit, fitting_paddings, fitting_strides
 
 __all__ = ["AnalysisError", "Frame", "OpRecord", "trace"]
 
 _REAL_LIMIT = 65_536  # elements: real-only calls up to this size run on real tensors
-
-
-class AnalysisError(CnnlabError):
-    """The model's forward could not be traced for the given input (names the layer)."""
 
 
 @dataclass(frozen=True)
