@@ -59,5 +59,26 @@ def test_options_and_defaults_reach_the_builder():
     reg.add(_info("wide", options={"width": 7}))
     model = reg.get("wide").create()
     assert model[0].out_channels == 7 and model[0].in_channels == 1
-    model = reg.get("wide").create(in_channels=3, width=2)
+    reg.add(_info("plain"))
+    model = reg.get("plain").create(in_channels=3, width=2)
     assert model[0].out_channels == 2 and model[0].in_channels == 3
+
+
+def test_unknown_and_contradicting_options_are_user_errors():
+    reg = Registry()
+    reg.add(_info("wide", options={"width": 7}))
+    reg.add(_info("plain"))
+    with pytest.raises(CnnlabError, match=r"unknown option 'widht' \(did you mean 'width'\?\)"):
+        reg.get("plain").create(widht=3)
+    with pytest.raises(CnnlabError, match="fixes width=7"):
+        reg.get("wide").create(width=3)
+    assert reg.get("wide").create(width=7)[0].out_channels == 7
+
+
+def test_zoo_option_mistakes(capsys):
+    import cnnlab
+
+    with pytest.raises(CnnlabError, match="unknown option 'varaint'.*'variant'"):
+        cnnlab.create_model("resnet18", varaint="v1")
+    with pytest.raises(CnnlabError, match="resnet18: option depth=50 contradicts"):
+        cnnlab.create_model("resnet18", depth=50)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from cnnlab.errors import UnknownModelError
+from cnnlab.errors import CnnlabError, UnknownModelError
 
 __all__ = ["ModelInfo", "Registry", "REGISTRY", "create_model", "list_models", "model_info"]
 
@@ -44,10 +45,26 @@ class ModelInfo:
     aliases: tuple[str, ...] = ()
 
     def create(self, **kwargs: Any) -> nn.Module:
+        for key, value in kwargs.items():
+            if key in self.options and self.options[key] != value:
+                raise CnnlabError(
+                    f"{self.name}: option {key}={value!r} contradicts the model, which fixes "
+                    f"{key}={self.options[key]!r}; build another registered model instead"
+                )
         merged = dict(self.options)
         merged.update(kwargs)
         merged.setdefault("num_classes", self.num_classes)
         merged.setdefault("in_channels", self.input_size[0])
+        valid = inspect.signature(self.builder).parameters
+        unknown = [k for k in merged if k not in valid]
+        if unknown:
+            choices = [k for k in valid if k not in self.options]
+            close = difflib.get_close_matches(unknown[0], choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise CnnlabError(
+                f"{self.name}: unknown option {unknown[0]!r}{hint}; "
+                f"its options are {', '.join(choices)}"
+            )
         return self.builder(**merged)
 
 
