@@ -9,7 +9,7 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo "sudo -n")
 PYTEST_ARGS ?=
 
-.PHONY: setup data run test lint bench clean
+.PHONY: setup data run test lint bench bench-analysis bench-data clean
 
 setup: $(VENV)/.installed data
 
@@ -36,9 +36,12 @@ data:
 	  || echo "warning: could not install dataset-fashion-mnist; see README, 'Data'"; \
 	else echo "note: no apt-get here; put Fashion-MNIST where README 'Data' says"; fi
 
+# The main job (until training lands): the zoo, one network read as the lecture's table, and
+# the data it will train on.
 run: setup
 	$(PY) -m cnnlab models
-	$(PY) -m cnnlab show lenet5
+	$(PY) -m cnnlab summary lenet5 --input 1x28x28
+	$(PY) -m cnnlab data info fashion-mnist
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -46,6 +49,17 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Benchmarks print cnnlab and its baseline side by side, with ratios.  The comparison tools
+# (torchinfo, fvcore) go into build/bench-compare, never into .venv.
+bench: bench-analysis bench-data
+
+bench-analysis: setup
+	@test -d build/bench-compare/fvcore || $(PY) bench/analysis.py --setup
+	$(PY) bench/analysis.py --markdown
+
+bench-data: setup
+	$(PY) bench/data.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -41,6 +41,15 @@ _EXPORTS: dict[str, str] = {
     "RField": "cnnlab.analysis",
     "TrainingMemory": "cnnlab.analysis",
     "build_on_meta": "cnnlab.analysis",
+    # data
+    "load_dataset": "cnnlab.data",
+    "Dataset": "cnnlab.data",
+    "find_dataset": "cnnlab.data",
+    "list_datasets": "cnnlab.data",
+    "dataset_info": "cnnlab.data",
+    "BatchPipeline": "cnnlab.data",
+    "Augment": "cnnlab.data",
+    "image_grid": "cnnlab.data",
 }
 
 _SUBMODULES = ("analysis", "data", "errors", "geometry", "layers", "registry", "spec", "zoo")
