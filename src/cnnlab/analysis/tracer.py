@@ -30,7 +30,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten, tree_map
 
 from cnnlab.analysis import rules as R
 from cnnlab.errors import AnalysisError, CnnlabError, GeometryError
@@ -104,14 +103,43 @@ class TraceResult:
     input_bytes: int
 
 
+# Arguments of torch calls nest tensors only in tuples, lists and dicts.  These two walkers do
+# what torch.utils._pytree's tree_flatten/tree_map would, at a fraction of the cost: pytree's
+# node-type lookup is slow on first use and was most of the analysis time of small networks.
+
+
+def _tensors(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Every tensor in ``value`` (nested tuples, lists and dict values), in order."""
+    out = [] if out is None else out
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+    elif isinstance(value, tuple | list):
+        for v in value:
+            _tensors(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _tensors(v, out)
+    return out
+
+
+def _map_tensors(fn: Any, value: Any) -> Any:
+    """``value`` with every tensor replaced by ``fn(tensor)``; containers keep their type."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, tuple | list):
+        items = [_map_tensors(fn, v) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        if hasattr(value, "_fields"):  # a namedtuple
+            return type(value)(*items)
+        return type(value)(items)
+    if isinstance(value, dict):
+        return {k: _map_tensors(fn, v) for k, v in value.items()}
+    return value
+
+
 def _shapes(value: Any) -> tuple[tuple[int, ...], ...]:
-    leaves, _ = tree_flatten(value)
-    return tuple(tuple(int(s) for s in t.shape) for t in leaves if isinstance(t, torch.Tensor))
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    leaves, _ = tree_flatten(value)
-    return [t for t in leaves if isinstance(t, torch.Tensor)]
+    return tuple(tuple(int(s) for s in t.shape) for t in _tensors(value))
 
 
 class _Tracer(TorchFunctionMode):
@@ -162,7 +190,7 @@ class _Tracer(TorchFunctionMode):
         if entry is None:
             return self._fallback(func, args, kwargs)
         name, params, defaults, rule = entry
-        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        tensors = _tensors(kwargs, _tensors(args))
         if tensors and not any(t.is_meta for t in tensors):
             # Only real tensors (parameters, buffers, constants): not part of the traced
             # activations.  Run small ones as they are, stand in for large ones.
@@ -177,20 +205,16 @@ class _Tracer(TorchFunctionMode):
     def _run_untraced(self, func, args, kwargs, tensors):
         if sum(t.numel() for t in tensors) <= _REAL_LIMIT and not _mutates(func, kwargs):
             return func(*args, **kwargs)
-        args, kwargs = tree_map(
-            lambda a: self._shadow(a) if isinstance(a, torch.Tensor) else a, (args, kwargs)
-        )
+        args, kwargs = _map_tensors(self._shadow, (args, kwargs))
         return func(*args, **kwargs)
 
     def _fallback(self, func, args, kwargs):
-        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        tensors = _tensors(kwargs, _tensors(args))
         if not any(t.is_meta for t in tensors):
             if not tensors:
                 return func(*args, **kwargs)  # factories (torch.zeros(3)) and the like
             return self._run_untraced(func, args, kwargs, tensors)
-        margs, mkwargs = tree_map(
-            lambda a: self._shadow(a) if isinstance(a, torch.Tensor) else a, (args, kwargs)
-        )
+        margs, mkwargs = _map_tensors(self._shadow, (args, kwargs))
         frame = self.stack[-1]
         try:
             out = func(*margs, **mkwargs)
@@ -203,7 +227,7 @@ class _Tracer(TorchFunctionMode):
         outs = _tensors(out)
         if not outs:
             return out  # metadata: size(), dim(), shape ...
-        ins = [t for t in tree_flatten((margs, mkwargs))[0] if isinstance(t, torch.Tensor)]
+        ins = _tensors(mkwargs, _tensors(margs))
         in_ids = {id(self._storage_owner(t)) for t in ins}
         is_view = all(id(self._storage_owner(o)) in in_ids for o in outs)
         first = next((t for t in tensors if t.is_meta), None)
