@@ -8,6 +8,7 @@ nothing, so :func:`build_on_meta` skips the in-place fill operations while build
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -48,5 +49,12 @@ def build_on_meta(build: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     fills of initialisers skipped.  Raises whatever the builder raises (a builder that
     computes with its initial values, e.g. an index table from ``repeat_interleave``, fails
     on meta: build it on the CPU instead)."""
-    with torch.device("meta"), _SkipMetaFills():
-        return build(*args, **kwargs)
+    # As in analyze(): no cyclic-GC passes while thousands of small modules are created.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with torch.device("meta"), _SkipMetaFills():
+            return build(*args, **kwargs)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
