@@ -128,13 +128,14 @@ def fitting_strides(
 ) -> list[int]:
     """Strides for which the window tiles the padded input exactly (divisors of N + 2P - F).
 
-    ``max_stride`` defaults to the span itself (larger strides give one window and skip cells).
+    ``max_stride`` defaults to twice the window: a larger stride skips more input than each
+    window sees (7x7 input, 3x3 filter: 1, 2, 4).
     """
     _validate(size, kernel, 1, padding, dilation)
     span = size + 2 * padding - effective_kernel(kernel, dilation)
     if span < 0:
         return []
-    limit = max_stride if max_stride is not None else max(span, 1)
+    limit = max_stride if max_stride is not None else 2 * effective_kernel(kernel, dilation)
     return [s for s in range(1, limit + 1) if span % s == 0]
 
 
