@@ -76,14 +76,15 @@ def _models(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     headers = ["model", "params", "MACs", "input WxHxD", "paper", "published top-5 error"]
+    full = args.format == "markdown"  # a document has room for the citation and protocol
     body = [
         [
             r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else ""),
             f"{r['params']:,}",
             _giga(r["macs"]),
             r["input"] + ("" if r["classes"] == 1000 else f", {r['classes']} classes"),
-            _short_paper(r["paper"]),
-            (r["top5"] or "").split(" (")[0],
+            r["paper"] if full else _short_paper(r["paper"]),
+            (r["top5"] or "") if full else (r["top5"] or "").split(" (")[0],
         ]
         for r in rows
     ]
