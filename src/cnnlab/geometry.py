@@ -280,4 +280,3 @@ def chain(windows: list[Window] | tuple[Window, ...], field: Field | None = None
         current = current.then(w)
         result.append(current)
     return result
-

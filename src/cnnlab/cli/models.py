@@ -69,8 +69,7 @@ def _models(args: argparse.Namespace) -> int:
     rows = _model_rows(args.pattern)
     if not rows:
         raise UnknownModelError(
-            f"no model matches {args.pattern!r}; names look like "
-            f"{', '.join(list_models()[:6])}..."
+            f"no model matches {args.pattern!r}; names look like {', '.join(list_models()[:6])}..."
         )
     if args.format == "json":
         print(json.dumps(rows, indent=2))
