@@ -246,57 +246,25 @@ class _RowBuilder:
             if agg.params == 0:
                 continue
             rows.append(
-                Row(
-                    path=path,
-                    type=type(module).__name__,
-                    kind="uncalled",
-                    depth=path.count(".") + 1,
-                    parent=parent or None,
-                    call=0,
-                    leaf=True,
-                    hyper={},
-                    input_shapes=(),
-                    output_shapes=(),
-                    params=agg.params,
-                    weights=agg.weights,
-                    biases=agg.biases,
-                    trainable=agg.trainable,
-                    activations=0,
-                    activation_bytes=0,
-                    macs=0,
-                    other_ops=0,
-                    uncounted=(),
-                    field=None,
-                    fit="",
-                    notes=("not called by this forward (mode or input): parameters only",),
+                _params_only_row(
+                    path,
+                    type(module).__name__,
+                    path.count(".") + 1,
+                    parent or None,
+                    agg,
+                    "not called by this forward (mode or input): parameters only",
                 )
             )
         own_root = self.own_agg("")
         if own_root.params:
             rows.append(
-                Row(
-                    path="(model)",
-                    type=type(self.model).__name__,
-                    kind="uncalled",
-                    depth=1,
-                    parent=None,
-                    call=0,
-                    leaf=True,
-                    hyper={},
-                    input_shapes=(),
-                    output_shapes=(),
-                    params=own_root.params,
-                    weights=own_root.weights,
-                    biases=own_root.biases,
-                    trainable=own_root.trainable,
-                    activations=0,
-                    activation_bytes=0,
-                    macs=0,
-                    other_ops=0,
-                    uncounted=(),
-                    field=None,
-                    fit="",
-                    notes=("parameters held by the model itself",),
+                _params_only_row(
+                    "(model)",
+                    type(self.model).__name__,
+                    1,
+                    None,
+                    own_root,
+                    "parameters held by the model itself",
                 )
             )
         return rows
@@ -399,4 +367,32 @@ def _totals(model: nn.Module, result, builder: _RowBuilder, batch: int) -> Total
         ),
         uncounted=dict(builder.uncounted),
         batch=batch,
+    )
+
+
+def _params_only_row(path: str, kind: str, depth: int, parent: str | None, agg, note: str) -> Row:
+    """A row for parameters that no traced call used (they still count in the totals)."""
+    return Row(
+        path=path,
+        type=kind,
+        kind="uncalled",
+        depth=depth,
+        parent=parent,
+        call=0,
+        leaf=True,
+        hyper={},
+        input_shapes=(),
+        output_shapes=(),
+        params=agg.params,
+        weights=agg.weights,
+        biases=agg.biases,
+        trainable=agg.trainable,
+        activations=0,
+        activation_bytes=0,
+        macs=0,
+        other_ops=0,
+        uncounted=(),
+        field=None,
+        fit="",
+        notes=(note,),
     )
