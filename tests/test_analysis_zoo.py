@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_analysis import _measured_saved_bytes
 from torch import nn
 
 import cnnlab
@@ -93,21 +94,6 @@ def test_zoo_model_against_a_real_forward(name):
     assert sum(r.macs for r in top) == a.totals.macs
 
 
-def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    state = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in state:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    return sum(seen.values())
-
-
 @pytest.mark.parametrize(
     "name", ["lenet5", "lenet5_modern", "alexnet", "googlenet", "resnet20", "resnet50", "vgg_a_lrn"]
 )
@@ -116,7 +102,8 @@ def test_kept_for_backward_matches_autograd(name):
     model, size = _small_model(name)
     model.train()
     a = analyze(model, size, batch=2)
-    assert a.totals.training.saved_activations == _saved_bytes(model, torch.randn(2, *size))
+    measured = _measured_saved_bytes(model, torch.randn(2, *size))
+    assert a.totals.training.saved_activations == measured
 
 
 @pytest.mark.parametrize("name", MODELS)
