@@ -17,7 +17,7 @@ process, after ``import torch, cnnlab`` and the tool (import times are printed s
 The same ``nn.Module`` class and input for all three.  The time ratio is the tool's time
 divided by cnnlab's; "peak RSS" is the process's maximum resident set, "+RSS" its growth over
 the process right after the imports.  The MACs each tool reports are printed too (they differ
-by what each counts: see the conventions in reference/numbers.md).
+by what each counts: see the conventions in the README).
 """
 
 from __future__ import annotations

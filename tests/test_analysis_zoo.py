@@ -129,7 +129,7 @@ def test_googlenet_aux_heads_are_rows_in_training_and_uncalled_in_eval():
     a = analyze(model, (3, 224, 224))
     uncalled = [r for r in a.rows if r.kind == "uncalled"]
     assert {r.path for r in uncalled} == {"aux1", "aux2"}
-    assert sum(r.params for r in uncalled) == 3_188_840 + 3_190_888  # reference/numbers.md §3
+    assert sum(r.params for r in uncalled) == 3_188_840 + 3_190_888
     assert a.totals.params == 13_378_280
     model.train()
     t = analyze(model, (3, 224, 224))

@@ -129,7 +129,7 @@ def test_subsampling_is_a_window_sum_times_a_coefficient_plus_a_bias():
     assert gradcheck(layer, (_double_input(2, 3, 4, 4),))
 
 
-# The paper's Table I by rows, as numbers.md transcribes it (S2 map -> C3 maps, X = connected):
+# The paper's Table I by rows, transcribed from the paper (S2 map -> C3 maps, X = connected):
 # an independent transcription to hold LENET5_C3_TABLE (by columns) against.
 _TABLE_I = """
 X . . . X X X . . X X X X . X X
@@ -222,12 +222,12 @@ def test_inception_3a_counts_and_branch_order():
     torch.manual_seed(0)
     block = Inception(192, 64, 96, 128, 16, 32, 32)  # Table 1, inception (3a)
     assert block.out_channels == 256
-    assert _params(block) == 163_696  # numbers.md section 3, computed per row
+    assert _params(block) == 163_696  # computed per row
     assert block.branch5x5.conv.kernel_size == (5, 5)  # a real 5x5, unlike torchvision
     x = torch.randn(2, 192, 28, 28)
     y = block(x)
     assert y.shape == (2, 256, 28, 28)
-    assert _conv_macs(block, x[:1]) == 128_049_152  # numbers.md: 128M in Table 1
+    assert _conv_macs(block, x[:1]) == 128_049_152  # 128M in Table 1
 
     # Reference: the four branches written with functional ops, concatenated in order.
     def conv(layer, t):
@@ -241,7 +241,7 @@ def test_inception_3a_counts_and_branch_order():
 
 
 def test_inception_naive_and_bottleneck_versions_of_the_lecture_example():
-    # CS231n's example on a 28x28x256 input (numbers.md section 9).
+    # CS231n's example on a 28x28x256 input.
     naive = Inception(256, 128, None, 192, None, 96, None)
     x = torch.randn(1, 256, 28, 28)
     assert naive(x).shape == (1, 672, 28, 28)

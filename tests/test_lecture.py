@@ -1,6 +1,5 @@
-"""Every number of the lecture (shared/seed/DIGEST.md) that is a property of a layer or a
-network, computed by the analysis of cnnlab's models; the lecture's own slips are asserted as
-slips (reference/numbers.md)."""
+"""Every number of the lecture that is a property of a layer or a network, computed by the
+analysis of cnnlab's models; the lecture's own slips are asserted as slips."""
 
 from __future__ import annotations
 
@@ -84,7 +83,7 @@ def test_alexnet_shapes_and_conv1_weights():
     assert [(p, a.row(p).volume) for p, _ in _ALEXNET] == _ALEXNET
     assert a.row("conv1").weights == 34_848  # (11*11*3)*96, the slide's "35K"
     assert a.row("pool1").params == 0
-    assert a.totals.params == 60_965_224  # reference/numbers.md §5
+    assert a.totals.params == 60_965_224
 
 
 _VGG16 = [  # the slide's rows: W x H x D, memory (values), params without biases
@@ -125,7 +124,7 @@ def test_vgg_configuration_totals(name, millions):
     assert round(a.totals.params / 1e6) == millions
 
 
-# GoogLeNet Table 1 recomputed for the faithful model (reference/numbers.md §3):
+# GoogLeNet Table 1 recomputed for the faithful model:
 # row -> layers, params with bias, MACs.
 _GOOGLENET = {
     "conv 7x7/2": (("conv1",), 9_472, 118_013_952),
@@ -171,7 +170,7 @@ def test_googlenet_table_rows_that_contradict_their_filter_counts_are_flagged():
 def test_resnet_macs_paper_layout(depth, giga, exact):
     options = {"variant": "v1"} if depth >= 50 else {}
     a = analyze(_meta(f"resnet{depth}", **options), (3, 224, 224))
-    assert a.totals.macs == exact  # reference/numbers.md §4, v1 (the paper's layout)
+    assert a.totals.macs == exact  # v1 (the paper's layout)
     g = a.totals.macs / 1e9
     # The paper rounds some (7.57 -> 7.6) and truncates others (3.66 -> 3.6).
     assert giga in (round(g, 1), int(g * 10) / 10)

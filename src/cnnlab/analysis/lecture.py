@@ -1,7 +1,7 @@
 """The lecture's tables, regenerated from cnnlab's zoo and set beside the lecture's numbers.
 
 Each table compares what cnnlab computes (the analysis of the zoo's models) with what the
-lecture (``shared/seed/DIGEST.md``, and the papers' tables it quotes) prints.  Each row
+lecture (the course digest, and the papers' tables it quotes) prints.  Each row
 gets a status:
 
 * ``ok``: equal as the lecture writes it (its rounding: "3.2M", "35K", "138M");
@@ -387,7 +387,7 @@ _GOOGLENET = (
     ("avg pool 7x7/1", ("avgpool",), "1x1x1024", None, None),
     ("linear", ("fc",), "1000", 1000, 1),
 )
-# Rows of Table 1 that do not follow from their own filter counts (reference/numbers.md §3).
+# Rows of Table 1 that do not follow from their own filter counts.
 _GOOGLENET_WRONG = {
     ("convolution 7x7/2", "params"): "7*7*3*64 = 9,408 weights = 9.2K, not 2.7K",
     ("convolution 7x7/2", "MACs"): "112*112*64*7*7*3 = 118M multiply-adds, not 34M",

@@ -167,7 +167,7 @@ def resnet_cifar(
     return _init(ResNet(OrderedDict(layers)), zero_init_residual)
 
 
-# depth -> (params, MACs v1.5 at 224x224 (numbers.md section 4), top-5 error); the paper's
+# depth -> (params, MACs v1.5 at 224x224, top-5 error); the paper's
 # Table 3 (10-crop val) has no ResNet-18 row, so its number is torchvision's weights'.
 _IMAGENET_FACTS = {
     18: (11_689_512, 1_814_073_344, "10.92% (ImageNet val, 1 crop, torchvision's weights)"),
@@ -177,7 +177,7 @@ _IMAGENET_FACTS = {
     152: (60_192_808, 11_513_626_624, "5.71% (ImageNet val, 10 crops; Table 3); ensemble: "
           "3.57% test (Table 5)"),
 }  # fmt: skip
-# depth -> (params, MACs at 32x32 (numbers.md section 4), CIFAR-10 test error, Table 6)
+# depth -> (params, MACs at 32x32, CIFAR-10 test error, Table 6)
 _CIFAR_FACTS = {
     20: (269_722, 40_551_040, "8.75%"),
     32: (464_154, 68_862_592, "7.51%"),

@@ -128,8 +128,8 @@ def vgg(
 
 _PAPER = "Simonyan & Zisserman 2015, Very Deep Convolutional Networks (arXiv:1409.1556)"
 
-# name, config, aliases, params (224x224x3, 1000 classes; reference/numbers.md section 2, equal
-# to torchvision's for A, B, D, E), conv+linear MACs (numbers.md), single-net top-5 val error
+# name, config, aliases, params (224x224x3, 1000 classes; equal to torchvision's for A, B,
+# D, E), conv+linear MACs (derived from the layer shapes), single-net top-5 val error
 # at single scale S=Q=256 (paper Table 3).
 _ENTRIES = (
     ("vgg_a", "A", ("vgg11",), 132_863_336, 7_609_090_048, "10.4%"),
