@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cnnlab import geometry as g
@@ -174,7 +174,7 @@ _window = st.builds(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(st.lists(_window, min_size=1, max_size=4), st.data())
 def test_receptive_field_matches_gradient(windows, data):
     n = 64
