@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from cnnlab.data._cifar import read_tar_members
-from cnnlab.data._idx import read_idx
+from cnnlab.data._idx import file_md5, read_idx
 from cnnlab.data.catalog import DataFile, DatasetInfo
 from cnnlab.data.locate import Location, ProgressFn, locate
 from cnnlab.errors import DataError
@@ -80,14 +80,6 @@ def _fetch(url: str, dest: Path, what: str, progress: ProgressFn | None, timeout
                     progress(what, done, total)
         if total is not None and done != total:
             raise OSError(f"connection closed after {done:,} of {total:,} bytes")
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_idx(path: Path, f: DataFile) -> None:
@@ -165,7 +157,7 @@ def _download_cifar(
     names = [f.name for f in info.files]
 
     def check(path: Path) -> None:
-        if info.archive_md5 is not None and _md5(path) != info.archive_md5:
+        if info.archive_md5 is not None and file_md5(path) != info.archive_md5:
             raise DataError(f"archive md5 differs from the published {info.archive_md5}")
         members = read_tar_members(path, info.archive_dir, names)
         for f in info.files:

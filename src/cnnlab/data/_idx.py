@@ -77,7 +77,8 @@ def _read_exactly(stream, n: int, buffer: bytearray | None = None) -> bytearray:
     return out
 
 
-def _file_md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
+    """MD5 of a whole file, read in chunks (the published hashes of .gz and archives)."""
     h = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -106,7 +107,7 @@ def read_idx(path: str | Path, *, ndim: int | None = None, what: str = "") -> Id
         if is_gz:
             with gzip.open(path, "rb") as stream:
                 parsed = _parse(stream, path, label, ndim)
-            gz_md5 = _file_md5(path)
+            gz_md5 = file_md5(path)
         else:
             with open(path, "rb") as stream:
                 parsed = _parse(stream, path, label, ndim)
