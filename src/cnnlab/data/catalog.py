@@ -332,7 +332,7 @@ def dataset_info(name: str) -> DatasetInfo:
     if key in CATALOG:
         return CATALOG[key]
     close = difflib.get_close_matches(key, [*CATALOG, *_ALIASES], n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = f"; did you mean {', '.join(close)}?" if close else "."
     raise DataError(
         f"unknown dataset {name!r}{hint} Known datasets: {', '.join(CATALOG)}, "
         "or folder:PATH for an image folder with one subfolder per class"
