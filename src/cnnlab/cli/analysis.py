@@ -81,7 +81,7 @@ def build_for_analysis(text: str, input_text: str | None, classes: int | None, o
     run on the meta device (one that computes with its own initial values) is built on the
     CPU instead."""
     from cnnlab.analysis.meta import build_on_meta
-    from cnnlab.cli._common import load_target, parse_input_size, parse_options
+    from cnnlab.zoo.target import load_target, parse_input_size, parse_options
 
     size = parse_input_size(input_text) if input_text else None
     opts = parse_options(options)

@@ -7,7 +7,7 @@ import json
 import re
 import sys
 
-from cnnlab.cli._common import load_target, parse_input_size, parse_options
+from cnnlab.zoo.target import load_target, parse_input_size, parse_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:

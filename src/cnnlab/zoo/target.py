@@ -1,4 +1,4 @@
-"""What several subcommands share: turning the user's text into a model and an input size."""
+"""Turning the user's text into a model: a zoo name, a notation string or file.py:factory."""
 
 from __future__ import annotations
 
