@@ -1,0 +1,45 @@
+"""Training: the lecture's mini-batch loop, the papers' recipes, and the run folder.
+
+* :func:`fit` (:mod:`cnnlab.train.loop`): sample a mini-batch, forward, loss, backward,
+  update; validation each epoch, the test at the end; returns plain data.
+* :class:`Recipe` and :func:`resolve_config` (:mod:`cnnlab.train.recipe`): the papers'
+  recipes as frozen dataclasses in human units, layered with a TOML file and ``key=value``.
+* :func:`open_run` / :class:`Run` / :func:`read_record` (:mod:`cnnlab.train.run`): the run
+  folder a training leaves behind, and the model it rebuilds.
+* :func:`evaluate` / :func:`probabilities` (:mod:`cnnlab.train.evaluate`).
+
+Everything is imported lazily (torch is heavy), so ``import cnnlab.train`` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Evaluation": "cnnlab.train.evaluate",
+    "evaluate": "cnnlab.train.evaluate",
+    "probabilities": "cnnlab.train.evaluate",
+    "Run": "cnnlab.train.run",
+    "RunWriter": "cnnlab.train.run",
+    "build_from_record": "cnnlab.train.run",
+    "create_run_dir": "cnnlab.train.run",
+    "open_run": "cnnlab.train.run",
+    "read_record": "cnnlab.train.run",
+    "save_weights": "cnnlab.train.run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnlab.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
