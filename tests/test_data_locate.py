@@ -199,7 +199,7 @@ def test_a_corrupt_mirror_is_skipped_and_nothing_half_done_is_kept(tmp_path, ser
     assert "The download failed: " in msg and "t10k-labels-idx1-ubyte.gz: rejected" in msg
     assert "decompressed content differs" in msg
     assert not (target / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
-    assert not [p for p in (target / "mnist").iterdir() if ".part" in p.name]
+    assert not [p for p in (target / "mnist").iterdir() if ".part" in p.name or ".tmp" in p.name]
     # the good files fetched before the bad one are kept and verified again, not re-fetched
     both = dataclasses.replace(info, urls=(base + "bad/", base + "good/"))
     loc = find_dataset(both, target, download=True)

@@ -1,31 +1,34 @@
-"""Downloading a catalogued dataset, only when asked, verified before it is kept.
+"""Downloading a catalogued dataset's files, only when asked, verified before they are kept.
 
 Each file is fetched from the first mirror that delivers it (the official location and its
 well-known mirrors; ``$CNNLAB_DATA_MIRROR``, a space- or comma-separated list of base URLs,
 replaces them, e.g. for a site's internal mirror, where trying the outside world would only
-add time-outs), streamed into
-a hidden temporary file beside its destination, verified against the published hashes
-(the decompressed payload for IDX files, the archive and each member for CIFAR), and only
-then renamed into place, so an interrupted or corrupt download never looks like data.
+add time-outs), streamed into a hidden temporary file beside its destination
+(:func:`cnnlab._io.atomic_write`), checked by the caller's ``check`` (the format's
+verification, see :mod:`cnnlab.data.formats`), and only then renamed into place, so an
+interrupted or corrupt download never looks like data.
+
+This module is the transport only: what to fetch and how to verify it is the format's.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import os
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
-from cnnlab.data._cifar import read_tar_members
-from cnnlab.data._idx import file_md5, read_idx
-from cnnlab.data.catalog import DataFile, DatasetInfo
-from cnnlab.data.locate import Location, ProgressFn, locate
+from cnnlab._io import atomic_write
+from cnnlab.data.catalog import DatasetInfo
 from cnnlab.errors import DataError
 
-__all__ = ["download_files", "mirrors"]
+__all__ = ["MAX_DOWNLOAD_BYTES", "ProgressFn", "fetch_verified", "mirrors"]
+
+# progress(what, bytes_done, bytes_total or None): called while downloading.
+ProgressFn = Callable[[str, int, "int | None"], None]
 
 MAX_DOWNLOAD_BYTES = 512 << 20  # CIFAR-100's archive, the largest, is about 169 MB
 _CHUNK = 1 << 20
@@ -57,8 +60,8 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _fetch(url: str, dest: Path, what: str, progress: ProgressFn | None, timeout: float) -> None:
-    """Stream ``url`` into ``dest`` (a temporary name); raises OSError/URLError on failure."""
+def _fetch(url: str, out: IO[bytes], what: str, progress: ProgressFn | None, timeout: float):
+    """Stream ``url`` into the open file ``out``; raises OSError/URLError on failure."""
     from cnnlab import __version__
 
     request = urllib.request.Request(url, headers={"User-Agent": f"cnnlab/{__version__}"})
@@ -70,109 +73,44 @@ def _fetch(url: str, dest: Path, what: str, progress: ProgressFn | None, timeout
         done = 0
         if progress:
             progress(what, 0, total)
-        with open(dest, "wb") as out:
-            while chunk := response.read(_CHUNK):
-                done += len(chunk)
-                if done > MAX_DOWNLOAD_BYTES:
-                    raise OSError(f"more than {MAX_DOWNLOAD_BYTES:,} bytes; not a dataset file")
-                out.write(chunk)
-                if progress:
-                    progress(what, done, total)
+        while chunk := response.read(_CHUNK):
+            done += len(chunk)
+            if done > MAX_DOWNLOAD_BYTES:
+                raise OSError(f"more than {MAX_DOWNLOAD_BYTES:,} bytes; not a dataset file")
+            out.write(chunk)
+            if progress:
+                progress(what, done, total)
         if total is not None and done != total:
             raise OSError(f"connection closed after {done:,} of {total:,} bytes")
+    out.flush()
 
 
-def _check_idx(path: Path, f: DataFile) -> None:
-    """Raise DataError unless ``path`` holds the published payload of ``f``."""
-    parsed = read_idx(path, what=f.name)  # also checks the structure
-    if f.sha256 is not None:
-        if parsed.sha256 != f.sha256:
-            raise DataError(
-                f"the decompressed content differs from the published {f.name} "
-                f"(sha256 {parsed.sha256}, expected {f.sha256})"
-            )
-    elif f.gz_md5 is not None and parsed.gz_md5 != f.gz_md5:
-        raise DataError(f"md5 {parsed.gz_md5} differs from the published {f.gz_md5}")
-
-
-def _get(
+def fetch_verified(
     info: DatasetInfo,
     remote: str,
     dest: Path,
-    check,
+    check: Callable[[Path], None],
     progress: ProgressFn | None,
     timeout: float,
 ) -> None:
-    """Fetch ``remote`` from the first mirror whose copy passes ``check``; keep it as ``dest``."""
+    """Fetch ``remote`` from the first mirror whose copy passes ``check`` (which raises
+    :class:`DataError` to reject it) and keep it as ``dest``; nothing else is left behind.
+    Raises :class:`DataError` listing every mirror's failure."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {dest.parent}: {exc.strerror or exc}") from None
     failures = []
-    tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
     for base in mirrors(info):
         url = base + remote
         try:
-            _fetch(url, tmp, remote, progress, timeout)
-            check(tmp)
+            with atomic_write(dest) as out:
+                _fetch(url, out, remote, progress, timeout)
+                check(Path(out.name))  # the temporary file, complete and flushed
         except DataError as exc:
             failures.append(f"{url}: rejected: {exc}")
         except (OSError, urllib.error.URLError, ValueError) as exc:
             failures.append(f"{url}: {_reason(exc)}")
         else:
-            os.replace(tmp, dest)
             return
-        finally:
-            tmp.unlink(missing_ok=True)
     raise DataError("; ".join(failures))
-
-
-def download_files(
-    info: DatasetInfo, target: Path, *, progress: ProgressFn | None = None, timeout: float = 30.0
-) -> Location:
-    """Download every missing file of ``info`` into ``target`` and return its location."""
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create {target}: {exc.strerror or exc}") from None
-    if info.kind == "idx":
-        for f in info.files:
-            dest = target / (f.name + ".gz")
-            if dest.is_file():
-                try:
-                    _check_idx(dest, f)
-                    continue  # kept from an earlier, interrupted download
-                except DataError:
-                    dest.unlink()
-            _get(info, f.name + ".gz", dest, lambda p, f=f: _check_idx(p, f), progress, timeout)
-    else:
-        _download_cifar(info, target, progress, timeout)
-    found, _ = locate(dataclasses.replace(info, system_dirs=()), target)
-    if found is None:  # pragma: no cover - every file was just verified
-        raise DataError(f"{target}: the downloaded files are incomplete")
-    return Location(found.name, found.directory, "download", found.files, found.archive)
-
-
-def _download_cifar(
-    info: DatasetInfo, target: Path, progress: ProgressFn | None, timeout: float
-) -> None:
-    if info.archive is None or info.archive_dir is None:  # pragma: no cover - catalogue
-        raise DataError(f"{info.name}: no download archive is known")
-    names = [f.name for f in info.files]
-
-    def check(path: Path) -> None:
-        if info.archive_md5 is not None and file_md5(path) != info.archive_md5:
-            raise DataError(f"archive md5 differs from the published {info.archive_md5}")
-        members = read_tar_members(path, info.archive_dir, names)
-        for f in info.files:
-            got = hashlib.md5(members[f.name], usedforsecurity=False).hexdigest()
-            if f.md5 is not None and got != f.md5:
-                raise DataError(f"{f.name}: md5 {got} differs from the published {f.md5}")
-
-    archive = target / info.archive
-    _get(info, info.archive, archive, check, progress, timeout)
-    # Unpack the verified members (and nothing else) into archive_dir, then drop the archive.
-    members = read_tar_members(archive, info.archive_dir, names)
-    out_dir = target / info.archive_dir
-    out_dir.mkdir(exist_ok=True)
-    for name, data in members.items():
-        tmp = out_dir / f".{name}.part-{os.getpid()}"
-        tmp.write_bytes(data)
-        os.replace(tmp, out_dir / name)
-    archive.unlink()

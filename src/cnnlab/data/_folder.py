@@ -33,7 +33,7 @@ from PIL import Image
 
 from cnnlab.errors import DataError
 
-__all__ = ["FORMATS", "FolderSplit", "folder_splits", "read_folder"]
+__all__ = ["FORMATS", "FolderSplit", "folder_splits", "read_folder", "scan_split"]
 
 # Decoders Pillow may try.  Restricting them keeps rarely used (and more often vulnerable)
 # decoders such as TIFF, FITS, EPS or PDF away from user files.
@@ -59,7 +59,9 @@ def _class_dirs(root: Path) -> list[Path]:
     return [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")]
 
 
-def _scan(root: Path, classes: tuple[str, ...] | None = None) -> FolderSplit:
+def scan_split(root: Path, classes: tuple[str, ...] | None = None) -> FolderSplit:
+    """The class folders and files of one split at ``root``; ``classes`` (the training split's)
+    makes a class folder unknown to them an error."""
     dirs = _class_dirs(root)
     if not dirs:
         raise DataError(

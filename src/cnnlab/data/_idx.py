@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab._io import file_hash
 from cnnlab.errors import DataError
 
 __all__ = ["IdxFile", "read_idx", "IDX_TYPES"]
@@ -77,15 +78,6 @@ def _read_exactly(stream, n: int, buffer: bytearray | None = None) -> bytearray:
     return out
 
 
-def file_md5(path: Path) -> str:
-    """MD5 of a whole file, read in chunks (the published hashes of .gz and archives)."""
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def read_idx(path: str | Path, *, ndim: int | None = None, what: str = "") -> IdxFile:
     """Parse the IDX file at ``path`` (plain or gzip, told apart by the gzip magic bytes).
 
@@ -107,7 +99,7 @@ def read_idx(path: str | Path, *, ndim: int | None = None, what: str = "") -> Id
         if is_gz:
             with gzip.open(path, "rb") as stream:
                 parsed = _parse(stream, path, label, ndim)
-            gz_md5 = file_md5(path)
+            gz_md5 = file_hash(path, "md5")
         else:
             with open(path, "rb") as stream:
                 parsed = _parse(stream, path, label, ndim)

@@ -26,30 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.data import _cifar, _folder
-from cnnlab.data._idx import read_idx
-from cnnlab.data.catalog import CATALOG, DataFile, DatasetInfo
-from cnnlab.data.locate import FOLDER_PREFIX, Location, ProgressFn, find_dataset, resolve
+from cnnlab.data import _folder
+from cnnlab.data.catalog import DatasetInfo
+from cnnlab.data.formats import FileCheck, Location, format_of
+from cnnlab.data.locate import FOLDER_PREFIX, ProgressFn, find_dataset, resolve
 from cnnlab.errors import DataError
 
-__all__ = ["Dataset", "FileCheck", "channel_stats", "load_dataset"]
+__all__ = ["Dataset", "FileCheck", "channel_stats", "derive_seed", "load_dataset"]
 
 SPLITS = ("train", "test", "val")
-
-
-@dataclass(frozen=True)
-class FileCheck:
-    """The integrity verdict for one file.
-
-    ``status`` is ``"verified"`` (a published hash matches), ``"unverified"`` (no published
-    hash applies; the structure was still fully checked) or ``"mismatch"`` (a published hash
-    differs; only ever kept when loading with ``verify=False``).  ``detail`` says which hash.
-    """
-
-    file: str
-    path: Path
-    status: str
-    detail: str
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -169,7 +154,7 @@ class Dataset:
                 f"dataset {self.name!r} ({self.split}): a validation fraction of {fraction} "
                 f"of {n} images leaves {n_val} for validation; need at least 1 on each side"
             )
-        g = torch.Generator().manual_seed(_mix(seed, "validation"))
+        g = torch.Generator().manual_seed(derive_seed(seed, "validation"))
         perm = torch.randperm(n, generator=g)
         grouped = perm[torch.argsort(self.labels[perm], stable=True)]  # by class, random within
         counts = torch.bincount(self.labels, minlength=self.num_classes).tolist()
@@ -188,7 +173,7 @@ class Dataset:
         return self.subset(train_idx, "train"), self.subset(val_idx, "val")
 
 
-def _mix(seed: int, *parts: object) -> int:
+def derive_seed(seed: int, *parts: object) -> int:
     """A 63-bit generator seed from ``seed`` and labels, stable across runs and platforms."""
     text = ":".join(str(p) for p in (int(seed), *parts))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
@@ -218,136 +203,6 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 # loading
 # --------------------------------------------------------------------------------------------
 
-# Payload sha256 -> (dataset, file), to name the dataset a mismatching file really belongs to.
-_KNOWN_PAYLOADS = {
-    f.sha256: (d.name, f.name) for d in CATALOG.values() for f in d.files if f.sha256 is not None
-}
-
-# CIFAR label and class-name keys by number of classes.
-_CIFAR_KEYS = {10: ("labels", "label_names"), 100: ("fine_labels", "fine_label_names")}
-
-
-def _mismatch(info: DatasetInfo, f: DataFile, path: Path, sha256: str | None, detail: str) -> str:
-    other = _KNOWN_PAYLOADS.get(sha256) if sha256 else None
-    if other is not None and other != (info.name, f.name):
-        return f"{path}: this is {other[0]}'s {other[1]}, not {info.name}'s {f.name}"
-    note = (
-        " (a differently compressed copy would still match: cnnlab hashes the decompressed data)"
-        if info.kind == "idx"
-        else ""
-    )
-    return (
-        f"{path}: {detail}. The content differs from the published {info.name} data{note}. "
-        "Replace the file, or load it anyway with verify=False (--no-verify)"
-    )
-
-
-def _check_idx_file(info: DatasetInfo, f: DataFile, parsed, verify: bool) -> FileCheck:
-    path = parsed.path
-    if f.sha256 is not None:
-        if parsed.sha256 == f.sha256:
-            return FileCheck(f.name, path, "verified", "sha256 of the decompressed data matches")
-        detail = f"sha256 of the decompressed data is {parsed.sha256}, published {f.sha256}"
-        if verify:
-            raise DataError(_mismatch(info, f, path, parsed.sha256, detail))
-        return FileCheck(f.name, path, "mismatch", detail)
-    other = _KNOWN_PAYLOADS.get(parsed.sha256)
-    if other is not None and verify:
-        raise DataError(_mismatch(info, f, path, parsed.sha256, ""))
-    if f.gz_md5 is not None and parsed.gz_md5 == f.gz_md5:
-        return FileCheck(f.name, path, "verified", "md5 of the .gz file matches the upstream one")
-    why = "no published hash of the decompressed data"
-    if f.gz_md5 is not None and parsed.gz_md5 is not None:
-        why += "; the .gz file differs from upstream's (recompressed copies do)"
-    return FileCheck(f.name, path, "unverified", why)
-
-
-def _load_idx(info: DatasetInfo, loc: Location, split: str, verify: bool):
-    files = {f.role: f for f in info.files_of(split)}
-    img_f, lab_f = files["images"], files["labels"]
-    images = read_idx(loc.path_of(img_f.name), ndim=3, what=f"{split} images")
-    labels = read_idx(loc.path_of(lab_f.name), ndim=1, what=f"{split} labels")
-    checks = (
-        _check_idx_file(info, img_f, images, verify),
-        _check_idx_file(info, lab_f, labels, verify),
-    )
-    for parsed, kind in ((images, "images"), (labels, "labels")):
-        if parsed.type_code != 0x08:
-            raise DataError(
-                f"{parsed.path}: IDX type code 0x{parsed.type_code:02X}; {info.name} {kind} are "
-                "unsigned bytes (type 0x08)"
-            )
-    x, y = images.array, labels.array
-    _, h, w = info.image_shape
-    if x.shape[1:] != (h, w):
-        raise DataError(
-            f"{images.path}: images are {x.shape[1]}x{x.shape[2]}, {info.name}'s are {h}x{w}"
-        )
-    if x.shape[0] != y.shape[0]:
-        raise DataError(
-            f"{images.path} holds {x.shape[0]} images but {labels.path} holds {y.shape[0]} "
-            "labels; they must pair up one to one"
-        )
-    bad = np.flatnonzero(y >= info.num_classes)
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(
-            f"{labels.path}: label {int(y[i])} at index {i} (byte {8 + i}) is outside the "
-            f"{info.num_classes} classes (0..{info.num_classes - 1}); {bad.size} such label(s)"
-        )
-    return x[:, None], y.astype(np.int64), info.classes, checks
-
-
-def _read_cifar_bytes(loc: Location, info: DatasetInfo, names: list[str]) -> dict[str, tuple]:
-    """name -> (path for messages, bytes)."""
-    if loc.archive is not None:
-        data = _cifar.read_tar_members(loc.archive, info.archive_dir or "", names)
-        return {n: (Path(f"{loc.archive}:{info.archive_dir}/{n}"), data[n]) for n in names}
-    out = {}
-    for n in names:
-        path = loc.path_of(n)
-        try:
-            size = path.stat().st_size
-            if size > _cifar.MAX_MEMBER_BYTES:
-                raise DataError(f"{path}: {size:,} bytes, more than any CIFAR file")
-            out[n] = (path, path.read_bytes())
-        except OSError as exc:
-            raise DataError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    return out
-
-
-def _load_cifar(info: DatasetInfo, loc: Location, split: str, verify: bool):
-    label_key, names_key = _CIFAR_KEYS[info.num_classes]
-    wanted = [*info.files_of(split), *info.files_of("meta")]
-    raw = _read_cifar_bytes(loc, info, [f.name for f in wanted])
-    checks = []
-    for f in wanted:
-        path, data = raw[f.name]
-        got = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        if f.md5 is None:
-            checks.append(FileCheck(f.name, path, "unverified", "no published hash"))
-        elif got == f.md5:
-            checks.append(FileCheck(f.name, path, "verified", "md5 matches the published one"))
-        else:
-            detail = f"md5 is {got}, published {f.md5}"
-            if verify:
-                raise DataError(_mismatch(info, f, path, None, detail))
-            checks.append(FileCheck(f.name, path, "mismatch", detail))
-    meta = next(f for f in wanted if f.role == "meta")
-    classes = _cifar.parse_meta(
-        raw[meta.name][1], str(raw[meta.name][0]), key=names_key, num_classes=info.num_classes
-    )
-    xs, ys = [], []
-    for f in wanted:
-        if f.role == "batch":
-            path, data = raw[f.name]
-            x, y = _cifar.parse_batch(
-                data, str(path), label_key=label_key, num_classes=info.num_classes
-            )
-            xs.append(x)
-            ys.append(y)
-    return np.concatenate(xs), np.concatenate(ys), classes, tuple(checks)
-
 
 def _load_folder(loc: Location, split: str, size, mode: str):
     splits = _folder.folder_splits(loc.directory)
@@ -357,8 +212,8 @@ def _load_folder(loc: Location, split: str, size, mode: str):
             "train/ and test/ or val/ subfolders has those splits, any other folder is 'train'; "
             "hold out a validation split with Dataset.split_validation)"
         )
-    train = _folder._scan(splits["train"])
-    scanned = train if split == "train" else _folder._scan(splits[split], train.classes)
+    train = _folder.scan_split(splits["train"])
+    scanned = train if split == "train" else _folder.scan_split(splits[split], train.classes)
     x, y, used_mode = _folder.read_folder(scanned, size=size, mode=mode)
     return x, y, train.classes, used_mode
 
@@ -464,7 +319,7 @@ def load_dataset(
             "hold out a validation split with Dataset.split_validation(fraction, seed)"
         )
     loc = find_dataset(info, data_dir, download=download, progress=progress)
-    loader = _load_idx if info.kind == "idx" else _load_cifar
+    loader = format_of(info).load
     x, y, classes, checks = loader(info, loc, split, verify)
     images = torch.from_numpy(np.ascontiguousarray(x))
     key = (info.name, _file_key(loc))

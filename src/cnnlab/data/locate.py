@@ -18,12 +18,13 @@ No torch here: ``cnnlab data list`` runs on this module alone.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.data._download import ProgressFn
 from cnnlab.data.catalog import DatasetInfo, dataset_info
+from cnnlab.data.formats import Location, format_of
 from cnnlab.errors import DataError
 
 __all__ = [
@@ -39,36 +40,6 @@ __all__ = [
 ]
 
 FOLDER_PREFIX = "folder:"
-
-# progress(what, bytes_done, bytes_total or None): called while downloading.
-ProgressFn = Callable[[str, int, "int | None"], None]
-
-
-@dataclass(frozen=True)
-class Location:
-    """Where a dataset was found.
-
-    ``origin`` says which rule found it ("--data-dir", "$CNNLAB_DATA", "user cache", a system
-    location's description, "download", or "path" for ``folder:PATH``).  ``files`` maps each
-    canonical file name to the path found (possibly ``.gz``); ``archive`` is set instead when a
-    CIFAR archive is read in place.
-    """
-
-    name: str
-    directory: Path
-    origin: str
-    files: tuple[tuple[str, Path], ...] = ()
-    archive: Path | None = None
-
-    def path_of(self, name: str) -> Path:
-        for canonical, path in self.files:
-            if canonical == name:
-                return path
-        raise KeyError(name)
-
-    def describe(self) -> str:
-        where = self.archive if self.archive is not None else self.directory
-        return f"{where} ({self.origin})"
 
 
 def user_cache_dir() -> Path:
@@ -109,13 +80,8 @@ def download_dir(name: str | DatasetInfo, data_dir: str | Path | None = None) ->
     return base / info.name
 
 
-def _idx_candidates(name: str) -> list[str]:
-    dotted = name.replace("-idx", ".idx")  # train-images.idx3-ubyte, as some mirrors ship it
-    return [name, name + ".gz", dotted, dotted + ".gz"]
-
-
 def _best_layout(
-    info: DatasetInfo, layouts: list[Path], candidates
+    info: DatasetInfo, layouts: list[Path]
 ) -> tuple[Path, tuple[tuple[str, Path], ...], list[str]]:
     """(folder, files found, names missing) for the layout holding most of the files."""
     best: tuple[Path, list[tuple[str, Path]], list[str]] = (
@@ -123,6 +89,7 @@ def _best_layout(
         [],
         [f.name for f in info.files],
     )
+    candidates = format_of(info).candidates
     for base in layouts:
         found, missing = [], []
         for f in info.files:
@@ -140,17 +107,11 @@ def _look(info: DatasetInfo, origin: str, folder: Path) -> tuple[Location | None
     """Try one folder: (location or None, a one-line note for the not-found message)."""
     if not folder.is_dir():
         return None, "no such folder"
-    if info.kind == "idx":
-        layouts = [folder] + (
-            [folder / info.torchvision_dir / "raw"] if info.torchvision_dir else []
-        )
-        base, files, missing = _best_layout(info, layouts, _idx_candidates)
-    else:
-        layouts = [folder] + ([folder / info.archive_dir] if info.archive_dir else [])
-        base, files, missing = _best_layout(info, layouts, lambda name: [name])
-        if missing and info.archive and (folder / info.archive).is_file():
-            archive = folder / info.archive
-            return Location(info.name, folder, origin, (), archive), "found"
+    fmt = format_of(info)
+    base, files, missing = _best_layout(info, fmt.layouts(info, folder))
+    archive = fmt.in_place(info, folder) if missing else None
+    if archive is not None:
+        return Location(info.name, folder, origin, (), archive), "found"
     if not missing:
         return Location(info.name, base, origin, files), "found"
     if len(missing) == len(info.files):
@@ -187,11 +148,7 @@ def _not_found(
     if info.debian_package:
         lines.append(f"  - on Debian/Ubuntu: sudo apt-get install {info.debian_package}")
         lead = "  - or "
-    if info.kind == "idx":
-        names = ", ".join(f.name + ".gz" for f in info.files)
-        what = f"the {len(info.files)} files {names}"
-    else:
-        what = f"{info.archive} (unpacked or not)"
+    what = format_of(info).to_get(info)
     lines.append(f"{lead}download {what} from {info.urls[0]} into {target}")
     lines.append(
         "    (or into any folder given as --data-dir DIR, or $CNNLAB_DATA/" + info.name + ")"
@@ -230,9 +187,11 @@ def find_dataset(
     target = download_dir(info, data_dir)
     if not download:
         raise _not_found(info, looked, target, "")
-    from cnnlab.data._download import download_files  # network code only when asked
-
     try:
-        return download_files(info, target, progress=progress)
+        format_of(info).download(info, target, progress, 30.0)
     except DataError as exc:
         raise _not_found(info, looked, target, str(exc)) from None
+    found, _ = locate(dataclasses.replace(info, system_dirs=()), target)
+    if found is None:  # pragma: no cover - every file was just verified
+        raise _not_found(info, looked, target, f"{target}: the downloaded files are incomplete")
+    return dataclasses.replace(found, origin="download")

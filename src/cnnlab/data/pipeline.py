@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cnnlab.data.dataset import Dataset, _mix
+from cnnlab.data.dataset import Dataset, derive_seed
 from cnnlab.errors import DataError
 
 __all__ = ["Augment", "BatchPipeline"]
@@ -183,7 +183,7 @@ class BatchPipeline:
     def _draw(self, epoch: int) -> dict[str, torch.Tensor]:
         """Order and augmentation parameters of every position of the epoch (CPU)."""
         n = len(self.dataset)
-        g = torch.Generator().manual_seed(_mix(self.seed, "epoch", epoch))
+        g = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
         params = {"order": torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)}
         aug = self.augment
         _, h, w = self.dataset.image_shape
