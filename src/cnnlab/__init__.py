@@ -49,10 +49,11 @@ _EXPORTS: dict[str, str] = {
     "dataset_info": "cnnlab.data",
     "BatchPipeline": "cnnlab.data",
     "Augment": "cnnlab.data",
-    "image_grid": "cnnlab.data",
+    # visualization
+    "image_grid": "cnnlab.viz",
 }
 
-_SUBMODULES = ("analysis", "data", "errors", "geometry", "layers", "registry", "spec", "zoo")
+_SUBMODULES = ("analysis", "data", "errors", "geometry", "layers", "registry", "spec", "viz", "zoo")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

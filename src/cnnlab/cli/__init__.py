@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
-# Modules of this package that add subcommands, in the order `cnnlab --help` lists them.
+# Modules of this package that add subcommands, in the order `cnnlab --help` lists them.  Each
+# must exist and define register(subparsers): a missing one is an ImportError, never skipped.
 _COMMAND_MODULES = ("models", "analysis", "data")
 
 EXIT_USAGE = 2
@@ -30,8 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
-        if importlib.util.find_spec(f"cnnlab.cli.{name}") is None:
-            continue
         importlib.import_module(f"cnnlab.cli.{name}").register(sub)
     return parser
 

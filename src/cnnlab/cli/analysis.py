@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import CnnlabError
+
+if TYPE_CHECKING:
+    from cnnlab.viz.arithmetic import WindowArithmetic
 
 _DTYPES = ("float32", "float16", "bfloat16", "float64")
 _FORMATS = ("table", "markdown", "csv", "json", "lecture")
@@ -130,78 +133,59 @@ def _summary(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------- arith
 
 
-def arith_text(
-    size: int,
-    kernel: int,
-    stride: int | None = None,
-    padding: int = 0,
-    dilation: int = 1,
-    pool: bool = False,
-    ceil: bool = False,
-    same: bool = False,
-    depth: int | None = None,
-    filters: int | None = None,
-) -> str:
-    """The worked-out arithmetic `cnnlab arith` prints (raises GeometryError if it does not
-    fit, unless ``ceil``)."""
-    from cnnlab.geometry import check_fit, effective_kernel, fit, output_size, same_padding
-
-    what = "pool" if pool else "filter"
-    s = stride if stride is not None else (kernel if pool else 1)
+def arith_lines(a: WindowArithmetic) -> list[str]:
+    """The lines `cnnlab arith` prints for a worked window (see cnnlab.viz.arithmetic)."""
+    what = "pool" if a.pool else "filter"
     lines = []
-    f_eff = effective_kernel(kernel, dilation) if dilation >= 1 else kernel
-    if dilation != 1:
-        lines.append(f"dilation {dilation}: a {kernel}-tap window spans {f_eff} cells")
-    if ceil:
-        f = fit(size, kernel, s, padding, dilation)
-        out = output_size(size, kernel, s, padding, dilation, ceil_mode=True)
-        lines.append(f"output = ceil((N - F + 2P)/S) + 1 = {f.formula()} -> {out} (ceil_mode)")
+    if a.dilation != 1:
+        lines.append(f"dilation {a.dilation}: a {a.kernel}-tap window spans {a.span} cells")
+    if a.ceil:
+        lines.append(
+            f"output = ceil((N - F + 2P)/S) + 1 = {a.fit.formula()} -> {a.output} (ceil_mode)"
+        )
     else:
-        f = check_fit(size, kernel, s, padding, dilation, where=f"{size}x{size} input")
-        out = f.output
-        lines.append(f"output = (N - F + 2P)/S + 1 = {f.formula()}")
+        lines.append(f"output = (N - F + 2P)/S + 1 = {a.fit.formula()}")
     lines.append(
-        f"{size}x{size} input, {kernel}x{kernel} {what}, stride {s}, pad {padding} -> "
-        f"{out}x{out} output" + (" (exact fit)" if f.fits else "")
+        f"{a.size}x{a.size} input, {a.kernel}x{a.kernel} {what}, stride {a.stride}, pad "
+        f"{a.padding} -> {a.output}x{a.output} output" + (" (exact fit)" if a.exact else "")
     )
-    if pool:
+    if a.pool:
         lines.append("pooling: depth unchanged (D2 = D1), no parameters")
-    if depth is not None or filters is not None:
-        if pool:
-            raise CnnlabError("--depth/--filters give a convolution's parameters; drop --pool")
-        if depth is None or filters is None or depth < 1 or filters < 1:
-            raise CnnlabError("give both --depth D1 and --filters K (positive) for parameters")
-        per = kernel * kernel * depth
+    p = a.params
+    if p is not None:
+        k = a.kernel
         lines.append(
-            f"parameters: {kernel}*{kernel}*{depth} + 1 = {per + 1} per filter, "
-            f"({kernel}*{kernel}*{depth})*{filters} = {per * filters:,} weights + {filters} "
-            f"biases = {(per + 1) * filters:,}"
+            f"parameters: {k}*{k}*{p.depth} + 1 = {p.per_filter + 1} per filter, "
+            f"({k}*{k}*{p.depth})*{p.filters} = {p.weights:,} weights + {p.filters} "
+            f"biases = {p.total:,}"
         )
-        lines.append(f"output volume: {out}x{out}x{filters}")
-    if same:
-        p = same_padding(kernel, dilation)
-        lines.append(
-            f"same size at stride 1: pad (F-1)/2 = {p} ({size} -> "
-            f"{output_size(size, kernel, 1, p, dilation)})"
-        )
-    return "\n".join(lines) + "\n"
+        lines.append(f"output volume: {a.output}x{a.output}x{p.filters}")
+    if a.same is not None:
+        lines.append(f"same size at stride 1: pad (F-1)/2 = {a.same} ({a.size} -> {a.same_output})")
+    return lines
 
 
 def _arith(args: argparse.Namespace) -> int:
-    sys.stdout.write(
-        arith_text(
-            args.input,
-            args.filter,
-            args.stride,
-            args.pad,
-            args.dilation,
-            pool=args.pool,
-            ceil=args.ceil,
-            same=args.same,
-            depth=args.depth,
-            filters=args.filters,
-        )
+    from cnnlab.viz.arithmetic import window_arithmetic
+
+    if args.depth is not None or args.filters is not None:
+        if args.pool:
+            raise CnnlabError("--depth/--filters give a convolution's parameters; drop --pool")
+        if args.depth is None or args.filters is None or args.depth < 1 or args.filters < 1:
+            raise CnnlabError("give both --depth D1 and --filters K (positive) for parameters")
+    worked = window_arithmetic(
+        args.input,
+        args.filter,
+        args.stride,
+        args.pad,
+        args.dilation,
+        pool=args.pool,
+        ceil=args.ceil,
+        same=args.same,
+        depth=args.depth,
+        filters=args.filters,
     )
+    sys.stdout.write("\n".join(arith_lines(worked)) + "\n")
     return 0
 
 

@@ -221,8 +221,9 @@ def _info(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import torch
 
-    from cnnlab.data import Augment, BatchPipeline, image_grid
+    from cnnlab.data import Augment, BatchPipeline
     from cnnlab.errors import CnnlabError
+    from cnnlab.viz import denormalize, image_grid
 
     if args.n < 1:
         raise CnnlabError(f"--n {args.n}: expected at least 1 image")
@@ -233,9 +234,7 @@ def _show(args: argparse.Namespace) -> int:
             ds, n, augment=Augment.standard(ds, erase_p=args.erase), seed=args.seed
         )
         x, y = next(pipeline.epoch(0))
-        mean = torch.tensor(ds.mean).view(1, -1, 1, 1)
-        std = torch.tensor(ds.std).view(1, -1, 1, 1)
-        images = ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
+        images = denormalize(x, ds.mean, ds.std)
         labels = y
     else:
         g = torch.Generator().manual_seed(args.seed)

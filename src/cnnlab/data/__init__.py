@@ -6,7 +6,6 @@
   for the search order), downloading only when asked.
 * :class:`BatchPipeline` + :class:`Augment`: shuffled mini-batches on the training device,
   augmented and normalised as whole batches, deterministic per (seed, epoch), shardable.
-* :func:`image_grid`: a labelled picture of some images.
 
 The catalogue (:func:`list_datasets`, :func:`dataset_info`) needs no torch; the rest imports
 it lazily, so ``cnnlab data list`` stays fast.
@@ -31,7 +30,6 @@ __all__ = [
     "channel_stats",
     "dataset_info",
     "find_dataset",
-    "image_grid",
     "list_datasets",
     "load_dataset",
     "locate",
@@ -39,15 +37,14 @@ __all__ = [
     "user_cache_dir",
 ]
 
-# name -> module, imported on first use (these need torch or Pillow)
+# name -> module, imported on first use (these need torch)
 _LAZY = {
     "Augment": "cnnlab.data.pipeline",
     "BatchPipeline": "cnnlab.data.pipeline",
     "Dataset": "cnnlab.data.dataset",
-    "FileCheck": "cnnlab.data.dataset",
+    "FileCheck": "cnnlab.data.formats",
     "channel_stats": "cnnlab.data.dataset",
     "load_dataset": "cnnlab.data.dataset",
-    "image_grid": "cnnlab.data.grid",
 }
 
 
