@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from cnnlab.analysis import rules as R
-from cnnlab.analysis.result import Analysis, RField, Row, Totals, TrainingMemory
+from cnnlab.analysis.result import (
+    INPUT,
+    Analysis,
+    Layer,
+    RField,
+    Row,
+    RowKey,
+    Totals,
+    TrainingMemory,
+)
 from cnnlab.analysis.tracer import Frame, OpRecord, trace
 from cnnlab.errors import CnnlabError
 
@@ -24,6 +34,7 @@ def analyze(
     batch: int = 1,
     dtype: torch.dtype = torch.float32,
     strict: bool = False,
+    rules: Mapping[Any, Any] | None = None,
 ) -> Analysis:
     """Shapes, parameters, memory, multiply-adds and receptive fields of ``model``, per layer.
 
@@ -33,6 +44,12 @@ def analyze(
     :mod:`cnnlab.analysis.tracer` for how, without allocating activations or touching the
     model).  ``strict=True`` raises :class:`~cnnlab.errors.GeometryError` at the first window
     (convolution or pooling) that does not tile its input, with the lecture's arithmetic.
+
+    ``rules`` overrides counting rules for this analysis only (fvcore's ``set_op_handle``
+    idea): ``{F.conv2d: rule}`` replaces an op's rule (a plain ``Call -> Effect`` keeps the
+    default's argument binding, an :class:`~cnnlab.analysis.rules.OpRule` brings its own),
+    ``{MyLayer: rule}`` adds a module rule (``(module, inputs, output) -> ModuleCount``), and a
+    value of None removes a rule.  See :meth:`~cnnlab.analysis.rules.RuleTable.with_overrides`.
 
     Raises :class:`~cnnlab.errors.CnnlabError` for an invalid size, or (as
     :class:`~cnnlab.analysis.tracer.AnalysisError` / ``GeometryError``) when the forward cannot
@@ -45,13 +62,14 @@ def analyze(
         raise CnnlabError(f"batch must be an integer >= 1, got {batch!r}")
     if not isinstance(dtype, torch.dtype):
         raise CnnlabError(f"dtype must be a torch.dtype, got {dtype!r}")
+    table = R.DEFAULT_RULES.with_overrides(rules)
     x = torch.empty((batch, *size), dtype=dtype, device="meta")
     # Tracing creates many short-lived objects next to torch's large heap, and the cyclic
     # garbage collector's full passes were half the time of a first analysis; collect after.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        result = trace(model, x, strict=strict)
+        result = trace(model, x, strict=strict, rules=table)
         itemsize = x.element_size()
         builder = _RowBuilder(model, itemsize)
         builder.walk(result.root)
@@ -99,7 +117,7 @@ class _Agg:
         self.trainable = 0
         self.uncounted: Counter[str] = Counter()
         self.fits: list[tuple[Any, bool]] = []
-        self.hyper: dict[str, Any] = {}
+        self.layer: Layer | None = None
 
     def add(self, other: _Agg) -> None:
         self.macs += other.macs
@@ -148,7 +166,6 @@ class _RowBuilder:
             self.called.add(frame.path)
         index = len(self.rows)
         leaf = not frame.children
-        op_counts: Counter[str] = Counter()
         for item in frame.items:
             if isinstance(item, Frame):
                 agg.add(self.walk(item))
@@ -156,16 +173,12 @@ class _RowBuilder:
                 op_agg = _op_agg(item)
                 agg.add(op_agg)
                 agg.fits.extend(op_agg.fits)
-                if not agg.hyper and op_agg.hyper:
-                    agg.hyper = dict(op_agg.hyper)
-                if not leaf and frame.parent is not None or frame.parent is None:
-                    op_counts[item.name] += 1
-                    self.rows.append(self._op_row(item, frame, op_counts[item.name], op_agg))
+                if agg.layer is None:
+                    agg.layer = op_agg.layer
+                if _emits_ops(frame):
+                    self.rows.append(self._op_row(item, frame, op_agg))
         if frame.override is not None:
-            agg.macs = int(frame.override.get("macs", agg.macs))
-            agg.other = int(frame.override.get("other_ops", agg.other))
-            agg.hyper.update(frame.override.get("hyper", {}))
-            agg.uncounted.clear()
+            _apply(frame.override, agg, leaf)
         if frame.parent is None:
             self.uncounted = agg.uncounted
             self.root_agg = agg
@@ -181,7 +194,7 @@ class _RowBuilder:
             parent=frame.parent.path if frame.parent.parent is not None else None,
             call=frame.call,
             leaf=leaf,
-            hyper=agg.hyper if leaf else {},
+            layer=agg.layer if leaf or frame.override is not None else None,
             input_shapes=frame.input_shapes,
             output_shapes=frame.output_shapes,
             params=agg.params,
@@ -198,23 +211,22 @@ class _RowBuilder:
             field=_rfield(frame.out_info),
             fit=_fit_text(agg.fits) if leaf else "",
             notes=tuple(notes),
+            producers=_keys(frame.sources),
         )
         self.rows.insert(index, row)
         return agg
 
-    def _op_row(self, rec: OpRecord, frame: Frame, n: int, agg: _Agg) -> Row:
-        base = f"{frame.path}." if frame.path else ""
-        path = f"{base}<{rec.name}>" + (f"#{n}" if n > 1 else "")
+    def _op_row(self, rec: OpRecord, frame: Frame, agg: _Agg) -> Row:
         shapes = rec.output_shapes
         return Row(
-            path=path,
+            path=_op_path(rec),
             type=rec.name,
             kind="op",
             depth=frame.depth + 1,
             parent=frame.path or None,
             call=1,
             leaf=True,
-            hyper=agg.hyper,
+            layer=agg.layer,
             input_shapes=rec.input_shapes,
             output_shapes=shapes,
             params=0,
@@ -229,6 +241,7 @@ class _RowBuilder:
             field=_rfield(rec.out_info),
             fit=_fit_text(agg.fits),
             notes=() if rec.counted else ("no counting rule: MACs unknown",),
+            producers=_keys(rec.sources),
         )
 
     def uncalled_rows(self) -> list[Row]:
@@ -270,6 +283,47 @@ class _RowBuilder:
         return rows
 
 
+def _emits_ops(frame: Frame) -> bool:
+    """Ops called directly in a container (or the model itself) get rows of their own; the
+    ops of a leaf module are that module's row."""
+    return frame.parent is None or bool(frame.children)
+
+
+def _op_path(rec: OpRecord) -> str:
+    base = f"{rec.parent.path}." if rec.parent.path else ""
+    return f"{base}<{rec.name}>" + (f"#{rec.n}" if rec.n > 1 else "")
+
+
+def _keys(sources) -> tuple[RowKey, ...]:
+    """Row keys of the producers: the op's own row, or the leaf module that ran it."""
+    keys: list[RowKey] = []
+    for rec in sources:
+        if rec is None:
+            key = INPUT
+        elif _emits_ops(rec.parent):
+            key = (_op_path(rec), 1)
+        else:
+            key = (rec.parent.path, rec.parent.call)
+        if key not in keys:
+            keys.append(key)
+    return tuple(keys)
+
+
+def _apply(count, agg: _Agg, leaf: bool) -> None:
+    """A module rule's :class:`~cnnlab.analysis.rules.ModuleCount` over the ops' counts."""
+    if count.macs is not None or count.other_ops is not None:
+        agg.macs = int(count.macs if count.macs is not None else agg.macs)
+        agg.other = int(count.other_ops if count.other_ops is not None else agg.other)
+        agg.uncounted.clear()  # the rule counts the module as a whole
+    base = agg.layer if leaf else None  # a container's first op is not what it is
+    if count.kind is not None:
+        agg.layer = replace(base, kind=count.kind) if base is not None else Layer(count.kind)
+    elif not leaf:
+        agg.layer = None
+    if count.connections is not None and agg.layer is not None:
+        agg.layer = replace(agg.layer, connections=count.connections)
+
+
 def _op_agg(rec: OpRecord) -> _Agg:
     agg = _Agg()
     if rec.effect is None:
@@ -278,7 +332,7 @@ def _op_agg(rec: OpRecord) -> _Agg:
         return agg
     agg.macs = rec.effect.macs
     agg.other = rec.effect.other_ops
-    agg.hyper = dict(rec.effect.hyper)
+    agg.layer = rec.effect.layer
     agg.fits = [(f, rec.effect.spatial.ceil_mode) for f in rec.fits]
     return agg
 
@@ -380,7 +434,7 @@ def _params_only_row(path: str, kind: str, depth: int, parent: str | None, agg, 
         parent=parent,
         call=0,
         leaf=True,
-        hyper={},
+        layer=None,
         input_shapes=(),
         output_shapes=(),
         params=agg.params,

@@ -13,7 +13,7 @@ import io
 import json
 from typing import Any
 
-from cnnlab.analysis.result import Analysis, Row
+from cnnlab.analysis.result import Analysis, Kind, Row
 
 __all__ = [
     "FORMATS",
@@ -44,22 +44,24 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 
 def _hyper(row: Row) -> str:
-    h = row.hyper
-    if "kernel" in h:
-        parts = [f"{_ax(h['kernel'])}/{_ax(h['stride'])}"]
-        if any(h.get("padding", ())):
-            parts.append(f"p{_ax(h['padding'])}")
-        if any(d != 1 for d in h.get("dilation", ())):
-            parts.append(f"d{_ax(h['dilation'])}")
-        if h.get("groups", 1) != 1:
-            parts.append(f"g{h['groups']}")
-        if h.get("ceil_mode"):
+    layer = row.layer
+    if layer is None:
+        return ""
+    if layer.windows:
+        parts = [f"{_ax(layer.kernel)}/{_ax(layer.stride)}"]
+        if any(layer.padding):
+            parts.append(f"p{_ax(layer.padding)}")
+        if any(d != 1 for d in layer.dilation):
+            parts.append(f"d{_ax(layer.dilation)}")
+        if layer.groups != 1:
+            parts.append(f"g{layer.groups}")
+        if layer.ceil_mode:
             parts.append("ceil")
         return " ".join(parts)
-    if "out_features" in h:
-        return f"{h['in_features']}->{h['out_features']}"
-    if "output_size" in h:
-        return f"->{_ax(h['output_size'])}"
+    if layer.out_features is not None:
+        return f"{layer.in_features}->{layer.out_features}"
+    if layer.output_size is not None:
+        return f"->{_ax(layer.output_size)}"
     return ""
 
 
@@ -240,13 +242,17 @@ CSV_FIELDS = [
 ]
 
 
+_WINDOW_FIELDS = ("kernel", "stride", "padding", "dilation")
+
+
 def render_csv(a: Analysis, depth: int | None = None) -> str:
     """One line per row; shapes as 1x64x112x112; MACs per batch (FLOPs = 2 x MACs)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
     for r in a.visible(depth):
-        h = r.hyper
+        win = r.layer.windows if r.layer is not None else ()
+        conv = r.layer is not None and r.layer.kind in (Kind.CONV, Kind.CONV_TRANSPOSE)
         writer.writerow(
             [
                 r.path,
@@ -254,11 +260,8 @@ def render_csv(a: Analysis, depth: int | None = None) -> str:
                 r.kind,
                 r.depth,
                 r.call,
-                _ax(h["kernel"]) if "kernel" in h else "",
-                _ax(h["stride"]) if "stride" in h else "",
-                _ax(h["padding"]) if "padding" in h else "",
-                _ax(h["dilation"]) if "dilation" in h else "",
-                h.get("groups", ""),
+                *(_ax(tuple(getattr(w, f) for w in win)) if win else "" for f in _WINDOW_FIELDS),
+                r.layer.groups if conv else "",
                 _shape(r.output_shape),
                 r.volume,
                 r.params,
@@ -302,65 +305,37 @@ def lecture_number(n: int, digits: int = 2) -> str:
     return str(n)
 
 
-_LECTURE_TYPES = {
-    "Conv1d",
-    "Conv2d",
-    "Conv3d",
-    "ConnectionTableConv2d",
-    "MaxPool2d",
-    "AvgPool2d",
-    "MaxPool1d",
-    "AvgPool1d",
-    "Linear",
-    "LocalResponseNorm",
-    "Subsampling",
-    "Inception",
-    "BasicBlock",
-    "Bottleneck",
-    "AdaptiveAvgPool2d",
-    "AdaptiveMaxPool2d",
-    "conv2d",
-    "max_pool2d",
-    "avg_pool2d",
-    "adaptive_avg_pool2d",
-    "linear",
+# The layer kinds a lecture table lists, and how it labels each (a block: by its type name).
+_LECTURE_LABELS = {
+    Kind.CONV: lambda r: f"CONV{_ax(r.layer.kernel)}-{r.output_shape[1]}",
+    Kind.MAX_POOL: lambda r: f"POOL{_ax(r.layer.kernel)}",
+    Kind.AVG_POOL: lambda r: f"POOL{_ax(r.layer.kernel)}",
+    Kind.ADAPTIVE_AVG_POOL: lambda r: "AVGPOOL",
+    Kind.ADAPTIVE_MAX_POOL: lambda r: "POOL",
+    Kind.LINEAR: lambda r: "FC",
+    Kind.LRN: lambda r: "NORM",
+    Kind.SUBSAMPLE: lambda r: f"SUBSAMPLE{_ax(r.layer.kernel or (2,))}",
+    Kind.BLOCK: lambda r: r.type.upper(),
 }
 
 
 def _lecture_rows(a: Analysis) -> list[Row]:
-    """The rows a lecture table lists: convolutions, pools, norms, FC (and whole blocks)."""
+    """The rows a lecture table lists: convolutions, pools, norms, FC (and whole blocks), as
+    their rules name them."""
     rows: list[Row] = []
-    blocks = {"Inception", "BasicBlock", "Bottleneck"}
     inside: list[str] = []
     for r in a.rows:
-        if r.kind == "uncalled":
+        kind = r.layer.kind if r.layer is not None else None
+        if r.kind == "uncalled" or kind not in _LECTURE_LABELS:
             continue
         if any(r.path.startswith(p + ".") for p in inside):
             continue
-        if r.type in blocks:
+        if kind is Kind.BLOCK:
             inside.append(r.path)
             rows.append(r)
-        elif r.type in _LECTURE_TYPES and r.leaf:
+        elif r.leaf:
             rows.append(r)
     return rows
-
-
-def _lecture_label(r: Row) -> str:
-    h = r.hyper
-    t = r.type.lower()
-    if "conv" in t and "kernel" in h:
-        return f"CONV{_ax(h['kernel'])}-{r.output_shape[1]}"
-    if "pool" in t and "kernel" in h:
-        return f"POOL{_ax(h['kernel'])}"
-    if t.startswith("adaptive"):
-        return "AVGPOOL" if "avg" in t else "POOL"
-    if t == "linear":
-        return "FC"
-    if t in ("localresponsenorm",):
-        return "NORM"
-    if t == "subsampling":
-        return f"SUBSAMPLE{_ax(h.get('kernel', 2))}"
-    return r.type.upper()
 
 
 def lecture_lines(a: Analysis) -> tuple[list[tuple[Row | None, str]], int]:
@@ -389,27 +364,28 @@ def lecture_lines(a: Analysis) -> tuple[list[tuple[Row | None, str]], int]:
         else:
             mem = f"{per_image}"
             vol = "1x1x" + "x".join(map(str, shape[1:]))
-        h = r.hyper
-        if "kernel" in h and "groups" in h and r.weights:
-            k = "*".join(map(str, h["kernel"]))
-            c_in = r.input_shapes[0][1] // h["groups"] if r.input_shapes else "?"
-            if "connections" in h:
-                params = f"{h['connections']}*{k} = {r.weights:,} (connection table)"
+        layer = r.layer
+        if layer.kind is Kind.CONV and r.weights:
+            k = "*".join(map(str, layer.kernel))
+            c_in = r.input_shapes[0][1] // layer.groups if r.input_shapes else "?"
+            if layer.connections is not None:
+                params = f"{layer.connections}*{k} = {r.weights:,} (connection table)"
             else:
-                params = f"({k}*{c_in})*{h['out_channels']} = {r.weights:,}"
-        elif "out_features" in h and r.weights:
-            fin = h["in_features"]
+                params = f"({k}*{c_in})*{layer.out_channels} = {r.weights:,}"
+        elif layer.kind is Kind.LINEAR and r.weights:
+            fin = layer.in_features
             src = fin
             if len(last_volume) >= 3 and _prod(last_volume) == fin:
                 src = "*".join(map(str, [*reversed(last_volume[1:]), last_volume[0]]))
-            params = f"{src}*{h['out_features']} = {r.weights:,}"
+            params = f"{src}*{layer.out_features} = {r.weights:,}"
         else:
             params = f"{r.weights:,}"
         if r.biases:
             params += f" (+{r.biases:,} biases)"
         if len(shape) >= 3:
             last_volume = tuple(shape[1:])
-        lines.append((r, f"{_lecture_label(r)}: [{vol}] memory: {mem} params: {params}"))
+        label = _LECTURE_LABELS[layer.kind](r)
+        lines.append((r, f"{label}: [{vol}] memory: {mem} params: {params}"))
     return lines, total
 
 

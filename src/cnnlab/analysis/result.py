@@ -9,9 +9,83 @@ parameters.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
-__all__ = ["Analysis", "RField", "Row", "Totals", "TrainingMemory"]
+from cnnlab.geometry import Window
+
+__all__ = [
+    "INPUT",
+    "Analysis",
+    "Kind",
+    "Layer",
+    "RField",
+    "Row",
+    "RowKey",
+    "Totals",
+    "TrainingMemory",
+]
+
+
+class Kind(StrEnum):
+    """What a layer is, as its counting rule knows it (never read from a class name).
+
+    Renderers choose and label rows by kind: the lecture's table lists convolutions, pools,
+    normalizations, fully connected layers and whole blocks.
+    """
+
+    CONV = "conv"
+    CONV_TRANSPOSE = "conv_transpose"
+    LINEAR = "linear"
+    MAX_POOL = "max_pool"
+    AVG_POOL = "avg_pool"
+    ADAPTIVE_MAX_POOL = "adaptive_max_pool"
+    ADAPTIVE_AVG_POOL = "adaptive_avg_pool"
+    LRN = "lrn"  # local response normalization
+    SUBSAMPLE = "subsample"  # LeNet-5's trainable subsampling
+    BLOCK = "block"  # a block the lecture lists as one row (inception, residual)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A row's layer, typed: its kind and hyperparameters, one :class:`~cnnlab.geometry.Window`
+    per spatial axis for sliding windows (kernel, stride, padding, dilation; height first).
+
+    ``out_channels`` and ``groups`` are a convolution's; ``in_features``/``out_features`` a
+    linear layer's; ``output_size`` an adaptive pool's target; ``connections`` the number of
+    (input map, output map) pairs of a connection-table convolution (LeNet-5's C3).
+    """
+
+    kind: Kind
+    windows: tuple[Window, ...] = ()
+    ceil_mode: bool = False
+    groups: int = 1
+    out_channels: int | None = None
+    in_features: int | None = None
+    out_features: int | None = None
+    output_size: tuple[int, ...] | None = None
+    connections: int | None = None
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        return tuple(w.kernel for w in self.windows)
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        return tuple(w.stride for w in self.windows)
+
+    @property
+    def padding(self) -> tuple[int, ...]:
+        return tuple(w.padding for w in self.windows)
+
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        return tuple(w.dilation for w in self.windows)
+
+
+# A row's identity: (path, call).  The model's input is INPUT.
+RowKey = tuple[str, int]
+INPUT: RowKey = ("(input)", 0)
 
 
 @dataclass(frozen=True)
@@ -53,7 +127,12 @@ class Row:
     Counts of a module row include everything under it.  ``params`` are attributed to the
     module that owns them (a shared tensor to its first owner, a module called twice at its
     first call).  ``activations`` = elements of the (first) output, per batch.
-    ``macs`` is None only where nothing under the row could be counted.
+    ``layer`` is the typed layer of a leaf (the first op under it that has one) or of a block
+    its rule names; None for element-wise ops and plain containers.
+
+    ``producers`` is the graph: the rows whose outputs this row reads, as (path, call) keys
+    of *leaf* rows (leaf modules and ops; :data:`INPUT` for the model's input), in argument
+    order without repeats.  A drawing at a coarser depth maps each key to its ancestor.
     """
 
     path: str
@@ -63,7 +142,7 @@ class Row:
     parent: str | None
     call: int
     leaf: bool
-    hyper: dict[str, Any]
+    layer: Layer | None
     input_shapes: tuple[tuple[int, ...], ...]
     output_shapes: tuple[tuple[int, ...], ...]
     params: int
@@ -78,6 +157,11 @@ class Row:
     field: RField | None
     fit: str  # "exact", "-", or what the window drops/rounds, per axis
     notes: tuple[str, ...] = ()
+    producers: tuple[RowKey, ...] = ()
+
+    @property
+    def key(self) -> RowKey:
+        return (self.path, self.call)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -202,6 +286,15 @@ class Analysis:
     def leaves(self) -> list[Row]:
         """Rows that are not broken down further (leaf modules and functional ops)."""
         return [r for r in self.rows if r.leaf]
+
+    def producers(self, row: Row) -> list[Row | None]:
+        """The rows ``row`` reads from (None stands for the model's input)."""
+        by_key = {r.key: r for r in self.rows}
+        return [None if k == INPUT else by_key[k] for k in row.producers]
+
+    def consumers(self, row: Row) -> list[Row]:
+        """The leaf rows that read ``row``'s output (``row`` a leaf)."""
+        return [r for r in self.rows if r.leaf and row.key in r.producers]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -18,13 +18,18 @@ How it works, and why the model is left exactly as it was:
   ``finally`` block, also when the forward fails.
 
 Per tensor the tracer keeps the receptive field (one :class:`~cnnlab.geometry.Field` per
-spatial axis) and whether it owns new storage, from which it derives the rows' receptive
-fields, forward allocations and the tensors autograd would keep for backward.
+spatial axis), whether it owns new storage, and which recorded op produced it, from which it
+derives the rows' receptive fields, forward allocations, the tensors autograd would keep for
+backward, and the graph (which calls feed which).
+
+The rules come from a :class:`~cnnlab.analysis.rules.RuleTable` given per trace; the tracer
+keeps no state between traces.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -32,6 +37,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.analysis import rules as R
+from cnnlab.analysis.rules.base import ModuleCount
 from cnnlab.errors import AnalysisError, CnnlabError, GeometryError
 from cnnlab.geometry import Field, check_fit, fit, fitting_paddings, fitting_strides
 
@@ -60,6 +66,9 @@ class OpRecord:
     alloc_values: int = 0
     alloc_bytes: int = 0
     view: bool = False  # a pure view with no rule: zero cost, counted
+    n: int = 1  # the n-th call of an op of this name directly in its frame
+    # Producers of the traced inputs, in argument order: an op, or None for the model input.
+    sources: tuple[OpRecord | None, ...] = ()
 
     @property
     def counted(self) -> bool:
@@ -79,7 +88,14 @@ class Frame:
     input_shapes: tuple[tuple[int, ...], ...] = ()
     output_shapes: tuple[tuple[int, ...], ...] = ()
     out_info: _TI | None = None
-    override: dict[str, Any] | None = None  # a module rule's counts
+    override: ModuleCount | None = None  # a module rule's counts and kind
+    sources: tuple[OpRecord | None, ...] = ()  # producers of the call's tensor inputs
+    op_counts: Counter[str] = field(default_factory=Counter)
+
+    def add_op(self, rec: OpRecord) -> None:
+        self.op_counts[rec.name] += 1
+        rec.n = self.op_counts[rec.name]
+        self.items.append(rec)
 
     @property
     def type(self) -> str:
@@ -143,10 +159,13 @@ def _shapes(value: Any) -> tuple[tuple[int, ...], ...]:
 
 
 class _Tracer(TorchFunctionMode):
-    def __init__(self, root: Frame, strict: bool):
+    def __init__(self, root: Frame, strict: bool, rules: R.RuleTable, x: torch.Tensor):
         super().__init__()
         self.stack: list[Frame] = [root]
         self.strict = strict
+        self.rules = rules
+        self.input_id = id(x)
+        self.producer: dict[int, OpRecord] = {}  # id(tensor) -> the op that returned it
         self.info: dict[int, _TI] = {}
         self.keep: list[torch.Tensor] = []  # keeps traced tensors alive, so ids stay unique
         self.shadows: dict[int, torch.Tensor] = {}
@@ -164,6 +183,25 @@ class _Tracer(TorchFunctionMode):
 
     def info_of(self, t: Any) -> _TI | None:
         return self.info.get(id(t)) if isinstance(t, torch.Tensor) else None
+
+    def sources_of(self, tensors: list[torch.Tensor]) -> tuple[OpRecord | None, ...]:
+        """The producers of the traced activations among ``tensors`` (the model's own
+        parameters and buffers, and constants, are not activations), without repeats."""
+        out: list[OpRecord | None] = []
+        for t in tensors:
+            if id(t) == self.input_id:
+                src = None
+            elif id(t) in self.producer:
+                src = self.producer[id(t)]
+            else:
+                continue
+            if not any(src is o for o in out):
+                out.append(src)
+        return tuple(out)
+
+    def _produced(self, rec: OpRecord, outs: list[torch.Tensor]) -> None:
+        for o in outs:
+            self.producer[id(o)] = rec  # in-place results: the latest writer produced them
 
     def _storage_owner(self, t: torch.Tensor) -> torch.Tensor:
         while t._base is not None:
@@ -186,10 +224,9 @@ class _Tracer(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        entry = R.rule_for(func)
-        if entry is None:
+        rule = self.rules.op(func)
+        if rule is None:
             return self._fallback(func, args, kwargs)
-        name, params, defaults, rule = entry
         tensors = _tensors(kwargs, _tensors(args))
         if tensors and not any(t.is_meta for t in tensors):
             # Only real tensors (parameters, buffers, constants): not part of the traced
@@ -197,9 +234,9 @@ class _Tracer(TorchFunctionMode):
             return self._run_untraced(func, args, kwargs, tensors)
         frame = self.stack[-1]
         where = f"{frame.path or '(model)'} ({frame.type})"
-        call = R.Call(name, R.bind(params, defaults, args, kwargs), where=where)
+        call = R.Call(rule.name, rule.bind(args, kwargs), where=where)
         effect = rule(call)
-        self._record(name, frame, effect, tensors, call)
+        self._record(rule.name, frame, effect, tensors, call)
         return effect.output
 
     def _run_untraced(self, func, args, kwargs, tensors):
@@ -249,11 +286,13 @@ class _Tracer(TorchFunctionMode):
             output_shapes=tuple(tuple(o.shape) for o in outs),
             out_info=info,
             view=is_view,
+            sources=self.sources_of(tensors),
         )
         if not is_view:
             rec.alloc_values = sum(o.numel() for o in outs)
             rec.alloc_bytes = sum(o.numel() * o.element_size() for o in outs)
-        frame.items.append(rec)
+        self._produced(rec, outs)
+        frame.add_op(rec)
         return out
 
     def _record(self, name: str, frame: Frame, effect: R.Effect, tensors, call: R.Call) -> None:
@@ -271,6 +310,7 @@ class _Tracer(TorchFunctionMode):
             output_shapes=tuple(tuple(o.shape) for o in outs),
             out_info=info,
             fits=fits,
+            sources=self.sources_of(ins),
         )
         in_owner_ids = {id(self._storage_owner(t)) for t in ins}
         for o in outs:
@@ -289,7 +329,8 @@ class _Tracer(TorchFunctionMode):
             self.saved[id(owner)] = owner.numel() * owner.element_size()
             self.keep.append(owner)
         self.saved_extra += effect.saved_extra_bytes
-        frame.items.append(rec)
+        self._produced(rec, outs)
+        frame.add_op(rec)
 
     # -- receptive fields and fits ------------------------------------------------------------
 
@@ -348,7 +389,7 @@ class _Tracer(TorchFunctionMode):
             if self.strict and not f.fits:
                 where = frame.path or "(model)"
                 if len(sizes) > 1 and len(set(sizes)) > 1:
-                    where += f" ({R._axis_name(axis, len(sizes))})"
+                    where += f" ({R.axis_name(axis, len(sizes))})"
                 if sp.ceil_mode:
                     raise GeometryError(_ceil_message(where, f))
                 check_fit(n, w.kernel, w.stride, w.padding, w.dilation, where=where)
@@ -393,6 +434,10 @@ def _globalize(info: _TI | None, t: torch.Tensor | None) -> _TI | None:
 
 
 def _merge(infos: list[_TI]) -> _TI | None:
+    """The field of a unit that combines branches (an addition, a concatenation along
+    channels): :meth:`Field.merge` per axis.  Branches that do not line up cell by cell have
+    no common field, except after a global operation, where only the extent matters (the
+    larger jump is kept)."""
     infos = [i for i in infos if i is not None and i.fields is not None]
     if not infos:
         return None
@@ -405,12 +450,13 @@ def _merge(infos: list[_TI]) -> _TI | None:
     merged = []
     for axis in range(n):
         fs = [i.fields[axis] for i in infos]
-        jumps = {f.jump for f in fs}
-        if len(jumps) != 1 and not is_global:
+        jump = max(f.jump for f in fs)
+        if is_global:
+            fs = [replace(f, jump=jump) for f in fs]
+        try:
+            merged.append(fs[0].merge(*fs[1:]))
+        except GeometryError:
             return None  # branches that do not line up cell by cell
-        start = min(f.start for f in fs)
-        end = max(f.start + f.size - 1 for f in fs)
-        merged.append(Field(size=end - start + 1, jump=max(jumps), start=start))
     return _TI(tuple(merged), is_global)
 
 
@@ -442,13 +488,19 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def trace(model: nn.Module, x: torch.Tensor, strict: bool = False) -> TraceResult:
-    """Run ``model`` on the shape-only tensor ``x`` and return the tree of calls."""
+def trace(
+    model: nn.Module,
+    x: torch.Tensor,
+    strict: bool = False,
+    rules: R.RuleTable = R.DEFAULT_RULES,
+) -> TraceResult:
+    """Run ``model`` on the shape-only tensor ``x`` under ``rules`` and return the tree of
+    calls."""
     paths = {}
     for name, m in model.named_modules():
         paths.setdefault(id(m), name)
     root = Frame(path="", module=model, parent=None, depth=0, call=1)
-    tracer = _Tracer(root, strict)
+    tracer = _Tracer(root, strict, rules, x)
     calls: dict[str, int] = {}
     handles = []
 
@@ -466,6 +518,7 @@ def trace(model: nn.Module, x: torch.Tensor, strict: bool = False) -> TraceResul
             depth=path.count(".") + 1,
             call=calls[path],
             input_shapes=_shapes(args),
+            sources=tracer.sources_of(_tensors(args)),
         )
         parent.items.append(frame)
         tracer.stack.append(frame)
@@ -480,7 +533,7 @@ def trace(model: nn.Module, x: torch.Tensor, strict: bool = False) -> TraceResul
         frame.output_shapes = _shapes(output)
         outs = _tensors(output)
         frame.out_info = tracer.info_of(outs[0]) if outs else None
-        rule = R.module_rule_for(module)
+        rule = tracer.rules.module(module)
         if rule is not None:
             frame.override = rule(module, _tensors(args), output)
 

@@ -1,0 +1,401 @@
+"""The rule protocol: what a counting rule receives (:class:`Call`), what it returns
+(:class:`Effect`), how rules are keyed (:class:`RuleTable`), and the helpers the families share.
+
+An op rule is a small pure function from one call (its arguments, already bound to names) to
+an :class:`Effect`: the output volume(s), the multiply-adds, the other element operations, the
+sliding windows it applies (for geometry fits and receptive fields), the typed layer it is
+(:class:`~cnnlab.analysis.result.Layer`) and which tensors PyTorch's autograd keeps for the
+backward pass.  Rules never run the operation: the tracer hands them shape-only ("meta")
+tensors and they build the outputs from the arithmetic.
+
+A module rule, ``rule(module, inputs, output) -> ModuleCount``, is for a layer type whose cost
+is not the sum of the ops it runs, or that the lecture lists as one row; it is keyed by exact
+type, never by a name or a subclass.
+
+Tables are immutable.  An analysis takes the default table with its own overrides
+(:meth:`RuleTable.with_overrides`, fvcore's ``set_op_handle`` idea), so a rule written in a
+notebook changes that analysis only.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import reduce
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.analysis.result import Kind, Layer
+from cnnlab.errors import CnnlabError, GeometryError, ShapeError
+from cnnlab.geometry import Window, effective_kernel, output_size
+
+__all__ = [
+    "CONVENTIONS",
+    "GLOBAL",
+    "SAME",
+    "UNKNOWN",
+    "Call",
+    "Effect",
+    "ModuleCount",
+    "ModuleRule",
+    "OpRule",
+    "Rule",
+    "RuleTable",
+    "as_tuple",
+    "axis_name",
+    "bind",
+    "broadcast",
+    "is_tensor",
+    "new_tensor",
+    "numel",
+    "op_rule",
+    "result_dtype",
+    "rule_adder",
+    "spatial_out",
+    "windows_of",
+    "Spatial",
+    "Kind",
+    "Layer",
+]
+
+
+CONVENTIONS: dict[str, str] = {
+    "macs": (
+        "MACs = multiply-accumulates of convolutions, linear layers and matrix products "
+        "(conv: output elements x C_in/groups x kH x kW; linear: rows x in x out); biases, "
+        "BatchNorm, activations, pooling and additions are NOT in MACs (torchvision's "
+        "convention, also the papers')"
+    ),
+    "flops": "FLOPs = 2 x MACs (one multiply and one add each)",
+    "other_ops": (
+        "other ops = element operations outside MACs: 1 per output element for a bias add, "
+        "activation, addition or product, 2 for a normalization, 1 per window cell for pooling"
+    ),
+    "params": (
+        "parameters = sum of numel over model.parameters(), each shared tensor counted once "
+        "(at its first owner); 'bias' parameters are biases, all others weights; buffers "
+        "(BatchNorm running statistics) are not parameters"
+    ),
+    "activations": (
+        "activations = elements of each layer's output; forward memory = the input plus every "
+        "newly allocated output (views and in-place results allocate nothing)"
+    ),
+    "training": (
+        "training memory = tensors autograd keeps for backward (per-op rules checked against "
+        "torch.autograd.graph.saved_tensors_hooks) + parameters + gradients + optimizer state "
+        "(SGD with momentum: 1 buffer per parameter; Adam: 2); allocator overhead, workspaces "
+        "and the framework itself are not included; dropout masks as on the CPU (input dtype; "
+        "CUDA keeps 1 byte per element)"
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# What a rule receives and returns
+
+
+@dataclass
+class Call:
+    """One intercepted call: the function's canonical ``name`` and its arguments by name.
+
+    ``where`` names the layer (module path) for error messages.
+    """
+
+    name: str
+    args: dict[str, Any]
+    where: str = ""
+
+    def __getitem__(self, key: str) -> Any:
+        return self.args[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.args.get(key, default)
+        return default if value is None else value
+
+
+@dataclass(frozen=True)
+class Spatial:
+    """How an op maps its input cells to output cells, for receptive fields and fits.
+
+    kind:
+      ``same``   each output cell sees the same cell of every (broadcast) tensor input;
+      ``window`` sliding ``windows`` (one per spatial axis) over the first input;
+      ``offset`` cropping/padding/striding: ``offsets[i] = (first_cell, step)`` per axis
+                 (negative first cell = padding);
+      ``global`` every output cell sees the whole input (global pooling, flatten, linear);
+      ``unknown`` no exact rule (transposed convolutions, resampling).
+    """
+
+    kind: str = "same"
+    windows: tuple[Window, ...] = ()
+    offsets: tuple[tuple[int, int], ...] = ()
+    ceil_mode: bool = False
+    dims: int = 0  # spatial dims the windows act on (trailing dims of the input)
+
+
+SAME = Spatial("same")
+GLOBAL = Spatial("global")
+UNKNOWN = Spatial("unknown")
+
+
+@dataclass
+class Effect:
+    """What a call does, as far as the analysis is concerned."""
+
+    output: Any  # the (meta) tensor(s) returned to the model's code
+    macs: int = 0
+    other_ops: int = 0
+    spatial: Spatial = SAME
+    layer: Layer | None = None  # the typed layer, for ops that are one (conv, pool, linear...)
+    # Tensors autograd keeps for backward (inputs or outputs of this call), and extra bytes it
+    # keeps that are not any of them (max-pool indices, dropout masks), per batch.
+    saved: tuple[torch.Tensor, ...] = ()
+    saved_extra_bytes: int = 0
+    inplace: bool = False  # output is (a view of) an input: allocates nothing
+
+
+Rule = Callable[[Call], Effect]
+
+
+@dataclass(frozen=True)
+class OpRule:
+    """A rule for one torch function: its canonical ``name``, the positional parameter names
+    used to bind a call's arguments (with ``defaults``), and the rule itself."""
+
+    name: str
+    params: tuple[str, ...]
+    fn: Rule
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, call: Call) -> Effect:
+        return self.fn(call)
+
+    def bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        return bind(self.params, self.defaults, args, kwargs)
+
+
+@dataclass(frozen=True)
+class ModuleCount:
+    """What a module rule says about one call of its module.
+
+    ``macs``/``other_ops``, when given, replace the counts of the ops the module ran (and
+    clear their uncounted ops); ``kind`` names the layer (e.g. :attr:`Kind.BLOCK`, or
+    :attr:`Kind.SUBSAMPLE` for a layer built from a pooling); ``connections`` is a
+    connection-table convolution's number of connected map pairs.
+    """
+
+    macs: int | None = None
+    other_ops: int | None = None
+    kind: Kind | None = None
+    connections: int | None = None
+
+
+ModuleRule = Callable[[nn.Module, list[torch.Tensor], Any], ModuleCount]
+
+
+def op_rule(
+    name: str, params: Sequence[str], defaults: Mapping[str, Any] | None = None
+) -> Callable[[Rule], OpRule]:
+    """Decorator: ``rule`` as an :class:`OpRule` named ``name`` binding ``params``; pass it
+    to :func:`~cnnlab.analysis.analyze` as ``rules={torch_function: rule}``."""
+
+    def wrap(fn: Rule) -> OpRule:
+        return OpRule(name, tuple(params), fn, MappingProxyType(dict(defaults or {})))
+
+    return wrap
+
+
+def rule_adder(
+    table: dict[Any, OpRule],
+) -> Callable[..., Callable[[Rule], Rule]]:
+    """A decorator factory that files a family's rules into ``table`` while the family's
+    module is imported: ``add(funcs, name, params, defaults)(rule)``."""
+
+    def add(
+        funcs: Sequence[Any],
+        name: str,
+        params: Sequence[str],
+        defaults: Mapping[str, Any] | None = None,
+    ) -> Callable[[Rule], Rule]:
+        def wrap(fn: Rule) -> Rule:
+            rule = op_rule(name, params, defaults)(fn)
+            for func in funcs:
+                if func is not None:
+                    table[func] = rule
+            return fn
+
+        return wrap
+
+    return add
+
+
+@dataclass(frozen=True)
+class RuleTable:
+    """Op rules keyed by torch function object, module rules keyed by exact module type.
+
+    Immutable: :meth:`with_overrides` returns a new table.
+    """
+
+    ops: Mapping[Any, OpRule]
+    modules: Mapping[type, ModuleRule]
+
+    def op(self, func: Any) -> OpRule | None:
+        return self.ops.get(func)
+
+    def module(self, module: nn.Module) -> ModuleRule | None:
+        return self.modules.get(type(module))
+
+    def with_overrides(self, rules: Mapping[Any, Any] | None) -> RuleTable:
+        """This table with ``rules`` put over it, for one analysis.
+
+        Keys are torch function objects (``F.conv2d``, ``torch.Tensor.add``...) or module
+        types.  A function's value is an :class:`OpRule`, or a plain rule ``Call -> Effect``
+        that keeps the default rule's name and argument binding; a module type's value is a
+        module rule.  ``None`` removes a rule (the op is then listed as uncounted).
+        """
+        if not rules:
+            return self
+        ops, modules = dict(self.ops), dict(self.modules)
+        for key, value in rules.items():
+            if isinstance(key, type) and issubclass(key, nn.Module):
+                _put(modules, key, value, key.__name__)
+            elif callable(key):
+                if value is not None and not isinstance(value, OpRule):
+                    base = self.ops.get(key)
+                    if base is None or not callable(value):
+                        raise CnnlabError(
+                            f"rules: {_name_of(key)} has no default rule to take its argument "
+                            "names from; give OpRule(name, params, rule) (or use op_rule) for it"
+                        )
+                    value = OpRule(base.name, base.params, value, base.defaults)
+                _put(ops, key, value, _name_of(key))
+            else:
+                raise CnnlabError(
+                    f"rules: key {key!r} is neither a torch function nor an nn.Module type"
+                )
+        return RuleTable(MappingProxyType(ops), MappingProxyType(modules))
+
+
+def _put(table: dict, key: Any, value: Any, name: str) -> None:
+    if value is None:
+        table.pop(key, None)
+    elif callable(value):
+        table[key] = value
+    else:
+        raise CnnlabError(f"rules: the rule for {name} must be callable, got {value!r}")
+
+
+def _name_of(func: Any) -> str:
+    return getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+
+
+def bind(params: Sequence[str], defaults: Mapping[str, Any], args: tuple, kwargs: dict) -> dict:
+    """Arguments by name; unknown keyword arguments are kept as they are."""
+    bound = dict(defaults)
+    for name, value in zip(params, args, strict=False):
+        bound[name] = value
+    if len(args) > len(params):
+        bound["*rest"] = args[len(params) :]
+    bound.update(kwargs)
+    return bound
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers shared by the families
+
+
+def numel(shape: Sequence[int]) -> int:
+    return reduce(operator.mul, shape, 1)
+
+
+def new_tensor(shape: Sequence[int], like: torch.Tensor, dtype: torch.dtype | None = None):
+    """A fresh shape-only tensor: what PyTorch would allocate for this output."""
+    return torch.empty(tuple(int(s) for s in shape), dtype=dtype or like.dtype, device="meta")
+
+
+def as_tuple(value: Any, n: int, what: str, where: str) -> tuple[int, ...]:
+    """An int or ``n`` ints (a 1-tuple repeats) as ``n`` ints; ShapeError otherwise."""
+    if isinstance(value, int):
+        return (value,) * n
+    if isinstance(value, torch.Size | tuple | list) and all(isinstance(v, int) for v in value):
+        if len(value) == 1:
+            return (int(value[0]),) * n
+        if len(value) == n:
+            return tuple(int(v) for v in value)
+    raise ShapeError(f"{where}: {what} must be an int or {n} ints, got {value!r}")
+
+
+def is_tensor(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def windows_of(
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[Window, ...]:
+    """One :class:`~cnnlab.geometry.Window` per spatial axis."""
+    return tuple(
+        Window(k, s, p, d) for k, s, p, d in zip(kernel, stride, padding, dilation, strict=True)
+    )
+
+
+def spatial_out(
+    call: Call, sizes: Sequence[int], windows: Sequence[Window], ceil_mode: bool = False
+) -> list[int]:
+    """Output size along each spatial axis, raising a layer-named error if a volume vanishes."""
+    out = []
+    kernel = "x".join(str(w.kernel) for w in windows)
+    for axis, (n, w) in enumerate(zip(sizes, windows, strict=False)):
+        o = output_size(n, w.kernel, w.stride, w.padding, w.dilation, ceil_mode)
+        if o < 1:
+            span = effective_kernel(w.kernel, w.dilation)
+            p, s = w.padding, w.stride
+            raise GeometryError(
+                f"{call.where}: ({n} - {span} + 2*{p})/{s} + 1 = {(n - span + 2 * p) / s + 1:.2f}:"
+                f" a {kernel} window does not fit the {axis_name(axis, len(sizes))} of a "
+                f"{'x'.join(map(str, sizes))} input"
+                + (f" padded by {p}" if p else "")
+                + ": the volume vanishes (the input is too small for this network)"
+            )
+        out.append(o)
+    return out
+
+
+def axis_name(axis: int, n: int) -> str:
+    """``height``/``width`` (``depth`` in 3-D) for messages; ``axis i`` beyond three."""
+    names = {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+    return names.get(n, tuple(f"axis {i}" for i in range(n)))[axis]
+
+
+def broadcast(shapes: Sequence[Sequence[int]], where: str) -> tuple[int, ...]:
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(ndim):
+        size = 1
+        for s in shapes:
+            j = len(s) - ndim + i
+            if j < 0 or s[j] == 1:
+                continue
+            if size not in (1, s[j]):
+                shown = " and ".join("x".join(map(str, s)) for s in shapes)
+                raise ShapeError(f"{where}: shapes {shown} do not broadcast together")
+            size = s[j]
+        out.append(size)
+    return tuple(out)
+
+
+def result_dtype(*values: Any) -> torch.dtype:
+    """Result dtype of activations: promotion among the traced (meta) tensors only, so that a
+    float32 parameter does not turn a float16 analysis into float32."""
+    traced = [v for v in values if is_tensor(v) and v.is_meta]
+    dtype = None
+    for v in traced or values:
+        if is_tensor(v):
+            dtype = v.dtype if dtype is None else torch.promote_types(dtype, v.dtype)
+    return dtype or torch.get_default_dtype()
