@@ -176,6 +176,8 @@ def _splits_of(args: argparse.Namespace) -> list[str]:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from cnnlab.data.formats import integrity_of
+
     loaded = [_load(args, split) for split in _splits_of(args)]
     first = loaded[0]
     info = first.info
@@ -202,11 +204,7 @@ def _info(args: argparse.Namespace) -> int:
     wrapped = textwrap.wrap(named, width=88)
     rows.append(("classes", wrapped[0] if wrapped else ""))
     rows += [("", line) for line in wrapped[1:]]
-    verdicts = {ds.integrity for ds in loaded}
-    verdict = "mismatch" if "mismatch" in verdicts else "unverified"
-    if verdicts == {"verified"}:
-        verdict = "verified"
-    rows.append(("integrity", verdict))
+    rows.append(("integrity", integrity_of(c for ds in loaded for c in ds.checks)))
     for line in rows:
         print(f"  {line[0]:<10} {line[1]}")
     shown = set()

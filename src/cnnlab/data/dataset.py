@@ -28,7 +28,7 @@ import torch
 
 from cnnlab.data import _folder
 from cnnlab.data.catalog import DatasetInfo
-from cnnlab.data.formats import FileCheck, Location, format_of
+from cnnlab.data.formats import FileCheck, Location, format_of, integrity_of
 from cnnlab.data.locate import FOLDER_PREFIX, ProgressFn, find_dataset, resolve
 from cnnlab.errors import DataError
 
@@ -102,12 +102,7 @@ class Dataset:
     def integrity(self) -> str:
         """``"verified"`` if every file matched a published hash, ``"mismatch"`` if any
         differed, else ``"unverified"`` (also for data that came from no file)."""
-        statuses = {c.status for c in self.checks}
-        if "mismatch" in statuses:
-            return "mismatch"
-        if statuses == {"verified"}:
-            return "verified"
-        return "unverified"
+        return integrity_of(self.checks)
 
     def class_counts(self) -> list[int]:
         """Number of images of each class, in class order."""

@@ -16,7 +16,7 @@ is read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +40,7 @@ __all__ = [
     "Location",
     "check_file",
     "format_of",
+    "integrity_of",
     "require_verified",
 ]
 
@@ -184,6 +185,15 @@ def check_file(
     if f.gz_md5 is not None and digests.gz_md5 is not None:
         why += "; the .gz file differs from upstream's (recompressed copies do)"
     return FileCheck(f.name, path, "unverified", why)
+
+
+def integrity_of(checks: Iterable[FileCheck]) -> str:
+    """The verdict on a set of files: ``"mismatch"`` if any differed, ``"verified"`` if every
+    one matched, else ``"unverified"`` (also for no files at all)."""
+    statuses = {c.status for c in checks}
+    if "mismatch" in statuses:
+        return "mismatch"
+    return "verified" if statuses == {"verified"} else "unverified"
 
 
 def require_verified(info: DatasetInfo, f: DataFile, check: FileCheck) -> None:
