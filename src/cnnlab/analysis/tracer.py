@@ -335,50 +335,38 @@ class _Tracer(TorchFunctionMode):
     # -- receptive fields and fits ------------------------------------------------------------
 
     def _propagate(self, effect, primary, ins, outs, frame, call):
+        """(field of the output, fits of the windows) for one recorded call."""
         sp = effect.spatial
-        src = self.info_of(primary)
-        fits: tuple[Any, ...] = ()
-        if sp.kind == "window":
-            fits = self._fits(sp, primary, frame, call)
-        if src is None and sp.kind != "same":
-            return None, fits
+        fits = self._fits(sp, primary, frame, call) if sp.kind == "window" else ()
         if sp.kind == "same":
-            out = outs[0] if outs else None
-            infos = []
-            for t in ins:
-                ti = self.info_of(t)
-                if ti is None:
-                    continue
-                if (
-                    out is not None
-                    and t.dim() >= 3
-                    and tuple(t.shape[2:]) != tuple(out.shape[2:])
-                    and all(s == 1 for s in t.shape[2:])
-                ):
-                    ti = _globalize(ti, t)  # broadcast per-channel values (squeeze-excite)
-                infos.append(ti)
-            return _merge(infos), fits
+            return self._same_field(ins, outs), fits
+        src = self.info_of(primary)
+        if src is None or sp.kind == "unknown":
+            return None, fits
         if sp.kind == "global":
             return _globalize(src, primary), fits
-        if sp.kind == "unknown" or src.is_global or src.fields is None:
+        if src.is_global or src.fields is None:
             return None, fits
-        if sp.kind == "window":
-            if len(src.fields) != len(sp.windows):
-                return None, fits
-            return _TI(tuple(f.then(w) for f, w in zip(src.fields, sp.windows, strict=False))), fits
-        if sp.kind == "offset":
-            if len(src.fields) != len(sp.offsets):
-                return None, fits
-            return (
-                _TI(
-                    tuple(
-                        Field(size=f.size, jump=f.jump * step, start=f.start + first * f.jump)
-                        for f, (first, step) in zip(src.fields, sp.offsets, strict=False)
-                    )
-                ),
-                fits,
-            )
-        return None, fits
+        return _moved(src.fields, sp), fits
+
+    def _same_field(self, ins, outs) -> _TI | None:
+        """An element-wise op: the union of its inputs' fields; an input broadcast over space
+        (per-channel values, squeeze-excite) sees everything its own producer saw."""
+        out = outs[0] if outs else None
+        infos = []
+        for t in ins:
+            ti = self.info_of(t)
+            if ti is None:
+                continue
+            if (
+                out is not None
+                and t.dim() >= 3
+                and tuple(t.shape[2:]) != tuple(out.shape[2:])
+                and all(s == 1 for s in t.shape[2:])
+            ):
+                ti = _globalize(ti, t)
+            infos.append(ti)
+        return _merge(infos)
 
     def _fits(self, sp: R.Spatial, x: torch.Tensor, frame: Frame, call: R.Call):
         sizes = [int(s) for s in x.shape[-sp.dims :]] if sp.dims else []
@@ -413,6 +401,20 @@ def _ceil_message(where: str, f) -> str:
             + "."
         )
     return msg
+
+
+def _moved(fields: tuple[Field, ...], sp: R.Spatial) -> _TI | None:
+    """Fields after a window (:meth:`Field.then`) or an offset (crop, pad, stride) per axis."""
+    if sp.kind == "window" and len(fields) == len(sp.windows):
+        return _TI(tuple(f.then(w) for f, w in zip(fields, sp.windows, strict=True)))
+    if sp.kind == "offset" and len(fields) == len(sp.offsets):
+        return _TI(
+            tuple(
+                Field(size=f.size, jump=f.jump * step, start=f.start + first * f.jump)
+                for f, (first, step) in zip(fields, sp.offsets, strict=True)
+            )
+        )
+    return None
 
 
 def _globalize(info: _TI | None, t: torch.Tensor | None) -> _TI | None:
@@ -488,43 +490,40 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def trace(
-    model: nn.Module,
-    x: torch.Tensor,
-    strict: bool = False,
-    rules: R.RuleTable = R.DEFAULT_RULES,
-) -> TraceResult:
-    """Run ``model`` on the shape-only tensor ``x`` under ``rules`` and return the tree of
-    calls."""
-    paths = {}
-    for name, m in model.named_modules():
-        paths.setdefault(id(m), name)
-    root = Frame(path="", module=model, parent=None, depth=0, call=1)
-    tracer = _Tracer(root, strict, rules, x)
-    calls: dict[str, int] = {}
-    handles = []
+class _Hooks:
+    """Forward pre/post hooks that open and close a :class:`Frame` per module call."""
 
-    def pre(module: nn.Module, args: Any) -> None:
-        path = paths.get(id(module), "?")
-        if module is model:
-            root.input_shapes = _shapes(args)
+    def __init__(self, model: nn.Module, tracer: _Tracer):
+        self.model = model
+        self.tracer = tracer
+        self.calls: Counter[str] = Counter()
+        self.paths: dict[int, str] = {}
+        for name, m in model.named_modules():
+            self.paths.setdefault(id(m), name)
+
+    def pre(self, module: nn.Module, args: Any) -> None:
+        tracer = self.tracer
+        if module is self.model:
+            tracer.stack[0].input_shapes = _shapes(args)
             return
+        path = self.paths.get(id(module), "?")
         parent = tracer.stack[-1]
-        calls[path] = calls.get(path, 0) + 1
+        self.calls[path] += 1
         frame = Frame(
             path=path,
             module=module,
             parent=parent,
             depth=path.count(".") + 1,
-            call=calls[path],
+            call=self.calls[path],
             input_shapes=_shapes(args),
             sources=tracer.sources_of(_tensors(args)),
         )
         parent.items.append(frame)
         tracer.stack.append(frame)
 
-    def post(module: nn.Module, args: Any, output: Any) -> None:
-        if module is model:
+    def post(self, module: nn.Module, args: Any, output: Any) -> None:
+        tracer = self.tracer
+        if module is self.model:
             return
         frame = tracer.stack[-1]
         if frame.module is not module:  # a forward that raised: the stack is unwound later
@@ -537,24 +536,43 @@ def trace(
         if rule is not None:
             frame.override = rule(module, _tensors(args), output)
 
+
+def _forward(model: nn.Module, x: torch.Tensor, tracer: _Tracer) -> Any:
+    """``model(x)``; a failure that is not a user mistake becomes an AnalysisError naming the
+    layer that was running."""
+    try:
+        return model(x)
+    except CnnlabError:
+        raise
+    except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+        frame = tracer.stack[-1]
+        raise AnalysisError(
+            f"{frame.path or '(model)'} ({frame.type}): the forward failed on an input "
+            f"of shape {_shape_text(x.shape)}: {_first_line(exc)}"
+        ) from exc
+
+
+def trace(
+    model: nn.Module,
+    x: torch.Tensor,
+    strict: bool = False,
+    rules: R.RuleTable = R.DEFAULT_RULES,
+) -> TraceResult:
+    """Run ``model`` on the shape-only tensor ``x`` under ``rules`` and return the tree of
+    calls."""
+    root = Frame(path="", module=model, parent=None, depth=0, call=1)
+    tracer = _Tracer(root, strict, rules, x)
     tracer.state = {id(t) for t in (*model.parameters(), *model.buffers())}
     x_info = _TI(tuple(Field() for _ in range(max(x.dim() - 2, 0))))
     tracer._remember(x, x_info)
+    hooks = _Hooks(model, tracer)
+    handles = []
     for m in model.modules():
-        handles.append(m.register_forward_pre_hook(pre))
-        handles.append(m.register_forward_hook(post, always_call=True))
+        handles.append(m.register_forward_pre_hook(hooks.pre))
+        handles.append(m.register_forward_hook(hooks.post, always_call=True))
     try:
         with tracer, torch.no_grad():
-            try:
-                output = model(x)
-            except CnnlabError:
-                raise
-            except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
-                frame = tracer.stack[-1]
-                raise AnalysisError(
-                    f"{frame.path or '(model)'} ({frame.type}): the forward failed on an input "
-                    f"of shape {_shape_text(x.shape)}: {_first_line(exc)}"
-                ) from exc
+            output = _forward(model, x, tracer)
     finally:
         for h in handles:
             h.remove()
