@@ -17,7 +17,6 @@ from cnnlab.analysis.rules.base import (
     Kind,
     Layer,
     Rule,
-    ShapeError,
     Spatial,
     as_tuple,
     new_tensor,
@@ -26,7 +25,7 @@ from cnnlab.analysis.rules.base import (
     spatial_out,
     windows_of,
 )
-from cnnlab.errors import GeometryError
+from cnnlab.errors import GeometryError, ShapeError
 from cnnlab.geometry import Window
 
 __all__ = ["OPS"]
