@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from cnnlab.errors import CnnlabError, UnknownModelError
-from cnnlab.registry import ModelInfo, Registry
+from cnnlab.zoo import ModelInfo, Registry
 
 
 def _info(name: str, **kw) -> ModelInfo:
@@ -82,3 +82,20 @@ def test_zoo_option_mistakes(capsys):
         cnnlab.create_model("resnet18", varaint="v1")
     with pytest.raises(CnnlabError, match="resnet18: option depth=50 contradicts"):
         cnnlab.create_model("resnet18", depth=50)
+
+
+def test_every_zoo_module_is_a_listed_family_that_registers_models():
+    # A family module left out of FAMILIES would silently vanish from the zoo: every public
+    # module under zoo/ (target.py turns text into a model; it is not a family) must be listed,
+    # and each must register at least one model under its own name.
+    import pkgutil
+
+    import cnnlab.zoo as zoo
+
+    modules = {m.name for m in pkgutil.iter_modules(zoo.__path__) if not m.name.startswith("_")}
+    assert modules - {"target"} == set(zoo.FAMILIES)
+    zoo.list_models()
+    owners = {getattr(info.builder, "func", info.builder).__module__ for info in zoo.REGISTRY}
+    for family in zoo.FAMILIES:
+        assert f"cnnlab.zoo.{family}" in owners, f"zoo/{family}.py registers no model"
+    assert owners <= {f"cnnlab.zoo.{family}" for family in zoo.FAMILIES}

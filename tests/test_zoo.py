@@ -16,7 +16,7 @@ from torch import nn
 import cnnlab
 from cnnlab.errors import CnnlabError, GeometryError, UnknownModelError
 from cnnlab.layers import ConnectionTableConv2d
-from cnnlab.registry import REGISTRY, ModelInfo, create_model, list_models, model_info
+from cnnlab.zoo import REGISTRY, ModelInfo, create_model, list_models, model_info
 
 # Published (or, where marked, derived) parameter counts at the native input, 1000 classes
 # (10 for LeNet and the CIFAR ResNets).  Sources: the papers and torchvision's metadata.

@@ -22,17 +22,17 @@ _EXPORTS: dict[str, str] = {
     "SpecError": "cnnlab.errors",
     "UnknownModelError": "cnnlab.errors",
     # zoo
-    "ModelInfo": "cnnlab.registry",
-    "create_model": "cnnlab.registry",
-    "list_models": "cnnlab.registry",
-    "model_info": "cnnlab.registry",
+    "ModelInfo": "cnnlab.zoo",
+    "create_model": "cnnlab.zoo",
+    "list_models": "cnnlab.zoo",
+    "model_info": "cnnlab.zoo",
     # compact notation
-    "Spec": "cnnlab.spec",
-    "parse_spec": "cnnlab.spec",
-    "format_spec": "cnnlab.spec",
-    "build_spec": "cnnlab.spec",
-    "lecture_pattern": "cnnlab.spec",
-    "SpecNet": "cnnlab.spec",
+    "Spec": "cnnlab.notation",
+    "parse_spec": "cnnlab.notation",
+    "format_spec": "cnnlab.notation",
+    "build_spec": "cnnlab.notation",
+    "lecture_pattern": "cnnlab.notation",
+    "SpecNet": "cnnlab.notation",
     # static analysis
     "analyze": "cnnlab.analysis",
     "Analysis": "cnnlab.analysis",
@@ -53,7 +53,7 @@ _EXPORTS: dict[str, str] = {
     "image_grid": "cnnlab.viz",
 }
 
-_SUBMODULES = ("analysis", "data", "errors", "geometry", "layers", "registry", "spec", "viz", "zoo")
+_SUBMODULES = ("analysis", "data", "errors", "geometry", "layers", "notation", "viz", "zoo")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

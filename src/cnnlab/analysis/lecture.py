@@ -60,7 +60,7 @@ class LectureTable:
 
 
 def _build(name: str, **options: Any) -> nn.Module:
-    from cnnlab.registry import create_model
+    from cnnlab.zoo import create_model
 
     try:
         return build_on_meta(create_model, name, **options)
@@ -71,7 +71,7 @@ def _build(name: str, **options: Any) -> nn.Module:
 
 
 def _analyze(name: str, **options: Any) -> Analysis:
-    from cnnlab.registry import model_info
+    from cnnlab.zoo import model_info
 
     size = options.pop("input_size_chw", None) or model_info(name).input_size
     return analyze(_build(name, **options), size)

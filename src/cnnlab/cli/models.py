@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_rows(pattern: str) -> list[dict]:
-    from cnnlab.registry import list_models, model_info
+    from cnnlab.zoo import list_models, model_info
 
     rows = []
     for name in list_models(pattern):
@@ -64,7 +64,7 @@ def _model_rows(pattern: str) -> list[dict]:
 
 def _models(args: argparse.Namespace) -> int:
     from cnnlab.errors import UnknownModelError
-    from cnnlab.registry import list_models
+    from cnnlab.zoo import list_models
 
     rows = _model_rows(args.pattern)
     if not rows:

@@ -28,8 +28,8 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import LocalResponseNorm
-from cnnlab.registry import REGISTRY
 from cnnlab.zoo._common import check_choice, check_count, input_hw, trace
+from cnnlab.zoo._registry import REGISTRY
 
 __all__ = ["AlexNet", "alexnet"]
 

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from cnnlab.layers import Inception, LocalResponseNorm
-from cnnlab.registry import REGISTRY
 from cnnlab.zoo._common import check_count, input_hw, trace
+from cnnlab.zoo._registry import REGISTRY
 
 __all__ = ["AUX_LOSS_WEIGHT", "GoogLeNet", "GoogLeNetOutputs", "InceptionAux", "googlenet"]
 

@@ -23,8 +23,8 @@ from collections import OrderedDict
 from torch import nn
 
 from cnnlab.layers import LENET5_C3_TABLE, ConnectionTableConv2d, ScaledTanh, Subsampling
-from cnnlab.registry import REGISTRY
 from cnnlab.zoo._common import check_count, input_hw, trace
+from cnnlab.zoo._registry import REGISTRY
 
 __all__ = ["LeNet5", "lenet5"]
 

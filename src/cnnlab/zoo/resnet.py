@@ -38,8 +38,8 @@ from collections import OrderedDict
 from torch import nn
 
 from cnnlab.layers import BasicBlock, Bottleneck
-from cnnlab.registry import REGISTRY
 from cnnlab.zoo._common import check_choice, check_count, input_hw, trace
+from cnnlab.zoo._registry import REGISTRY
 
 __all__ = ["ResNet", "resnet", "resnet_cifar"]
 

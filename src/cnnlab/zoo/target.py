@@ -99,7 +99,7 @@ def load_target(
     """
     from torch import nn
 
-    from cnnlab.registry import create_model, list_models, model_info
+    from cnnlab.zoo import create_model, list_models, model_info
 
     options = dict(options or {})
     channels = input_size[0] if input_size is not None and len(input_size) == 3 else None
@@ -124,7 +124,7 @@ def load_target(
         size = (c, *hw) if hw is not None else info.input_size
         return Target(model, "zoo", info.name, size, info=info)  # type: ignore[arg-type]
 
-    from cnnlab.spec import build_spec, format_spec, parse_spec
+    from cnnlab.notation import build_spec, format_spec, parse_spec
 
     try:
         spec = parse_spec(text)

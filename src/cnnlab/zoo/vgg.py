@@ -9,7 +9,7 @@ FC-4096, FC-4096 (each with ReLU and dropout 0.5, the paper's section 3.1) and F
 softmax.
 
 Layer names are those of the VGG team's Caffe models (conv1_1 ... conv5_3, pool1 ... pool5,
-fc6, fc7, fc8), by the naming rule of :mod:`cnnlab.spec.ir`.
+fc6, fc7, fc8), by the naming rule of :mod:`cnnlab.notation.ir`.
 
 Deviations, all deliberate and all optional:
 
@@ -32,8 +32,8 @@ from functools import partial
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.registry import REGISTRY, ModelInfo
-from cnnlab.spec import Spec, build_spec, parse_spec
+from cnnlab.notation import Spec, build_spec, parse_spec
+from cnnlab.zoo._registry import REGISTRY, ModelInfo
 
 __all__ = ["VGG_CONFIGS", "vgg", "vgg_spec"]
 
@@ -94,7 +94,7 @@ VGG_CONFIGS: dict[str, str] = {
 
 
 def vgg_spec(config: str, batch_norm: bool = False) -> Spec:
-    """The :class:`~cnnlab.spec.Spec` of a configuration ("A", "A-LRN", "B", "C", "D", "E")."""
+    """The :class:`~cnnlab.notation.Spec` of a configuration ("A", "A-LRN", "B", "C", "D", "E")."""
     if config not in VGG_CONFIGS:
         raise CnnlabError(
             f"VGG configuration must be one of {', '.join(VGG_CONFIGS)}, got {config!r}"

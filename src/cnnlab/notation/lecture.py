@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cnnlab.errors import SpecError
-from cnnlab.spec.formatter import format_spec
-from cnnlab.spec.parser import parse_spec
+from cnnlab.notation.formatter import format_spec
+from cnnlab.notation.parser import parse_spec
 
 __all__ = ["lecture_pattern"]
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from cnnlab.errors import SpecError
 from cnnlab.layers import LocalResponseNorm, ScaledTanh
-from cnnlab.spec.ir import (
+from cnnlab.notation.ir import (
     FC,
     LRN,
     Activation,
@@ -26,7 +26,7 @@ from cnnlab.spec.ir import (
     Spec,
     Step,
 )
-from cnnlab.spec.parser import parse_spec
+from cnnlab.notation.parser import parse_spec
 
 __all__ = ["INITS", "SpecNet", "build_spec"]
 

@@ -1,8 +1,11 @@
-"""The one registry of model builders, with the published facts of each model.
+"""The registry of model builders, with the published facts of each model.
 
-Every zoo family registers its builders here at import time.  Names are unique (a duplicate is
-a programming error and raises at import), lookups are exact, and an unknown name raises
-:class:`~cnnlab.errors.UnknownModelError` that suggests the closest registered names.
+A plain table that imports nothing of the zoo: every family module of :mod:`cnnlab.zoo`
+registers its builders on :data:`REGISTRY` at import time, and :mod:`cnnlab.zoo` answers the
+public queries (``list_models``, ``model_info``, ``create_model``) from it.  Names are unique
+(a duplicate is a programming error and raises at import), lookups are exact, and an unknown
+name raises :class:`~cnnlab.errors.UnknownModelError` that suggests the closest registered
+names.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import CnnlabError, UnknownModelError
 
-__all__ = ["ModelInfo", "Registry", "REGISTRY", "create_model", "list_models", "model_info"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["REGISTRY", "ModelInfo", "Registry"]
 
 
 @dataclass(frozen=True)
@@ -118,39 +122,4 @@ class Registry:
         )
 
 
-REGISTRY = Registry()
-
-
-def list_models(pattern: str = "*", aliases: bool = False) -> list[str]:
-    """Registered model names matching a glob pattern (``"resnet*"``), in registration order."""
-    _load_zoo()
-    return REGISTRY.names(pattern, aliases=aliases)
-
-
-def model_info(name: str) -> ModelInfo:
-    """The :class:`ModelInfo` of a registered name or alias."""
-    _load_zoo()
-    return REGISTRY.get(name)
-
-
-def create_model(
-    name: str, num_classes: int | None = None, in_channels: int | None = None, **options: Any
-) -> nn.Module:
-    """Build a registered model as a plain CPU float32 ``nn.Module``.
-
-    ``num_classes`` and ``in_channels`` default to the paper's; ``input_size=(H, W)`` (or an
-    int) builds for another input size where the architecture depends on it; other options
-    are the family's (``variant="v1"``, ``aux_logits=True``...).
-    """
-    info = model_info(name)
-    kwargs: dict[str, Any] = dict(options)
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
-    if in_channels is not None:
-        kwargs["in_channels"] = in_channels
-    return info.create(**kwargs)
-
-
-def _load_zoo() -> None:
-    # The zoo registers itself on import; importing it here keeps `registry` usable on its own.
-    import cnnlab.zoo  # noqa: F401
+REGISTRY = Registry()  # the zoo's one table; its family modules add to it on import

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cnnlab.errors import GeometryError, SpecError
-from cnnlab.spec import (
+from cnnlab.notation import (
     FC,
     LRN,
     MAX_LAYERS,

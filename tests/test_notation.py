@@ -13,8 +13,7 @@ from torch import nn
 import cnnlab
 from cnnlab.errors import CnnlabError, GeometryError, SpecError
 from cnnlab.layers import LocalResponseNorm, ScaledTanh
-from cnnlab.registry import create_model, list_models, model_info
-from cnnlab.spec import (
+from cnnlab.notation import (
     FC,
     LRN,
     Activation,
@@ -32,6 +31,7 @@ from cnnlab.spec import (
     lecture_pattern,
     parse_spec,
 )
+from cnnlab.zoo import create_model, list_models, model_info
 from cnnlab.zoo.vgg import VGG_CONFIGS, vgg_spec
 
 
@@ -642,6 +642,6 @@ def test_vgg_other_inputs_and_too_small_inputs():
 
 
 def test_public_api():
-    assert cnnlab.spec.parse_spec is parse_spec
+    assert cnnlab.notation.parse_spec is parse_spec
     for name in ("Spec", "parse_spec", "format_spec", "build_spec", "lecture_pattern"):
-        assert name in cnnlab.spec.__all__
+        assert name in cnnlab.notation.__all__

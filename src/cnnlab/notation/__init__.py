@@ -1,14 +1,14 @@
 """cnnlab's compact notation for networks: text <-> intermediate form <-> ``nn.Module``.
 
->>> from cnnlab.spec import parse_spec, format_spec
+>>> from cnnlab.notation import parse_spec, format_spec
 >>> format_spec(parse_spec("CONV3-64 RELU, conv3-64 relu, maxpool, fc-10, softmax"))
 '(conv3-64-relu)*2-maxpool-fc-10,softmax'
 
 - :func:`parse_spec` (text -> :class:`Spec`), :func:`format_spec` (Spec or model -> text),
   :func:`build_spec` (Spec or text -> ``nn.Sequential``), :func:`lecture_pattern` (the
   lecture's ``[(CONV-RELU)*N-POOL?]*M-(FC-RELU)*K,SOFTMAX`` as text).
-- The notation, its layer words and options: :mod:`cnnlab.spec.parser`; the intermediate form,
-  its naming rule and shape inference: :mod:`cnnlab.spec.ir`.
+- The notation, its layer words and options: :mod:`cnnlab.notation.parser`; the intermediate form,
+  its naming rule and shape inference: :mod:`cnnlab.notation.ir`.
 
 Parsing and formatting need no torch; ``build_spec`` and ``SpecNet`` import it on first use.
 """
@@ -18,8 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cnnlab.spec.formatter import format_spec, spec_from_module
-from cnnlab.spec.ir import (
+from cnnlab.notation.formatter import format_spec, spec_from_module
+from cnnlab.notation.ir import (
     FC,
     LRN,
     Activation,
@@ -35,8 +35,8 @@ from cnnlab.spec.ir import (
     Step,
     layer_text,
 )
-from cnnlab.spec.lecture import lecture_pattern
-from cnnlab.spec.parser import MAX_LAYERS, parse_spec
+from cnnlab.notation.lecture import lecture_pattern
+from cnnlab.notation.parser import MAX_LAYERS, parse_spec
 
 __all__ = [
     "FC",
@@ -62,7 +62,7 @@ __all__ = [
     "spec_from_module",
 ]
 
-_LAZY = {"build_spec": "cnnlab.spec.build", "SpecNet": "cnnlab.spec.build"}
+_LAZY = {"build_spec": "cnnlab.notation.build", "SpecNet": "cnnlab.notation.build"}
 
 
 def __getattr__(name: str) -> Any:
@@ -70,4 +70,4 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'cnnlab.spec' has no attribute {name!r}")
+    raise AttributeError(f"module 'cnnlab.notation' has no attribute {name!r}")

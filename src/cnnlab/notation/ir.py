@@ -1,8 +1,8 @@
 """The intermediate form of the compact notation: a network as a flat tuple of layers.
 
 Pure Python (no torch).  The parser produces it, the VGG zoo is written in it (through the
-parser), :mod:`cnnlab.spec.build` turns it into an ``nn.Module`` and
-:mod:`cnnlab.spec.formatter` turns it (or a module built from it) back into text.
+parser), :mod:`cnnlab.notation.build` turns it into an ``nn.Module`` and
+:mod:`cnnlab.notation.formatter` turns it (or a module built from it) back into text.
 
 Canonical form
     Every layer is a frozen dataclass whose fields are *resolved* hyperparameters: a conv
@@ -598,7 +598,7 @@ class Spec:
         return iter(self.layers)
 
     def __str__(self) -> str:
-        from cnnlab.spec.formatter import format_spec
+        from cnnlab.notation.formatter import format_spec
 
         return format_spec(self)
 

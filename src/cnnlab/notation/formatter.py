@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import SpecError
-from cnnlab.spec.ir import (
+from cnnlab.notation.ir import (
     FC,
     LRN,
     Activation,
@@ -54,7 +54,7 @@ def format_spec(obj: Spec | str | nn.Module, compact: bool = True) -> str:
     if isinstance(obj, Spec):
         spec = obj
     elif isinstance(obj, str):
-        from cnnlab.spec.parser import parse_spec
+        from cnnlab.notation.parser import parse_spec
 
         spec = parse_spec(obj)
     else:
@@ -162,7 +162,7 @@ def spec_from_module(model: nn.Module) -> Spec:
 
     Module names become explicit names (dropped again where they equal the naming rule's).
     The softmax marker comes from the ``ends_with_softmax`` flag that
-    :func:`~cnnlab.spec.build.build_spec` sets on its models.
+    :func:`~cnnlab.notation.build.build_spec` sets on its models.
     """
     from torch import nn
 
