@@ -215,3 +215,54 @@ def test_field_merge():
     assert (m.size, m.jump, m.start) == (5, 1, -2)
     with pytest.raises(GeometryError, match="different effective strides"):
         a.merge(g.Field(size=3, jump=2, start=0))
+
+
+# ---------------------------------------------------------------- the one shape engine
+
+
+@settings(max_examples=200, deadline=None)
+@given(_sizes, _sizes, _kernels, _strides, st.data(), st.booleans())
+def test_window_output_matches_torch_per_axis(h, w, f, s, data, ceil):
+    p = data.draw(st.integers(0, f // 2))
+    window = g.Window(f, s, p, ceil_mode=ceil)
+    layer = torch.nn.MaxPool2d(f, s, p, ceil_mode=ceil)
+    try:
+        theirs = tuple(layer(torch.zeros(1, 1, h, w)).shape[-2:])
+    except RuntimeError:
+        theirs = None
+    if theirs is None:
+        with pytest.raises(g.VanishingVolume, match="so the volume vanishes"):
+            g.window_output((h, w), (window, window), "pool1")
+    else:
+        assert g.window_output((h, w), (window, window), "pool1") == theirs
+
+
+def test_the_one_vanishing_message():
+    with pytest.raises(g.VanishingVolume) as err:
+        g.window_output((9, 1), (g.Window(3, 1, 1), g.Window(3, 2, dilation=2)), "conv2 (conv3)")
+    assert str(err.value) == (
+        "conv2 (conv3): (1 - 5 + 2*0)/2 + 1 = -1 < 1: a window of 3 (dilation 2: spans 5) does "
+        "not fit 1 column(s) padded by 0, so the volume vanishes; the input is too small for "
+        "this network"
+    )
+    assert err.value.axis == 1 and err.value.size == 1 and isinstance(err.value, GeometryError)
+    again = err.value.explained("it needs 5 column(s)", where="net: at layer conv2", tail="!")
+    assert str(again).startswith("net: at layer conv2: (1 - 5") and str(again).endswith(
+        "vanishes; it needs 5 column(s)!"
+    )
+    assert g.axis_units(2) == ("row(s)", "column(s)") and len(g.axis_units(5)) == 5
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(_window, min_size=1, max_size=5))
+def test_smallest_input_is_the_first_size_that_gets_through(windows):
+    def gets_through(n: int) -> bool:
+        for w in windows:
+            n = w.output(n)
+            if n < 1:
+                return False
+        return True
+
+    first = next(n for n in range(1, 2000) if gets_through(n))
+    assert g.smallest_input(gets_through, limit=4096) == first
+    assert g.smallest_input(lambda n: False, limit=64) is None

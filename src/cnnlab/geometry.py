@@ -7,6 +7,12 @@ window spans ``D*(F-1) + 1`` cells.  PyTorch rounds down (``floor``) for convolu
 pooling unless ``ceil_mode=True``, in which case it rounds up but never starts a window in the
 right padding.
 
+This module is cnnlab's one shape engine: the zoo's build-time sizing, the notation's shape
+inference and the analysis rules all size windows with :meth:`Window.output` /
+:func:`window_output`, report a window that leaves nothing with the one message of
+:class:`VanishingVolume`, and find the smallest input that gets through with
+:func:`smallest_input`.
+
 Receptive fields are composed along a chain of windows with the classic recurrences
 (jump ``j`` = product of strides; size ``r += (F_eff - 1) * j``; start ``-= P * j``), see
 :class:`Field`.
@@ -14,6 +20,7 @@ Receptive fields are composed along a chain of windows with the classic recurren
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -22,7 +29,9 @@ from cnnlab.errors import GeometryError
 __all__ = [
     "Field",
     "Fit",
+    "VanishingVolume",
     "Window",
+    "axis_units",
     "chain",
     "check_fit",
     "effective_kernel",
@@ -31,6 +40,8 @@ __all__ = [
     "fitting_strides",
     "output_size",
     "same_padding",
+    "smallest_input",
+    "window_output",
 ]
 
 
@@ -187,13 +198,9 @@ def check_fit(
     result = fit(size, kernel, stride, padding, dilation)
     if result.fits:
         return result
-    f = effective_kernel(kernel, dilation)
     if result.output < 1:
-        raise GeometryError(
-            f"{where}: {result.formula()}: a {kernel}x{kernel} window"
-            f"{'' if dilation == 1 else f' (dilation {dilation}, spans {f})'} does not fit in a "
-            f"{size}x{size} input padded by {padding}: the volume vanishes"
-        )
+        raise VanishingVolume(where, size, Window(kernel, stride, padding, dilation))
+    f = effective_kernel(kernel, dilation)
     strides = fitting_strides(size, kernel, padding, dilation)
     pads = fitting_paddings(size, kernel, stride, dilation)
     value = f"{float(result.exact):.2f}"
@@ -215,16 +222,116 @@ def check_fit(
 
 @dataclass(frozen=True)
 class Window:
-    """One layer's sliding window along an axis (a convolution or a pooling)."""
+    """One layer's sliding window along an axis (a convolution or a pooling).
+
+    ``ceil_mode``: PyTorch's pooling option (round the output size up); it changes the output
+    size, not the receptive field.
+    """
 
     kernel: int = 1
     stride: int = 1
     padding: int = 0
     dilation: int = 1
+    ceil_mode: bool = False
 
     @property
     def span(self) -> int:
         return effective_kernel(self.kernel, self.dilation)
+
+    def output(self, size: int) -> int:
+        """Output cells over ``size`` input cells (0 or less: the volume vanishes)."""
+        return output_size(
+            size, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode
+        )
+
+    def describe(self) -> str:
+        """``a window of 3`` or ``a window of 3 (dilation 2: spans 5)``."""
+        dilated = f" (dilation {self.dilation}: spans {self.span})" if self.dilation > 1 else ""
+        return f"a window of {self.kernel}{dilated}"
+
+
+class VanishingVolume(GeometryError):
+    """A window that leaves no output cell: the one "the volume vanishes" message.
+
+    ``str()`` reads ``{where}: (N - F + 2*P)/S + 1 = 0.50 < 1: a window of F does not fit N
+    row(s) padded by P, so the volume vanishes`` followed by ``; {advice}`` when given.
+    Callers that can say more (the smallest input that gets through, a caret under the layer)
+    catch it and raise :meth:`explained`; the fields stay for them to read (``axis``: which
+    spatial axis vanished, where known).
+    """
+
+    def __init__(
+        self,
+        where: str,
+        size: int,
+        window: Window,
+        unit: str = "cell(s)",
+        advice: str = "",
+        axis: int | None = None,
+    ):
+        self.where, self.size, self.window, self.unit, self.axis = where, size, window, unit, axis
+        w = window
+        formula = fit(size, w.kernel, w.stride, w.padding, w.dilation).formula()
+        self.reason = (
+            f"{where}: {formula} < 1: {w.describe()} does not fit {size} {unit} padded by "
+            f"{w.padding}, so the volume vanishes"
+        )
+        super().__init__(self.reason + (f"; {advice}" if advice else ""))
+
+    def explained(self, advice: str, where: str | None = None, tail: str = "") -> GeometryError:
+        """The same message with ``advice`` after it (and ``where`` in place of the layer,
+        ``tail`` at the very end), as a :class:`GeometryError` to raise ``from None``."""
+        where = self.where if where is None else where
+        again = VanishingVolume(where, self.size, self.window, self.unit, advice, self.axis)
+        return GeometryError(str(again) + tail)
+
+
+def axis_units(ndim: int) -> tuple[str, ...]:
+    """What one cell is called along each spatial axis of an ``ndim``-d input, for messages:
+    ``("row(s)", "column(s)")`` for images."""
+    named = {1: ("cell(s)",), 2: ("row(s)", "column(s)"), 3: ("slice(s)", "row(s)", "column(s)")}
+    return named.get(ndim, tuple(f"cell(s) along axis {i}" for i in range(ndim)))
+
+
+def window_output(
+    sizes: Sequence[int],
+    windows: Sequence[Window],
+    where: str,
+    advice: str = "the input is too small for this network",
+) -> tuple[int, ...]:
+    """Output size along each spatial axis of one window op (a convolution or a pooling).
+
+    ``sizes`` are the input's spatial sizes, ``windows`` the op's window per axis (same order).
+    This is the per-axis sizing the analysis rules use.  Raises :class:`VanishingVolume`
+    (naming ``where``) when an axis is left with no cell.
+    """
+    units = axis_units(len(sizes))
+    out = []
+    for axis, (n, window, unit) in enumerate(zip(sizes, windows, units, strict=True)):
+        cells = window.output(n)
+        if cells < 1:
+            raise VanishingVolume(where, n, window, unit, advice, axis)
+        out.append(cells)
+    return tuple(out)
+
+
+def smallest_input(gets_through: Callable[[int], bool], limit: int = 1 << 20) -> int | None:
+    """The smallest input extent for which ``gets_through(n)`` holds, or None up to ``limit``.
+
+    ``gets_through`` must be monotone (false, then true from some size on), as it is for any
+    network of windows, paddings, branches and global poolings: each output size is a
+    non-decreasing function of its input size.  A binary search: about 20 calls for 1 << 20.
+    """
+    if not gets_through(limit):
+        return None
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if gets_through(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 @dataclass(frozen=True)

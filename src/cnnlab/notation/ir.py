@@ -122,6 +122,13 @@ def _bool(name: str, value: object) -> bool:
     return value
 
 
+def _windows(kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil: bool = False):
+    return tuple(
+        geometry.Window(k, s, p, d, ceil)
+        for k, s, p, d in zip(kernel, stride, padding, dilation, strict=True)
+    )
+
+
 def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)  # normalising a frozen dataclass in __post_init__
 
@@ -187,6 +194,10 @@ class Conv(Layer):
         if self.out % self.groups:
             raise SpecError(f"groups={self.groups} must divide the {self.out} filters")
 
+    def windows(self) -> tuple[geometry.Window, geometry.Window]:
+        """The convolution's window along height and width."""
+        return _windows(self.kernel, self.stride, self.padding, self.dilation)  # type: ignore[arg-type]
+
     def same_padding(self) -> Pair | None:
         """``(F-1)/2`` per axis for the dilated kernel, or None if an axis is even."""
         try:
@@ -227,6 +238,10 @@ class Pool(Layer):
                     f"pooling padding {p} is more than half of the {k}-cell window; "
                     f"use at most {k // 2}"
                 )
+
+    def windows(self) -> tuple[geometry.Window, geometry.Window]:
+        """The pooling window along height and width."""
+        return _windows(self.kernel, self.stride, self.padding, (1, 1), self.ceil)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -677,13 +692,13 @@ class Spec:
                     layer.pos,
                 )
             fan_in = (c // layer.groups) * layer.kernel[0] * layer.kernel[1]
-            sizes = self._windows(name, layer, (h, w), layer.padding, layer.dilation, False)
+            sizes = self._sizes(name, layer, (h, w))
             params = layer.out * fan_in + (layer.out if layer.bias else 0)
             macs = None if sizes[0] is None else sizes[0] * sizes[1] * layer.out * fan_in
             return (layer.out, *sizes), params, macs
         if isinstance(layer, Pool):
             c, h, w = shape
-            sizes = self._windows(name, layer, (h, w), layer.padding, (1, 1), layer.ceil)
+            sizes = self._sizes(name, layer, (h, w))
             return (c, *sizes), 0, 0
         if isinstance(layer, GlobalAvgPool):
             return (shape[0], 1, 1), 0, 0
@@ -706,66 +721,33 @@ class Spec:
             return shape, (2 * shape[0] if layer.affine else 0), 0
         return shape, 0, 0  # activations, LRN, dropout, softmax keep the shape
 
-    def _windows(self, name, layer, hw, padding, dilation, ceil):
+    def _sizes(self, name, layer, hw):
+        """Output (H, W) of a conv or pool, or the one vanishing message with the smallest
+        input that gets through and a caret under the layer."""
         if hw[0] is None:
             return (None, None)
-        out = []
-        for axis in (0, 1):
-            k, s = layer.kernel[axis], layer.stride[axis]
-            p, d, n = padding[axis], dilation[axis], hw[axis]
-            size = geometry.output_size(n, k, s, p, d, ceil)
-            if size < 1:
-                self._vanish(name, layer, axis, n, k, s, p, d)
-            out.append(size)
-        return tuple(out)
+        try:
+            return geometry.window_output(hw, layer.windows(), _where(name, layer))
+        except geometry.VanishingVolume as v:
+            axis = v.axis
+            need = geometry.smallest_input(lambda n: self._gets_through(axis, n))
+            advice = (
+                f"the network needs an input of at least {need} {v.unit}"
+                if need is not None
+                else "no input size gets through: after gap the map is 1x1"
+            )
+            raise v.explained(advice, tail=_caret(self.text, layer.pos)) from None
 
-    def _vanish(self, name, layer, axis, n, k, s, p, d):
-        what = "row(s)" if axis == 0 else "column(s)"
-        need = self._smallest(axis)
-        advice = (
-            f"the network needs an input of at least {need} {what}"
-            if need is not None
-            else "no input size gets through: after gap the map is 1x1"
-        )
-        span = geometry.effective_kernel(k, d)
-        window = f"a window of {k}" + (f" (dilation {d}: spans {span})" if d > 1 else "")
-        raise GeometryError(
-            f"{_where(name, layer)}: {geometry.fit(n, k, s, p, d).formula()} < 1: {window} "
-            f"does not fit {n} {what} padded by {p}, so the volume vanishes; {advice}"
-            + _caret(self.text, layer.pos)
-        ) from None
-
-    def _smallest(self, axis: int, limit: int = 1 << 20) -> int | None:
-        """The smallest input extent along ``axis`` for which no window empties the map
-        (None if there is none, as when a window after ``gap`` is larger than 1x1)."""
-        windows = []  # (kernel, stride, padding, dilation, ceil); None for gap
-        for lay in self.layers:
-            if isinstance(lay, Conv):
-                windows.append((lay.kernel[axis], lay.stride[axis], lay.padding[axis],
-                                lay.dilation[axis], False))  # fmt: skip
-            elif isinstance(lay, Pool):
-                windows.append((lay.kernel[axis], lay.stride[axis], lay.padding[axis], 1, lay.ceil))
-            elif isinstance(lay, GlobalAvgPool):
-                windows.append(None)
-
-        # Output size is monotone in the input size, so a binary search finds the smallest.
-        def fits(n: int) -> bool:
-            for window in windows:
-                n = 1 if window is None else geometry.output_size(n, *window)
+    def _gets_through(self, axis: int, n: int) -> bool:
+        """Whether an input ``n`` cells long along ``axis`` leaves every window a cell."""
+        for layer in self.layers:
+            if isinstance(layer, GlobalAvgPool):
+                n = 1
+            elif isinstance(layer, Conv | Pool):
+                n = layer.windows()[axis].output(n)
                 if n < 1:
                     return False
-            return True
-
-        if not fits(limit):
-            return None
-        lo, hi = 1, limit
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if fits(mid):
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
+        return True
 
 
 def _checked_channels(value: object) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from torch import nn
 
 from cnnlab import geometry
-from cnnlab.errors import CnnlabError, GeometryError
+from cnnlab.errors import CnnlabError
 from cnnlab.layers import (
     BasicBlock,
     Bottleneck,
@@ -77,72 +77,70 @@ def input_hw(model: str, input_size: object, native: tuple[int, int]) -> tuple[i
 
 def trace(model: str, layers: Layers, hw: tuple[int, int], native: tuple[int, int]) -> tuple:
     """``(H, W)`` after ``layers`` for an ``hw`` input, or a GeometryError naming the layer
-    where the volume vanishes and the smallest square input that gets through."""
+    where the volume vanishes and the smallest input that gets through."""
     out = []
     for axis in (0, 1):
         try:
             out.append(_trace_axis(layers, hw[axis], axis))
-        except _Vanish as v:
-            dim = ("height", "width")[axis]
-            raise GeometryError(
-                f"{model}: input {hw[0]}x{hw[1]} is too small: at layer {v.where} ({v.what}) "
-                f"a {dim} of {v.size} gives {v.formula}, so the volume vanishes; {model} "
-                f"needs an input {dim} of at least {_smallest(layers, axis)} (native input "
-                f"{native[0]}x{native[1]})"
+        except geometry.VanishingVolume as v:
+            need = geometry.smallest_input(lambda n, axis=axis: _gets_through(layers, n, axis))
+            shown = f"an input of at least {need} {v.unit}" if need else "a larger input"
+            raise v.explained(
+                f"{model} needs {shown} (native input {native[0]}x{native[1]})",
+                where=f"{model}: input {hw[0]}x{hw[1]} is too small: at layer {v.where}",
             ) from None
     return (out[0], out[1])
 
 
-class _Vanish(Exception):
-    def __init__(self, where: str, what: str, size: int, formula: str):
-        super().__init__(where)
-        self.where, self.what, self.size, self.formula = where, what, size, formula
-
-
-def _smallest(layers: Layers, axis: int, limit: int = 4096) -> int | str:
-    for n in range(1, limit + 1):
-        try:
-            _trace_axis(layers, n, axis)
-            return n
-        except _Vanish:
-            continue
-    return f"more than {limit}"
+def _gets_through(layers: Layers, n: int, axis: int) -> bool:
+    try:
+        _trace_axis(layers, n, axis)
+    except geometry.VanishingVolume:
+        return False
+    return True
 
 
 def _at(value: object, axis: int) -> int:
     return value[axis] if isinstance(value, tuple | list) else value  # type: ignore[index]
 
 
-def _window(name, what, n, kernel, stride, padding=0, dilation=1, ceil_mode=False) -> int:
-    out = geometry.output_size(n, kernel, stride, padding, dilation, ceil_mode)
-    if out < 1:
-        f = geometry.fit(n, kernel, stride, padding, dilation)
-        raise _Vanish(name, what, n, f"{f.formula()} < 1")
-    return out
+def _window(m: nn.Module, axis: int) -> tuple[geometry.Window, str] | None:
+    """The sliding window of a convolution, pooling or subsampling along ``axis``, with how
+    the message names it (``3x3/2 max pool``); None for any other module."""
+    if isinstance(m, nn.Conv2d | ConnectionTableConv2d):
+        k, s, p, d = (_at(getattr(m, a, 1), axis) for a in ("kernel_size", "stride", "padding",
+                                                             "dilation"))  # fmt: skip
+        return geometry.Window(k, s, p, d), f"{k}x{k}/{s} convolution, pad {p}"
+    if isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
+        k, s, p = (
+            _at(m.kernel_size, axis),
+            _at(m.stride or m.kernel_size, axis),
+            _at(m.padding, axis),
+        )
+        d = _at(getattr(m, "dilation", 1), axis)
+        kind = "max" if isinstance(m, nn.MaxPool2d) else "average"
+        what = f"{k}x{k}/{s} {kind} pool" + (", ceil mode" if m.ceil_mode else "")
+        return geometry.Window(k, s, p, d, m.ceil_mode), what
+    if isinstance(m, Subsampling):
+        what = f"{m.kernel_size}x{m.kernel_size}/{m.stride} subsampling"
+        return geometry.Window(m.kernel_size, m.stride), what
+    return None
 
 
 def _trace_axis(layers: Layers, n: int, axis: int, prefix: str = "") -> int:
+    unit = geometry.axis_units(2)[axis]
     for name, m in layers:
         where = prefix + name
-        if isinstance(m, _SAME_SIZE):
+        window = _window(m, axis)
+        if window is not None:
+            size = window[0].output(n)
+            if size < 1:
+                raise geometry.VanishingVolume(f"{where} ({window[1]})", n, window[0], unit)
+            n = size
+        elif isinstance(m, _SAME_SIZE):
             continue
-        if isinstance(m, nn.Sequential):
+        elif isinstance(m, nn.Sequential):
             n = _trace_axis(list(m.named_children()), n, axis, where + ".")
-        elif isinstance(m, nn.Conv2d | ConnectionTableConv2d):
-            k, s, p = (_at(getattr(m, a), axis) for a in ("kernel_size", "stride", "padding"))
-            d = _at(getattr(m, "dilation", 1), axis)
-            n = _window(where, f"{k}x{k}/{s} convolution, pad {p}", n, k, s, p, d)
-        elif isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
-            k = _at(m.kernel_size, axis)
-            s = _at(m.stride or m.kernel_size, axis)
-            p = _at(m.padding, axis)
-            d = _at(getattr(m, "dilation", 1), axis)
-            kind = "max" if isinstance(m, nn.MaxPool2d) else "average"
-            what = f"{k}x{k}/{s} {kind} pool" + (", ceil mode" if m.ceil_mode else "")
-            n = _window(where, what, n, k, s, p, d, m.ceil_mode)
-        elif isinstance(m, Subsampling):
-            what = f"{m.kernel_size}x{m.kernel_size}/{m.stride} subsampling"
-            n = _window(where, what, n, m.kernel_size, m.stride)
         elif isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
             size = _at(m.output_size, axis)
             n = n if size is None else size
