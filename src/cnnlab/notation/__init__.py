@@ -7,8 +7,9 @@
 - :func:`parse_spec` (text -> :class:`Spec`), :func:`format_spec` (Spec or model -> text),
   :func:`build_spec` (Spec or text -> ``nn.Sequential``), :func:`lecture_pattern` (the
   lecture's ``[(CONV-RELU)*N-POOL?]*M-(FC-RELU)*K,SOFTMAX`` as text).
-- The notation, its layer words and options: :mod:`cnnlab.notation.parser`; the intermediate form,
-  its naming rule and shape inference: :mod:`cnnlab.notation.ir`.
+- The layer kinds (each one's words, options, defaults, text, module and read-back):
+  :mod:`cnnlab.notation.kinds`; the grammar: :mod:`cnnlab.notation.parser`; the intermediate
+  form and its shape inference: :mod:`cnnlab.notation.spec`.
 
 Parsing and formatting need no torch; ``build_spec`` and ``SpecNet`` import it on first use.
 """
@@ -19,8 +20,9 @@ import importlib
 from typing import Any
 
 from cnnlab.notation.formatter import format_spec, spec_from_module
-from cnnlab.notation.ir import (
+from cnnlab.notation.kinds import (
     FC,
+    KINDS,
     LRN,
     Activation,
     BatchNorm,
@@ -31,15 +33,15 @@ from cnnlab.notation.ir import (
     Layer,
     Pool,
     Softmax,
-    Spec,
-    Step,
     layer_text,
 )
 from cnnlab.notation.lecture import lecture_pattern
 from cnnlab.notation.parser import MAX_LAYERS, parse_spec
+from cnnlab.notation.spec import Spec, Step
 
 __all__ = [
     "FC",
+    "KINDS",
     "LRN",
     "MAX_LAYERS",
     "Activation",

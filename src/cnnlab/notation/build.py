@@ -11,22 +11,9 @@ from __future__ import annotations
 from torch import nn
 
 from cnnlab.errors import SpecError
-from cnnlab.layers import LocalResponseNorm, ScaledTanh
-from cnnlab.notation.ir import (
-    FC,
-    LRN,
-    Activation,
-    BatchNorm,
-    Conv,
-    Dropout,
-    Flatten,
-    GlobalAvgPool,
-    Pool,
-    Softmax,
-    Spec,
-    Step,
-)
+from cnnlab.notation.kinds import Softmax
 from cnnlab.notation.parser import parse_spec
+from cnnlab.notation.spec import Spec
 
 __all__ = ["INITS", "SpecNet", "build_spec"]
 
@@ -88,7 +75,7 @@ def build_spec(
         if isinstance(step.layer, Softmax):
             continue
         try:
-            net.add_module(step.name, _module(step))
+            net.add_module(step.name, step.layer.module(step.input))
         except KeyError as exc:  # the name clashes with an attribute of nn.Sequential
             raise SpecError(
                 f"the layer name {step.name!r} is taken by nn.Module itself; choose another",
@@ -98,42 +85,6 @@ def build_spec(
     if init == "he":
         _he_init(net)
     return net
-
-
-def _module(step: Step) -> nn.Module:
-    layer = step.layer
-    if isinstance(layer, Conv):
-        return nn.Conv2d(
-            step.input[0],
-            layer.out,
-            layer.kernel,
-            stride=layer.stride,
-            padding=layer.padding,
-            dilation=layer.dilation,
-            groups=layer.groups,
-            bias=layer.bias,
-        )
-    if isinstance(layer, Pool):
-        cls = nn.MaxPool2d if layer.op == "max" else nn.AvgPool2d
-        return cls(layer.kernel, stride=layer.stride, padding=layer.padding, ceil_mode=layer.ceil)
-    if isinstance(layer, GlobalAvgPool):
-        return nn.AdaptiveAvgPool2d(1)
-    if isinstance(layer, Activation):
-        return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "stanh": ScaledTanh}[
-            layer.fn
-        ]()
-    if isinstance(layer, BatchNorm):
-        cls = nn.BatchNorm2d if len(step.input) == 3 else nn.BatchNorm1d
-        return cls(step.input[0], eps=layer.eps, momentum=layer.momentum, affine=layer.affine)
-    if isinstance(layer, LRN):
-        return LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
-    if isinstance(layer, Dropout):
-        return nn.Dropout(layer.p)
-    if isinstance(layer, Flatten):
-        return nn.Flatten()
-    if isinstance(layer, FC):
-        return nn.Linear(step.input[0], layer.out, bias=layer.bias)
-    raise TypeError(f"no module for {layer!r}")  # a new layer kind without a rule: a bug
 
 
 def _he_init(net: nn.Module) -> None:

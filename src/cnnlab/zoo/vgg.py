@@ -9,7 +9,7 @@ FC-4096, FC-4096 (each with ReLU and dropout 0.5, the paper's section 3.1) and F
 softmax.
 
 Layer names are those of the VGG team's Caffe models (conv1_1 ... conv5_3, pool1 ... pool5,
-fc6, fc7, fc8), by the naming rule of :mod:`cnnlab.notation.ir`.
+fc6, fc7, fc8), by the naming rule of :mod:`cnnlab.notation._naming`.
 
 Deviations, all deliberate and all optional:
 
