@@ -1,4 +1,4 @@
-"""Parser of the compact notation: text -> :class:`~cnnlab.notation.ir.Spec`.
+"""Parser of the compact notation: text -> :class:`~cnnlab.notation.spec.Spec`.
 
 Grammar (case-insensitive keywords; whitespace is free except that it separates items)::
 
@@ -30,7 +30,7 @@ Layer words (aliases in brackets) and their options (``key=value``; pairs as ``A
 ====================================  =========================================================
 
 Every layer also takes ``name=`` (its module name; by default the naming rule of
-:mod:`cnnlab.notation.ir`).
+:mod:`cnnlab.notation._naming`).
 
 ``-`` followed by a number is the layer's parameter (the VGG table's ``conv3-64``,
 ``fc-4096``; ``dropout-0.4``); ``-`` followed by anything else separates layers (the lecture's
@@ -61,7 +61,7 @@ _EXPECTED_LAYER = f"a layer ({LIST}, softmax) or a group '(...)'"
 
 
 def parse_spec(text: str, **counts: int) -> Spec:
-    """Parse compact-notation text into a :class:`~cnnlab.notation.ir.Spec`.
+    """Parse compact-notation text into a :class:`~cnnlab.notation.spec.Spec`.
 
     ``counts`` bind symbolic repetition counts, so the lecture's line can be written with
     letters: ``parse_spec("[(conv3-32-relu)*N-maxpool]*M-(fc-64-relu)*K-fc-10,softmax",
