@@ -222,27 +222,21 @@ def check_fit(
 
 @dataclass(frozen=True)
 class Window:
-    """One layer's sliding window along an axis (a convolution or a pooling).
-
-    ``ceil_mode``: PyTorch's pooling option (round the output size up); it changes the output
-    size, not the receptive field.
-    """
+    """One layer's sliding window along an axis (a convolution or a pooling)."""
 
     kernel: int = 1
     stride: int = 1
     padding: int = 0
     dilation: int = 1
-    ceil_mode: bool = False
 
     @property
     def span(self) -> int:
         return effective_kernel(self.kernel, self.dilation)
 
-    def output(self, size: int) -> int:
-        """Output cells over ``size`` input cells (0 or less: the volume vanishes)."""
-        return output_size(
-            size, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode
-        )
+    def output(self, size: int, ceil_mode: bool = False) -> int:
+        """Output cells over ``size`` input cells (0 or less: the volume vanishes).
+        ``ceil_mode``: PyTorch's pooling option, rounding up (see :func:`output_size`)."""
+        return output_size(size, self.kernel, self.stride, self.padding, self.dilation, ceil_mode)
 
     def describe(self) -> str:
         """``a window of 3`` or ``a window of 3 (dilation 2: spans 5)``."""
@@ -297,18 +291,19 @@ def window_output(
     sizes: Sequence[int],
     windows: Sequence[Window],
     where: str,
+    ceil_mode: bool = False,
     advice: str = "the input is too small for this network",
 ) -> tuple[int, ...]:
     """Output size along each spatial axis of one window op (a convolution or a pooling).
 
-    ``sizes`` are the input's spatial sizes, ``windows`` the op's window per axis (same order).
-    This is the per-axis sizing the analysis rules use.  Raises :class:`VanishingVolume`
-    (naming ``where``) when an axis is left with no cell.
+    ``sizes`` are the input's spatial sizes, ``windows`` the op's window per axis (same order),
+    ``ceil_mode`` PyTorch's pooling option.  This is the per-axis sizing the analysis rules
+    use.  Raises :class:`VanishingVolume` (naming ``where``) when an axis is left with no cell.
     """
     units = axis_units(len(sizes))
     out = []
     for axis, (n, window, unit) in enumerate(zip(sizes, windows, units, strict=True)):
-        cells = window.output(n)
+        cells = window.output(n, ceil_mode)
         if cells < 1:
             raise VanishingVolume(where, n, window, unit, advice, axis)
         out.append(cells)

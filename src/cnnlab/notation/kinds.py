@@ -40,9 +40,9 @@ __all__ = [
 ]
 
 
-def _windows(kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil: bool = False):
+def _windows(kernel: Pair, stride: Pair, padding: Pair, dilation: Pair):
     return tuple(
-        geometry.Window(k, s, p, d, ceil)
+        geometry.Window(k, s, p, d)
         for k, s, p, d in zip(kernel, stride, padding, dilation, strict=True)
     )
 
@@ -213,7 +213,10 @@ class Pool(Layer):
         return f"{self.op}pool{write_value(self.kernel)}/{write_value(self.stride)}"  # type: ignore
 
     def windows(self):
-        return _windows(self.kernel, self.stride, self.padding, (1, 1), self.ceil)  # type: ignore
+        return _windows(self.kernel, self.stride, self.padding, (1, 1))  # type: ignore
+
+    def rounds_up(self) -> bool:
+        return self.ceil
 
     def infer(self, name, shape, hw):
         return (shape[0], *hw), 0, 0

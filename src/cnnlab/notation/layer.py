@@ -133,9 +133,13 @@ class Layer:
         """The sliding window along height and width (windowed kinds only)."""
         raise TypeError(f"{type(self).__name__} has no window")
 
+    def rounds_up(self) -> bool:
+        """Whether the window's output size rounds up (PyTorch's ``ceil_mode``)."""
+        return False
+
     def cells(self, axis: int, n: int) -> int:
         """Cells along spatial ``axis`` after this layer for ``n`` before (< 1: vanished)."""
-        return self.windows()[axis].output(n) if self.windowed else n
+        return self.windows()[axis].output(n, self.rounds_up()) if self.windowed else n
 
     def infer(self, name: str | None, shape: Shape, hw: tuple) -> tuple[Shape, int, int | None]:
         """``(output shape, parameters, MACs)`` for an input ``shape``.  ``hw``: the output

@@ -209,7 +209,7 @@ class Spec:
         if hw[0] is None:
             return (None, None)
         try:
-            return geometry.window_output(hw, layer.windows(), layer.where(name))
+            return geometry.window_output(hw, layer.windows(), layer.where(name), layer.rounds_up())
         except geometry.VanishingVolume as v:
             axis = v.axis
             need = geometry.smallest_input(lambda n: self._gets_through(axis, n))

@@ -104,13 +104,14 @@ def _at(value: object, axis: int) -> int:
     return value[axis] if isinstance(value, tuple | list) else value  # type: ignore[index]
 
 
-def _window(m: nn.Module, axis: int) -> tuple[geometry.Window, str] | None:
-    """The sliding window of a convolution, pooling or subsampling along ``axis``, with how
-    the message names it (``3x3/2 max pool``); None for any other module."""
+def _window(m: nn.Module, axis: int) -> tuple[geometry.Window, bool, str] | None:
+    """The sliding window of a convolution, pooling or subsampling along ``axis``, whether it
+    rounds up (``ceil_mode``), and how the message names it (``3x3/2 max pool``); None for any
+    other module."""
     if isinstance(m, nn.Conv2d | ConnectionTableConv2d):
         k, s, p, d = (_at(getattr(m, a, 1), axis) for a in ("kernel_size", "stride", "padding",
                                                              "dilation"))  # fmt: skip
-        return geometry.Window(k, s, p, d), f"{k}x{k}/{s} convolution, pad {p}"
+        return geometry.Window(k, s, p, d), False, f"{k}x{k}/{s} convolution, pad {p}"
     if isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
         k, s, p = (
             _at(m.kernel_size, axis),
@@ -120,10 +121,10 @@ def _window(m: nn.Module, axis: int) -> tuple[geometry.Window, str] | None:
         d = _at(getattr(m, "dilation", 1), axis)
         kind = "max" if isinstance(m, nn.MaxPool2d) else "average"
         what = f"{k}x{k}/{s} {kind} pool" + (", ceil mode" if m.ceil_mode else "")
-        return geometry.Window(k, s, p, d, m.ceil_mode), what
+        return geometry.Window(k, s, p, d), bool(m.ceil_mode), what
     if isinstance(m, Subsampling):
         what = f"{m.kernel_size}x{m.kernel_size}/{m.stride} subsampling"
-        return geometry.Window(m.kernel_size, m.stride), what
+        return geometry.Window(m.kernel_size, m.stride), False, what
     return None
 
 
@@ -131,11 +132,12 @@ def _trace_axis(layers: Layers, n: int, axis: int, prefix: str = "") -> int:
     unit = geometry.axis_units(2)[axis]
     for name, m in layers:
         where = prefix + name
-        window = _window(m, axis)
-        if window is not None:
-            size = window[0].output(n)
+        found = _window(m, axis)
+        if found is not None:
+            window, ceil_mode, what = found
+            size = window.output(n, ceil_mode)
             if size < 1:
-                raise geometry.VanishingVolume(f"{where} ({window[1]})", n, window[0], unit)
+                raise geometry.VanishingVolume(f"{where} ({what})", n, window, unit)
             n = size
         elif isinstance(m, _SAME_SIZE):
             continue
