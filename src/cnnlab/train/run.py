@@ -52,6 +52,7 @@ __all__ = [
     "RunWriter",
     "build_from_record",
     "create_run_dir",
+    "environment",
     "load_weights",
     "open_run",
     "read_record",
@@ -401,12 +402,25 @@ class RunWriter:
     rewrites its file atomically, so the folder is consistent after any interruption.
     """
 
-    def __init__(self, path: str | Path, record: Mapping[str, Any]) -> None:
+    def __init__(
+        self, path: str | Path, record: Mapping[str, Any], *, tensorboard: bool = True
+    ) -> None:
         self.path = Path(path)
         _check_record(record, "construction record")
         self.record = dict(record)
         self.rows: list[dict[str, Any]] = []
         (self.path / WEIGHTS_DIR).mkdir(parents=True, exist_ok=True)
+        self._tb = _tensorboard_writer(self.path) if tensorboard else None
+
+    @property
+    def tensorboard(self) -> bool:
+        """Whether TensorBoard event files are written (``tensorboard`` is installed)."""
+        return self._tb is not None
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         import tomli_w
@@ -423,9 +437,85 @@ class RunWriter:
         lines = "".join(json.dumps(r) + "\n" for r in self.rows)
         _io.atomic_write_text(self.path / METRICS_FILE, lines)
         _io.atomic_write_text(self.path / METRICS_CSV, _csv(self.rows))
+        if self._tb is not None and not row.get("final"):
+            numbers = {
+                k: v
+                for k, v in row.items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and k != "epoch"
+            }
+            for key, value in numbers.items():
+                self._tb.add_scalar(key, value, global_step=row.get("epoch", 0))
+            self._tb.flush()
 
     def save_weights(self, model: Any, name: str) -> Path:
         return save_weights(self.path / WEIGHTS_DIR / f"{name}.safetensors", model, self.record)
+
+
+def _tensorboard_writer(path: Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` into ``path``, or None without ``tensorboard``."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(path))
+
+
+def environment(threads: int | None = None, device: Any = None) -> dict[str, Any]:
+    """Versions and machine facts saved with a run: cnnlab, torch, Python, the git revision
+    of cnnlab's source when it is a checkout, the CPU, the CUDA device, threads."""
+    import platform
+    import subprocess
+
+    import torch
+
+    import cnnlab
+
+    env: dict[str, Any] = {
+        "cnnlab": cnnlab.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": threads if threads is not None else torch.get_num_threads(),
+    }
+    if device is not None and getattr(device, "type", device) == "cuda":
+        env["cuda_device"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    src = Path(cnnlab.__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        env["git"] = rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass  # not a checkout (an installed wheel), or no git
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

@@ -1,0 +1,368 @@
+"""``cnnlab train``: train a network on a dataset and leave a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from cnnlab.train.recipe import RECIPES
+
+    recipes = "\n".join(f"  {name:13s} {r.about.split('.')[0]}" for name, r in RECIPES.items())
+    p = sub.add_parser(
+        "train",
+        help="train a network on a dataset; leaves a run folder (config, metrics, weights)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train TARGET (a zoo name, a network in the compact notation, or "
+        "file.py:factory) on DATASET with the mini-batch SGD loop of the lecture.  Input "
+        "channels, size and classes come from the dataset.  Configuration layers, later "
+        "winning: the recipe (--recipe, else the model family's), --config FILE (TOML), "
+        "--set KEY=VALUE, then the flags below.",
+        epilog=f"recipes:\n{recipes}\n\nEvery key: cnnlab train --list-keys",
+    )
+    p.add_argument("target", metavar="TARGET", nargs="?", help="model (default: the recipe's)")
+    p.add_argument("--data", metavar="DATASET", help="fashion-mnist, mnist, cifar10, folder:PATH")
+    p.add_argument("--recipe", metavar="R", help=f"one of {', '.join(RECIPES)}")
+    p.add_argument("--epochs", type=int, metavar="E", help="passes over the training split")
+    p.add_argument("--batch-size", type=int, metavar="B", help="global mini-batch size")
+    p.add_argument(
+        "--lr", type=float, metavar="LR", help="learning rate (at the recipe's lr_batch)"
+    )
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL-DATA-TIME)")
+    p.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all usable)")
+    p.add_argument("--config", metavar="FILE", help="TOML file of configuration keys")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", dest="sets", help="one key (repeatable)"
+    )
+    p.add_argument("--val-split", type=float, metavar="F", help="held-out fraction (0.1)")
+    p.add_argument(
+        "--eval-test-every-epoch",
+        action="store_true",
+        default=None,
+        help="also evaluate the test split after each epoch (marked as such in the logs)",
+    )
+    p.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="builder option, aux_logits=True"
+    )
+    p.add_argument("--data-dir", metavar="DIR", help="where to look for the dataset first")
+    p.add_argument("--quiet", action="store_true", help="one plain line per epoch, no bar")
+    p.add_argument("--list-keys", action="store_true", help="list every configuration key")
+    p.set_defaults(func=_train)
+
+
+# --------------------------------------------------------------------------------- rendering
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{seconds:.1f} s"
+
+
+def epoch_line(row: dict[str, Any]) -> str:
+    parts = [
+        f"epoch {row['epoch']}/{row['epochs']}",
+        f"train loss {row['train_loss']:.4f} top-1 {_pct(row['train_top1'])}",
+    ]
+    if row.get("val_top1") is not None:
+        parts.append(
+            f"val loss {row['val_loss']:.4f} top-1 {_pct(row['val_top1'])} "
+            f"top-5 {_pct(row['val_top5'])}"
+        )
+    if row.get("test_peek"):
+        parts.append(f"test (every epoch, asked) top-1 {_pct(row['test_top1'])}")
+    parts.append(f"lr {row['lr']:.3g}" + (" (lowered)" if row.get("lr_lowered") else ""))
+    ips = row.get("images_per_s")
+    parts.append(f"{row['seconds']:.1f} s" + (f", {ips:,.0f} img/s" if ips else ""))
+    return "  ".join(parts)
+
+
+class _Display:
+    """Progress: a rich bar on a terminal, else (or with --quiet) one line per epoch."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.bar = None
+        if not quiet and sys.stdout.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=Console(),
+                transient=True,
+            )
+            self.task = None
+
+    def __enter__(self) -> _Display:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start" and self.bar is not None:
+            self.task = self.bar.add_task("training", total=event["total_steps"], stats="")
+        elif kind == "progress" and self.bar is not None:
+            stats = (
+                f"loss {event['loss']:.4f} top-1 {_pct(event['top1'])} "
+                f"{event['images_per_s']:,.0f} img/s lr {event['lr']:.3g}"
+            )
+            self.bar.update(
+                self.task,
+                completed=event["step"],
+                description=f"epoch {event['epoch']}/{event['epochs']}",
+                stats=stats,
+            )
+        elif kind == "epoch":
+            line = epoch_line(event)
+            if self.bar is not None:
+                self.bar.console.print(line)
+                self.bar.update(self.task, completed=event["step"])
+            else:
+                print(line, flush=True)
+
+
+# ------------------------------------------------------------------------------------ command
+def _list_keys() -> int:
+    from cnnlab.train.recipe import describe_keys
+
+    for key, typ, default, doc in describe_keys():
+        if key in ("about",):
+            continue
+        print(f"{key:22s} {typ:18s} {default:14s} {doc}")
+    return 0
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "device": args.device,
+        "precision": args.precision,
+        "threads": args.threads,
+        "val_split": args.val_split,
+        "eval_test_every_epoch": args.eval_test_every_epoch,
+    }
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.list_keys:
+        return _list_keys()
+    if not args.data:
+        raise CnnlabError("cnnlab train needs --data DATASET (e.g. --data fashion-mnist)")
+    from cnnlab.train.recipe import RECIPES, resolve_config
+
+    model_name = args.target
+    recipe, options = resolve_config(
+        args.recipe,
+        model_name=model_name,
+        config_file=args.config,
+        sets=args.sets,
+        flags=_flags(args),
+    )
+    target_text = args.target or recipe.model
+    if target_text is None:
+        raise CnnlabError(
+            f"recipe {recipe.name!r} brings no network: name a TARGET (a zoo model, a "
+            f"notation string or file.py:factory); recipes with one: "
+            + ", ".join(n for n, r in RECIPES.items() if r.model)
+        )
+
+    from cnnlab.train.device import configure_threads, placement
+
+    threads = configure_threads(options.threads)  # before any tensor work
+    where = placement(options.device, options.precision, options.channels_last)
+
+    import torch
+
+    from cnnlab.analysis import analyze
+    from cnnlab.train.init import apply_init, set_dropout
+    from cnnlab.train.loop import fit, load_data
+    from cnnlab.train.run import RunWriter, create_run_dir, environment
+    from cnnlab.zoo.target import load_target, parse_options
+
+    kwargs = dict(parse_options(args.option))
+    data = load_data(args.data, options.val_split, seed=options.seed, data_dir=args.data_dir)
+    train = data.train
+    shape = train.image_shape
+    torch.manual_seed(options.seed)  # the initialisation
+    try:
+        target = load_target(
+            target_text, input_size=shape, num_classes=train.num_classes, options=kwargs
+        )
+    except CnnlabError as exc:
+        raise CnnlabError(
+            f"{target_text} cannot take {train.name}'s {'x'.join(map(str, shape))} images: {exc}"
+        ) from None
+    model = target.model
+    kind = {"spec": "notation"}.get(target.kind, target.kind)
+    label = {"zoo": target.label, "file": target_text.rpartition(":")[2]}.get(kind, "net")
+    set_dropout(model, recipe.dropout, label)
+    apply_init(model, recipe.init)
+    summary = analyze(model, shape, batch=recipe.batch_size)
+    out_shape = summary.output_shapes[0] if summary.output_shapes else None
+    if out_shape is not None and tuple(out_shape)[1:] != (train.num_classes,):
+        raise CnnlabError(
+            f"{target_text} gives outputs of shape {tuple(out_shape)[1:]} per image; "
+            f"{train.name} has {train.num_classes} classes, so it must give ({train.num_classes},)"
+        )
+    totals = summary.totals
+    memory = totals.training.adam if recipe.optimizer != "sgd" else totals.training.sgd_momentum
+
+    record = {
+        "kind": kind,
+        "target": target_text,
+        "kwargs": kwargs,
+        "in_channels": shape[0],
+        "input_size": [shape[1], shape[2]],
+        "num_classes": train.num_classes,
+        "classes": list(train.classes),
+        "mean": list(train.mean),
+        "std": list(train.std),
+        "dataset": train.name,
+    }
+    if kind == "file":
+        record["file"] = str(Path(target_text.rpartition(":")[0]).resolve())
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    dataset_label = train.name.replace("folder:", "").replace("/", "_").strip("_") or "data"
+    path = create_run_dir(args.out, f"{label}-{dataset_label}-{stamp}")
+    run = RunWriter(path, record)
+    config = {
+        "target": target_text,
+        "dataset": train.name,
+        "recipe": recipe.to_dict(),
+        "options": {
+            **options.to_dict(),
+            "device": where.device.type,
+            "precision": where.precision,
+            "channels_last": where.channels_last,
+            "threads": threads,
+        },
+        "model": {k: v for k, v in record.items() if k != "classes"},
+        "data": {
+            "train": len(train),
+            "val": len(data.val) if data.val is not None else 0,
+            "test": len(data.test) if data.test is not None else 0,
+            "integrity": train.integrity,
+        },
+        "environment": {
+            **environment(threads, where.device),
+            "command": "cnnlab " + shlex.join(sys.argv[1:]),
+        },
+    }
+    run.write_config(config)
+    run.write_json("summary.json", summary.to_dict())
+
+    peak = recipe.effective_lr()
+    lr_text = f"lr {peak:g}" + (
+        f" ({recipe.lr:g} per {recipe.lr_batch} images)"
+        if recipe.lr_batch and recipe.lr_batch != recipe.batch_size
+        else ""
+    )
+    length = f"{recipe.epochs} epochs" if recipe.epochs else f"{recipe.iterations:,} iterations"
+    print(
+        f"{label}: {totals.params:,} parameters, {totals.macs / 1e6:,.2f} M MACs per image, "
+        f"training memory ~{_bytes(memory)} at batch {recipe.batch_size} "
+        f"({'SGD momentum' if recipe.optimizer == 'sgd' else recipe.optimizer})"
+    )
+    print(
+        f"recipe {recipe.name}: {length}, batch {recipe.batch_size}, {recipe.optimizer}, "
+        f"{lr_text}, {recipe.schedule} schedule; {train.name} {len(train):,} train / "
+        f"{len(data.val) if data.val is not None else 0:,} val / "
+        f"{len(data.test) if data.test is not None else 0:,} test; {where.device.type} "
+        f"{where.precision}, {threads} threads"
+    )
+    if not run.tensorboard:
+        print(
+            "note: tensorboard is not installed, so no TensorBoard curves (pip install "
+            "'cnnlab[tensorboard]'); metrics.csv has the same numbers"
+        )
+    print(f"run folder: {path}", flush=True)
+
+    started = time.perf_counter()
+    try:
+        with _Display(args.quiet) as display:
+            result = fit(
+                model,
+                data,
+                recipe,
+                where=where,
+                seed=options.seed,
+                eval_test_every_epoch=options.eval_test_every_epoch,
+                eval_batch_size=options.eval_batch_size,
+                run=run,
+                on_event=display,
+            )
+    finally:
+        run.close()
+    elapsed = time.perf_counter() - started
+    final = result.final
+    if result.stopped == "interrupted":
+        print(
+            f"interrupted at epoch {final['epoch']}, step {final['step']:,} of "
+            f"{final['total_steps']:,}; the weights so far are in {path}/weights/final."
+            "safetensors, metrics of the finished epochs in metrics.jsonl"
+        )
+        return 130
+    if result.stopped == "diverged":
+        raise CnnlabError(
+            f"the training loss is not finite after epoch {final['epoch']} (lr {peak:g}); "
+            f"lower --lr, or set grad_clip; the run so far is in {path}"
+        )
+    if result.test is not None:
+        print(
+            f"test accuracy {_pct(result.test.top1)} (top-5 {_pct(result.test.top5)}, loss "
+            f"{result.test.loss:.4f}) after {final['epoch']} epochs, {_duration(elapsed)}"
+        )
+    if final.get("best_epoch"):
+        print(
+            f"best validation top-1 {_pct(final['best_val_top1'])} at epoch "
+            f"{final['best_epoch']} (weights/best.safetensors)"
+        )
+    print(f"run folder: {path}")
+    quoted = shlex.quote(str(path))
+    print("next:")
+    print(f"  cnnlab eval {quoted}                      # per-class accuracy, confusion matrix")
+    print(f"  cnnlab predict {quoted} IMAGE.png         # class probabilities of an image")
+    dims = "x".join(map(str, shape))
+    print(f"  cnnlab summary {shlex.quote(target_text)} --input {dims}   # layer by layer")
+    return 0
