@@ -64,7 +64,7 @@ def test_layers_recipe_then_toml_then_set_then_flags(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text("lr = 0.1\nepochs = 3\n[options]\nseed = 7\n[recipe]\nmomentum = 0.8\n")
     r, o = resolve_config("lenet")
-    assert r.lr == 0.05 and r.epochs == 8 and o.seed == 0
+    assert r.lr == 0.05 and r.epochs == 12 and o.seed == 0
     r, o = resolve_config("lenet", config_file=toml)
     assert (r.lr, r.epochs, r.momentum, o.seed) == (0.1, 3, 0.8, 7)
     r, o = resolve_config("lenet", config_file=toml, sets=["lr=0.2", "seed=3"])
@@ -120,7 +120,7 @@ BAD = [
     (["epochs=none"], "neither set"),
     (["iterations=100"], "both set"),
     (["schedule=step"], "needs milestones"),
-    (["schedule=step", "milestones=4,9"], "9 is past the end of training \\(8 epochs\\)"),
+    (["schedule=step", "milestones=4,19"], "19 is past the end of training \\(12 epochs\\)"),
     (["milestones=5,3"], "milestones must increase"),
     (["schedule=plateau", "val_split=0"], "val_split=0 holds out none"),
     (["min_lr=1"], "min_lr=1.0: must be below the learning rate"),

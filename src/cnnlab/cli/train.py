@@ -74,6 +74,10 @@ def _bytes(n: float) -> str:
     return f"{n:.1f} GB"  # pragma: no cover
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _duration(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m} min {s:02d} s" if m else f"{seconds:.1f} s"
@@ -298,9 +302,14 @@ def _train(args: argparse.Namespace) -> int:
         if recipe.lr_batch and recipe.lr_batch != recipe.batch_size
         else ""
     )
-    length = f"{recipe.epochs} epochs" if recipe.epochs else f"{recipe.iterations:,} iterations"
+    length = (
+        _plural(recipe.epochs, "epoch")
+        if recipe.epochs
+        else _plural(recipe.iterations, "iteration")
+    )
     print(
-        f"{label}: {totals.params:,} parameters, {totals.macs / 1e6:,.2f} M MACs per image, "
+        f"{label}: {totals.params:,} parameters, {totals.macs / totals.batch / 1e6:,.2f} M MACs "
+        "per image, "
         f"training memory ~{_bytes(memory)} at batch {recipe.batch_size} "
         f"({'SGD momentum' if recipe.optimizer == 'sgd' else recipe.optimizer})"
     )
@@ -309,7 +318,7 @@ def _train(args: argparse.Namespace) -> int:
         f"{lr_text}, {recipe.schedule} schedule; {train.name} {len(train):,} train / "
         f"{len(data.val) if data.val is not None else 0:,} val / "
         f"{len(data.test) if data.test is not None else 0:,} test; {where.device.type} "
-        f"{where.precision}, {threads} threads"
+        f"{where.precision}, {_plural(threads, 'thread')}"
     )
     if not run.tensorboard:
         print(
@@ -351,7 +360,8 @@ def _train(args: argparse.Namespace) -> int:
     if result.test is not None:
         print(
             f"test accuracy {_pct(result.test.top1)} (top-5 {_pct(result.test.top5)}, loss "
-            f"{result.test.loss:.4f}) after {final['epoch']} epochs, {_duration(elapsed)}"
+            f"{result.test.loss:.4f}) after {_plural(final['epoch'], 'epoch')}, "
+            f"{_duration(elapsed)}"
         )
     if final.get("best_epoch"):
         print(

@@ -292,7 +292,7 @@ _LENET = Recipe(
         "cross-entropy by mini-batch SGD with Nesterov momentum and a one-cycle schedule, "
         "which is what gets it to its accuracy in a few epochs on a CPU."
     ),
-    epochs=8,
+    epochs=12,
     batch_size=64,
     lr=0.05,
     lr_batch=64,
