@@ -235,3 +235,27 @@ def test_probabilities_normalise_as_training_did():
     assert p.shape == (37, 3)
     torch.testing.assert_close(p, expected, rtol=1e-5, atol=1e-6)
     assert json.dumps(evaluate(model, ds).to_dict())
+
+
+def test_tensorboard_curves_when_tensorboard_is_installed(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard (the optional extra) not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = RunWriter(tmp_path, _record())
+    assert run.tensorboard
+    run.log({"epoch": 1, "train_loss": 1.5, "val_top1": 0.5})
+    run.log({"epoch": 2, "train_loss": 0.75, "val_top1": 0.625})
+    run.log({"final": True, "test_top1": 0.6})
+    run.close()
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    loss = [(e.step, e.value) for e in events.Scalars("train_loss")]
+    assert loss == [(1, 1.5), (2, 0.75)]
+    assert [e.value for e in events.Scalars("val_top1")] == [0.5, 0.625]
+
+
+def test_no_event_files_when_asked_not_to(tmp_path):
+    run = RunWriter(tmp_path, _record(), tensorboard=False)
+    run.log({"epoch": 1, "train_loss": 1.5})
+    assert not run.tensorboard and not list(tmp_path.glob("events.out.tfevents.*"))

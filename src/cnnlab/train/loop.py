@@ -57,7 +57,9 @@ def load_data(name: str, val_split: float = 0.1, seed: int = 0, **load_kwargs: A
     try:
         test = load_dataset(name, "test", **load_kwargs)
     except CnnlabError:
-        test = None  # an image folder without a test/ subfolder
+        if not name.startswith("folder:"):
+            raise
+        test = None  # an image folder without a test/ subfolder: validation only
     if val_split:
         train, val = full.split_validation(val_split, seed=seed)
     else:
