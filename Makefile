@@ -44,9 +44,12 @@ run: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff, and the import contract (imports only point down; tests/test_architecture.py, also
+# part of `make test`).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_architecture.py
 
 # Benchmarks print cnnlab and its baseline side by side, with ratios.  The comparison tools
 # (torchinfo, fvcore) go into build/bench-compare, never into .venv.
