@@ -10,8 +10,8 @@ from torch import nn
 
 import cnnlab
 from cnnlab.analysis import analyze
-from cnnlab.analysis.lecture import lecture_tables
 from cnnlab.analysis.render import lecture_lines, lecture_number
+from cnnlab.course import lecture_tables
 from cnnlab.errors import GeometryError
 
 

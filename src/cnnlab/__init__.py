@@ -53,7 +53,17 @@ _EXPORTS: dict[str, str] = {
     "image_grid": "cnnlab.viz",
 }
 
-_SUBMODULES = ("analysis", "data", "errors", "geometry", "layers", "notation", "viz", "zoo")
+_SUBMODULES = (
+    "analysis",
+    "course",
+    "data",
+    "errors",
+    "geometry",
+    "layers",
+    "notation",
+    "viz",
+    "zoo",
+)
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

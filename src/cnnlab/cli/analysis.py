@@ -193,7 +193,7 @@ def _arith(args: argparse.Namespace) -> int:
 
 
 def _lecture(args: argparse.Namespace) -> int:
-    from cnnlab.analysis.lecture import TABLES, lecture_tables, render_tables
+    from cnnlab.course import TABLES, lecture_tables, render_tables
 
     if args.table is not None and args.table not in TABLES:
         raise CnnlabError(f"--table {args.table!r}: one of {', '.join(TABLES)}")

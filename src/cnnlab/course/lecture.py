@@ -9,8 +9,8 @@ gets a status:
 * ``lecture wrong``: the lecture's figure does not follow from its own layer definitions
   (VGG-16's 24M total memory; GoogLeNet Table 1's conv1, 4c and 5a rows), with why.
 
-This is the one module of :mod:`cnnlab.analysis` that depends on the zoo (the engine itself
-works on any ``nn.Module``); it builds every model on the meta device.
+It builds every model of the zoo on the meta device and analyzes it; the analysis itself
+knows nothing of the zoo.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from cnnlab.analysis.render import lecture_lines, lecture_number
 from cnnlab.analysis.result import Analysis
 from cnnlab.errors import CnnlabError, GeometryError
 from cnnlab.geometry import check_fit, fit, same_padding
+from cnnlab.zoo import create_model, model_info
 
 __all__ = ["TABLES", "LectureRow", "LectureTable", "lecture_tables", "render_tables"]
 
@@ -60,8 +61,6 @@ class LectureTable:
 
 
 def _build(name: str, **options: Any) -> nn.Module:
-    from cnnlab.zoo import create_model
-
     try:
         return build_on_meta(create_model, name, **options)
     except CnnlabError:
@@ -71,8 +70,6 @@ def _build(name: str, **options: Any) -> nn.Module:
 
 
 def _analyze(name: str, **options: Any) -> Analysis:
-    from cnnlab.zoo import model_info
-
     size = options.pop("input_size_chw", None) or model_info(name).input_size
     return analyze(_build(name, **options), size)
 
