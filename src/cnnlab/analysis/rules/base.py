@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.result import Kind, Layer
-from cnnlab.errors import CnnlabError, GeometryError, ShapeError
-from cnnlab.geometry import Window, effective_kernel, output_size
+from cnnlab.errors import CnnlabError, ShapeError
+from cnnlab.geometry import Window, window_output
 
 __all__ = [
     "CONVENTIONS",
@@ -348,23 +348,9 @@ def windows_of(
 def spatial_out(
     call: Call, sizes: Sequence[int], windows: Sequence[Window], ceil_mode: bool = False
 ) -> list[int]:
-    """Output size along each spatial axis, raising a layer-named error if a volume vanishes."""
-    out = []
-    kernel = "x".join(str(w.kernel) for w in windows)
-    for axis, (n, w) in enumerate(zip(sizes, windows, strict=False)):
-        o = output_size(n, w.kernel, w.stride, w.padding, w.dilation, ceil_mode)
-        if o < 1:
-            span = effective_kernel(w.kernel, w.dilation)
-            p, s = w.padding, w.stride
-            raise GeometryError(
-                f"{call.where}: ({n} - {span} + 2*{p})/{s} + 1 = {(n - span + 2 * p) / s + 1:.2f}:"
-                f" a {kernel} window does not fit the {axis_name(axis, len(sizes))} of a "
-                f"{'x'.join(map(str, sizes))} input"
-                + (f" padded by {p}" if p else "")
-                + ": the volume vanishes (the input is too small for this network)"
-            )
-        out.append(o)
-    return out
+    """Output size along each spatial axis (:func:`cnnlab.geometry.window_output`, the one
+    shape engine), raising its "volume vanishes" error named after the layer."""
+    return list(window_output(sizes, windows, call.where, ceil_mode))
 
 
 def axis_name(axis: int, n: int) -> str:
