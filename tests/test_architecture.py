@@ -10,8 +10,8 @@ reads any nn.Module), and the bottom layer imports no torch.  The top-level lazy
 ``cnnlab/__init__.py`` (and ``__main__``) are exempt.
 
 Every module is parsed with :mod:`ast`, so imports written inside functions count as much as
-those at the top; so does a string naming a cnnlab module (a lazy ``import_module`` table),
-and ``from cnnlab import NAME`` counts as an import of the module that really defines NAME.
+those at the top; so does a string naming an existing cnnlab module (a lazy ``import_module``
+table), and ``from cnnlab import NAME`` counts as an import of the module that defines NAME.
 """
 
 from __future__ import annotations
@@ -88,6 +88,13 @@ def _exports(root: Path) -> dict[str, str]:
     return {}
 
 
+def _is_module(root: Path, name: str) -> bool:
+    """Whether ``name`` is a module or package of the tree (a string such as "cnnlab.json" is
+    a file name, not an import)."""
+    path = root.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def _target(root: Path, base: str, name: str, exports: dict[str, str]) -> str:
     """The module ``from base import name`` really imports."""
     if base != "cnnlab":
@@ -122,6 +129,7 @@ def imports_of(root: Path, path: Path) -> list[tuple[int, str]]:
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
             and _MODULE_STRING.fullmatch(node.value)
+            and _is_module(root, node.value)
         ):
             found.append((node.lineno, node.value))
     return found
@@ -195,10 +203,11 @@ def test_a_deliberate_violation_is_found_with_its_file_line_and_rule(tmp_path):
             "zoo/__init__.py": "from cnnlab import geometry\n",
             "analysis/__init__.py": "",
             "analysis/core.py": "import os\n\n\ndef f():\n    from cnnlab.zoo import x\n",
-            "analysis/lazy.py": 'TABLE = {"name": "cnnlab.viz.grid"}\n',
+            "analysis/lazy.py": 'TABLE = {"name": "cnnlab.viz.grid", "file": "cnnlab.json"}\n',
             "data/__init__.py": "from . import loader\n",
             "data/loader.py": "from cnnlab import create_model\nfrom ..analysis import core\n",
             "viz/__init__.py": "from cnnlab.data import loader\n",
+            "viz/grid.py": "",
             "errors.py": "import torch\n",
             "stray.py": "",
         },
