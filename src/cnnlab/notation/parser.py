@@ -96,77 +96,100 @@ class _Parser(LayerReader):
         self.total = 0  # layers held in all open frames (bounded by MAX_LAYERS)
 
     def parse(self) -> list[Layer]:
+        """The layers of the whole text: items (a layer or a group, each maybe repeated)
+        alternate with separators; each open group is a frame on the stack (no recursion)."""
         stack = [_Frame()]
-        expect_item = True
         after = "the start"  # what the item we expect follows, for messages
+        while True:
+            self.skip_space()
+            opened = self.item(stack, after)
+            if opened is not None:  # a group opened, or the 'input' marker: an item follows
+                after = opened
+                continue
+            ended = self.after_item(stack)
+            if isinstance(ended, list):
+                return ended
+            after = ended
+
+    def item(self, stack: list[_Frame], after: str) -> str | None:
+        """Open a group or skip the 'input' marker (returning what the next item follows), or
+        read a layer with its repetitions into the open frame (None)."""
+        c = self.peek()
+        if c in _OPEN and c:
+            stack.append(_Frame(opener=c, pos=self.pos))
+            self.pos += 1
+            return f"'{c}'"
+        if not (c in LETTERS and c):
+            raise self.expected(after)
+        layer_pos = self.pos
+        layer = self.layer()
+        if layer is None:  # the 'input' marker
+            if len(stack) > 1 or stack[0].layers or layer_pos != self._first_pos():
+                raise self.error(
+                    "'input' can only come first (it marks the image the network "
+                    "reads and builds nothing)",
+                    layer_pos,
+                )
+            self.separator(False, after_input=True)
+            return "'input'"
+        items = [layer]
+        self.repeat(items)
+        self.add(stack[-1], items)
+        return None
+
+    def expected(self, after: str) -> SpecError:
+        """No item where one must be: say what was found instead."""
+        c = self.peek()
+        if c in _CLOSE and c:
+            if after in ("'('", "'['"):
+                return self.error(f"empty group: expected {_EXPECTED_LAYER} after {after}")
+            return self.error(f"expected {_EXPECTED_LAYER} after {after}, got {c!r}")
+        if not c:
+            if after == "the start":
+                return self.error("empty spec: expected " + _EXPECTED_LAYER)
+            return self.error(f"expected {_EXPECTED_LAYER} after {after}")
+        if c in DIGITS:
+            return self.error(
+                f"expected {_EXPECTED_LAYER} after {after}, got a number (a layer takes "
+                "one parameter after '-', e.g. conv3-64, fc-4096)"
+            )
+        return self.error(f"expected {_EXPECTED_LAYER} after {after}, got {c!r}")
+
+    def after_item(self, stack: list[_Frame]) -> list[Layer] | str:
+        """After an item: close groups, then read a separator (returning its description),
+        or reach the end (returning all the layers)."""
         while True:
             spaced = self.skip_space()
             c = self.peek()
-            if expect_item:
-                if c in _OPEN and c:
-                    stack.append(_Frame(opener=c, pos=self.pos))
-                    self.pos += 1
-                    after = f"'{c}'"
-                    continue
-                if c in LETTERS and c:
-                    layer_pos = self.pos
-                    layer = self.layer()
-                    if layer is None:  # the 'input' marker
-                        if len(stack) > 1 or stack[0].layers or layer_pos != self._first_pos():
-                            raise self.error(
-                                "'input' can only come first (it marks the image the network "
-                                "reads and builds nothing)",
-                                layer_pos,
-                            )
-                        after = "'input'"
-                        self.separator(False, after_input=True)
-                        continue
-                    items = [layer]
-                    self.repeat(items)
-                    self.add(stack[-1], items)
-                    expect_item = False
-                    continue
-                if c in _CLOSE and c:
-                    if after in ("'('", "'['"):
-                        raise self.error(f"empty group: expected {_EXPECTED_LAYER} after {after}")
-                    raise self.error(f"expected {_EXPECTED_LAYER} after {after}, got {c!r}")
-                if not c:
-                    if after == "the start":
-                        raise self.error("empty spec: expected " + _EXPECTED_LAYER)
-                    raise self.error(f"expected {_EXPECTED_LAYER} after {after}")
-                if c in DIGITS:
-                    raise self.error(
-                        f"expected {_EXPECTED_LAYER} after {after}, got a number (a layer takes "
-                        "one parameter after '-', e.g. conv3-64, fc-4096)"
-                    )
-                raise self.error(f"expected {_EXPECTED_LAYER} after {after}, got {c!r}")
-            # after an item: a closing bracket, a separator, or the end
             if not c:
                 if len(stack) > 1:
                     top = stack[-1]
                     raise self.error(f"'{top.opener}' is never closed", top.pos)
                 return stack[0].layers
-            if c in _CLOSE:
-                top = stack[-1]
-                if len(stack) == 1:
-                    raise self.error(f"{c!r} closes nothing: there is no open '(' or '['")
-                if _OPEN[top.opener] != c:
-                    raise self.error(
-                        f"{c!r} does not match the {top.opener!r} opened at character "
-                        f"{top.pos + 1}; expected {_OPEN[top.opener]!r}"
-                    )
-                self.pos += 1
-                stack.pop()
-                self.total -= len(top.layers)
-                items = top.layers
-                self.repeat(items)
-                self.add(stack[-1], items)
-                continue
-            sep = self.separator(spaced)
-            if not sep:
-                raise self.error(self.unexpected_after_item())
-            after = sep
-            expect_item = True
+            if c not in _CLOSE:
+                break
+            self.close(stack, c)
+        sep = self.separator(spaced)
+        if not sep:
+            raise self.error(self.unexpected_after_item())
+        return sep
+
+    def close(self, stack: list[_Frame], c: str) -> None:
+        """Close the open group with ``c`` and add its layers, repeated, to the one around."""
+        top = stack[-1]
+        if len(stack) == 1:
+            raise self.error(f"{c!r} closes nothing: there is no open '(' or '['")
+        if _OPEN[top.opener] != c:
+            raise self.error(
+                f"{c!r} does not match the {top.opener!r} opened at character "
+                f"{top.pos + 1}; expected {_OPEN[top.opener]!r}"
+            )
+        self.pos += 1
+        stack.pop()
+        self.total -= len(top.layers)
+        items = top.layers
+        self.repeat(items)
+        self.add(stack[-1], items)
 
     def _first_pos(self) -> int:
         i = 0
