@@ -28,6 +28,8 @@ from cnnlab.errors import CnnlabError
 
 __all__ = [
     "LENET5_C3_TABLE",
+    "SHORTCUTS",
+    "VARIANTS",
     "BasicBlock",
     "Bottleneck",
     "ConnectionTableConv2d",
@@ -364,13 +366,13 @@ class ZeroPadShortcut(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
-_SHORTCUTS = ("A", "B", "C")
-_VARIANTS = ("v1", "v1.5")
+SHORTCUTS = ("A", "B", "C")  # ResNet's shortcut options (He et al. 2015, section 3.3)
+VARIANTS = ("v1.5", "v1")  # where a downsampling bottleneck strides (see Bottleneck)
 
 
 def _shortcut(c_in: int, c_out: int, stride: int, kind: str) -> nn.Module | None:
     """``None`` for a plain identity, else the shortcut module named ``downsample``."""
-    if kind not in _SHORTCUTS:
+    if kind not in SHORTCUTS:
         raise CnnlabError(
             f"shortcut must be 'A' (zero-padding identity), 'B' (projection where the shape "
             f"changes) or 'C' (projection everywhere), got {kind!r}"
@@ -451,7 +453,7 @@ class Bottleneck(nn.Module):
         variant: str = "v1.5",
     ):
         super().__init__()
-        if variant not in _VARIANTS:
+        if variant not in VARIANTS:
             raise CnnlabError(
                 f"variant must be 'v1' (stride on the first 1x1, the paper) or 'v1.5' "
                 f"(stride on the 3x3, torchvision), got {variant!r}"

@@ -25,7 +25,7 @@ from cnnlab.layers import (
     Subsampling,
 )
 
-__all__ = ["check_choice", "check_count", "input_hw", "trace"]
+__all__ = ["check_choice", "check_count", "checked_input", "input_hw", "trace"]
 
 Layers = Sequence[tuple[str, nn.Module]]
 
@@ -73,6 +73,16 @@ def input_hw(model: str, input_size: object, native: tuple[int, int]) -> tuple[i
             f"got {input_size!r}"
         )
     return (input_size[0], input_size[1])
+
+
+def checked_input(
+    model: str, num_classes: object, in_channels: object, input_size: object, native: tuple
+) -> tuple[int, int]:
+    """The checks every builder makes of its common arguments: ``num_classes`` and
+    ``in_channels`` positive integers, and ``input_size`` as ``(H, W)`` (see :func:`input_hw`)."""
+    check_count(model, "num_classes", num_classes)
+    check_count(model, "in_channels", in_channels)
+    return input_hw(model, input_size, native)
 
 
 def trace(model: str, layers: Layers, hw: tuple[int, int], native: tuple[int, int]) -> tuple:

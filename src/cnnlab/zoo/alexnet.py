@@ -28,7 +28,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import LocalResponseNorm
-from cnnlab.zoo._common import check_choice, check_count, input_hw, trace
+from cnnlab.zoo._common import check_choice, checked_input, trace
 from cnnlab.zoo._registry import REGISTRY
 
 __all__ = ["AlexNet", "alexnet"]
@@ -75,15 +75,13 @@ def alexnet(
     network only (see the module docstring)."""
     check_choice("alexnet", "variant", variant, _CONVS)
     name = "alexnet" if variant == "paper" else "alexnet_onetower"
-    check_count(name, "num_classes", num_classes)
-    check_count(name, "in_channels", in_channels)
+    native = (227, 227) if variant == "paper" else (224, 224)
+    h, w = checked_input(name, num_classes, in_channels, input_size, native)
     if groups is None:
         groups = 2 if variant == "paper" else 1
     check_choice(name, "groups", groups, (1, 2) if variant == "paper" else (1,))
     if norm_before_pool and variant != "paper":
         raise CnnlabError(f"{name} has no normalisation layers: norm_before_pool does not apply")
-    native = (227, 227) if variant == "paper" else (224, 224)
-    h, w = input_hw(name, input_size, native)
 
     layers: list[tuple[str, nn.Module]] = []
     c = in_channels
@@ -92,8 +90,8 @@ def alexnet(
         conv_layer = nn.Conv2d(c, out, k, s, p, groups=min(g, groups))
         layers += [(conv, conv_layer), (f"relu{i}", nn.ReLU())]
         c = out
-        # The paper's LRN: k=2, n=5, alpha=1e-4, beta=0.75 (section 3.3).
-        norm = [(f"norm{i}", LocalResponseNorm(5, 1e-4, 0.75, 2.0))]
+        # The paper's LRN (section 3.3): k=2, n=5, alpha=1e-4, beta=0.75, the layer's defaults.
+        norm = [(f"norm{i}", LocalResponseNorm())]
         if variant != "paper" or conv not in _NORMED:
             norm = []
         pool = [(f"pool{_POOLED[conv]}", nn.MaxPool2d(3, 2))] if conv in _POOLED else []

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from cnnlab.layers import Inception, LocalResponseNorm
-from cnnlab.zoo._common import check_count, input_hw, trace
+from cnnlab.zoo._common import checked_input, trace
 from cnnlab.zoo._registry import REGISTRY
 
 __all__ = ["AUX_LOSS_WEIGHT", "GoogLeNet", "GoogLeNetOutputs", "InceptionAux", "googlenet"]
@@ -121,9 +121,7 @@ def googlenet(
     aux_logits: bool = False,
 ) -> GoogLeNet:
     """Build GoogLeNet from Table 1 (see the module docstring for its details)."""
-    check_count("googlenet", "num_classes", num_classes)
-    check_count("googlenet", "in_channels", in_channels)
-    hw = input_hw("googlenet", input_size, _NATIVE)
+    hw = checked_input("googlenet", num_classes, in_channels, input_size, _NATIVE)
 
     def lrn() -> nn.Module:
         return LocalResponseNorm(5, 2e-5, 0.75, 1.0)  # Caffe's alpha=1e-4 is divided by 5

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cnnlab.layers import LENET5_C3_TABLE, ConnectionTableConv2d, ScaledTanh, Subsampling
-from cnnlab.zoo._common import check_count, input_hw, trace
+from cnnlab.zoo._common import checked_input, trace
 from cnnlab.zoo._registry import REGISTRY
 
 __all__ = ["LeNet5", "lenet5"]
@@ -53,9 +53,7 @@ def lenet5(
     inputs other than 32x32 are handled.
     """
     name = "lenet5_modern" if modern else "lenet5"
-    check_count(name, "num_classes", num_classes)
-    check_count(name, "in_channels", in_channels)
-    h, w = input_hw(name, input_size, (_FIELD, _FIELD))
+    h, w = checked_input(name, num_classes, in_channels, input_size, (_FIELD, _FIELD))
 
     def act() -> nn.Module:
         return nn.ReLU() if modern else ScaledTanh()

@@ -37,8 +37,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cnnlab.layers import BasicBlock, Bottleneck
-from cnnlab.zoo._common import check_choice, check_count, input_hw, trace
+from cnnlab.layers import SHORTCUTS, VARIANTS, BasicBlock, Bottleneck
+from cnnlab.zoo._common import check_choice, checked_input, trace
 from cnnlab.zoo._registry import REGISTRY
 
 __all__ = ["ResNet", "resnet", "resnet_cifar"]
@@ -106,11 +106,9 @@ def resnet(
     """
     check_choice("resnet", "depth", depth, IMAGENET)
     name = f"resnet{depth}"
-    check_count(name, "num_classes", num_classes)
-    check_count(name, "in_channels", in_channels)
-    check_choice(name, "variant", variant, ("v1.5", "v1"))
-    check_choice(name, "shortcut", shortcut, ("A", "B", "C"))
-    hw = input_hw(name, input_size, (224, 224))
+    hw = checked_input(name, num_classes, in_channels, input_size, (224, 224))
+    check_choice(name, "variant", variant, VARIANTS)
+    check_choice(name, "shortcut", shortcut, SHORTCUTS)
     block, counts = IMAGENET[depth]
     kw = {"shortcut": shortcut} | ({"variant": variant} if block is Bottleneck else {})
     layers: list[tuple[str, nn.Module]] = [
@@ -146,10 +144,8 @@ def resnet_cifar(
     """
     check_choice("resnet_cifar", "depth", depth, CIFAR)
     name = f"resnet{depth}"
-    check_count(name, "num_classes", num_classes)
-    check_count(name, "in_channels", in_channels)
-    check_choice(name, "shortcut", shortcut, ("A", "B", "C"))
-    hw = input_hw(name, input_size, (32, 32))
+    hw = checked_input(name, num_classes, in_channels, input_size, (32, 32))
+    check_choice(name, "shortcut", shortcut, SHORTCUTS)
     n = CIFAR[depth]
     layers: list[tuple[str, nn.Module]] = [
         ("conv1", nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)),

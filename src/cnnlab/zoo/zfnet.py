@@ -24,7 +24,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import LocalResponseNorm
-from cnnlab.zoo._common import check_count, input_hw, trace
+from cnnlab.zoo._common import check_count, checked_input, trace
 from cnnlab.zoo._registry import REGISTRY
 
 __all__ = ["ZFNet", "zfnet"]
@@ -45,15 +45,13 @@ def zfnet(
     conv345: tuple[int, int, int] = (384, 384, 256),
 ) -> ZFNet:
     """Build ZFNet (Fig. 3 of the paper, reconstructed as the module docstring says)."""
-    check_count("zfnet", "num_classes", num_classes)
-    check_count("zfnet", "in_channels", in_channels)
+    h, w = checked_input("zfnet", num_classes, in_channels, input_size, _NATIVE)
     if not isinstance(conv345, tuple | list) or len(conv345) != 3:
         raise CnnlabError(f"zfnet: conv345 must be three widths, got {conv345!r}")
     c3, c4, c5 = (check_count("zfnet", "conv345 width", c) for c in conv345)
-    h, w = input_hw("zfnet", input_size, _NATIVE)
 
     def lrn() -> nn.Module:
-        return LocalResponseNorm(5, 1e-4, 0.75, 2.0)
+        return LocalResponseNorm()  # AlexNet's k=2, n=5, alpha=1e-4, beta=0.75: its defaults
 
     layers: list[tuple[str, nn.Module]] = [
         ("conv1", nn.Conv2d(in_channels, 96, 7, stride=2, padding=1)),
