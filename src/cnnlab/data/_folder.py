@@ -130,6 +130,10 @@ def _decode(path: Path, hint: str = "") -> Image.Image:
                 return img
     except DataError:
         raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an image file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(
             f"{path}: refused as a possible decompression bomb ({exc}); raise "
