@@ -344,3 +344,25 @@ def test_a_user_mistake_ends_the_process_with_one_line_and_status_2(damaged):
     out = cli("eval", damaged / "pickle")
     assert_user_error(out, f"{damaged / 'pickle' / 'weights' / 'best.safetensors'}: damaged")
     assert out.stdout == ""
+
+
+# ---- a run written by cnnlab train itself -------------------------------------------------------
+def test_a_cnnlab_train_run_is_evaluated_on_exactly_its_validation_images(tmp_path, capsys):
+    run_dir = tmp_path / "trained"
+    trained = cli(
+        "train", "conv3-8-relu-maxpool-fc-10", "--data", "fashion-mnist", "--recipe", "fast",
+        "--set", "iterations=30", "--set", "epochs=none", "--batch-size", "64", "--seed", "3",
+        "--val-split", "0.05", "--out", run_dir, "--quiet",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    run = open_run(run_dir)
+    val = in_process(capsys, "eval", run_dir, "--split", "val", "--format", "json")
+    doc = json.loads(val.stdout)
+    assert doc["n"] == 3_000  # 5% of 60,000, held out with seed 3
+    assert doc["top1"] == pytest.approx(max(m["val_top1"] for m in run.epochs), abs=1e-12)
+    assert doc["loss"] == pytest.approx(run.epochs[-1]["val_loss"], rel=1e-5)
+    test = json.loads(in_process(capsys, "eval", run_dir, "--format", "json").stdout)
+    assert test["n"] == 10_000
+    listed = json.loads(in_process(capsys, "runs", tmp_path, "--format", "json").stdout)
+    assert [(r["recipe"], r["epochs"]) for r in listed["runs"]] == [("fast", 1)]
+    assert listed["runs"][0]["test_top1"] == pytest.approx(run.final["test_top1"])
