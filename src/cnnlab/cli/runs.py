@@ -340,7 +340,7 @@ def _runs(args: argparse.Namespace) -> int:
     else:
         print(f"no runs in {table.folder}")
     if any(r.stopped for r in table.rows):
-        print("* stopped early")
+        print("* stopped early: " + ", ".join(sorted({r.stopped for r in table.rows if r.stopped})))
     if table.skipped:
         names = ", ".join(p.name for p, _ in table.skipped[:5])
         more = ", ..." if len(table.skipped) > 5 else ""

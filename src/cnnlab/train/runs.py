@@ -139,7 +139,8 @@ def check_compatible(runs: list[Any]) -> None:
 @dataclass(frozen=True)
 class RunRow:
     """One run folder, summarised: accuracies in [0, 1] (None when not measured), ``seconds``
-    the training time summed over its epochs, ``stopped`` why it ended early (or None)."""
+    the training time summed over its epochs, ``stopped`` why it ended early ("interrupted",
+    "diverged"; None when it completed or when the log does not say)."""
 
     path: Path
     model: str
@@ -180,6 +181,11 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _stopped(value: Any) -> str | None:
+    """Why a run ended before its schedule did ("interrupted", "diverged"), or None."""
+    return value if isinstance(value, str) and value != "completed" else None
+
+
 def _row(run: Any) -> RunRow:
     epochs = run.epochs
     vals = [v for v in (_number(m.get("val_top1")) for m in epochs) if v is not None]
@@ -195,7 +201,7 @@ def _row(run: Any) -> RunRow:
         best_val_top1=max(vals) if vals else None,
         test_top1=_number(final.get("test_top1")),
         seconds=sum(secs) if secs else None,
-        stopped=final.get("stopped") if isinstance(final.get("stopped"), str) else None,
+        stopped=_stopped(final.get("stopped")),
     )
 
 
