@@ -22,7 +22,7 @@ $(VENV)/.torch: | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,export]"
 	touch $@
 
 # Fashion-MNIST from Debian's package, where apt exists.  Elsewhere cnnlab finds the files

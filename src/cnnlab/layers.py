@@ -140,9 +140,12 @@ class Subsampling(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # divisor_override=1 turns average pooling into the window sum the paper uses.
-        s = F.avg_pool2d(x, self.kernel_size, self.stride, divisor_override=1)
-        return s * self.weight.view(-1, 1, 1) + self.bias.view(-1, 1, 1)
+        # The window sum is the window mean times its area, the area folded into the
+        # coefficient.  Not avg_pool2d(divisor_override=1): torch's ONNX exporters (both, in
+        # torch 2.13) drop divisor_override and silently export a mean, 4x too small for S2.
+        area = self.kernel_size * self.kernel_size
+        s = F.avg_pool2d(x, self.kernel_size, self.stride)
+        return s * (self.weight * area).view(-1, 1, 1) + self.bias.view(-1, 1, 1)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}"

@@ -6,6 +6,7 @@
   for the search order), downloading only when asked.
 * :class:`BatchPipeline` + :class:`Augment`: shuffled mini-batches on the training device,
   augmented and normalised as whole batches, deterministic per (seed, epoch), shardable.
+* :func:`read_image`: one image file, decoded safely and converted to a mode and size.
 
 The catalogue (:func:`list_datasets`, :func:`dataset_info`) needs no torch; the rest imports
 it lazily, so ``cnnlab data list`` stays fast.
@@ -25,6 +26,7 @@ __all__ = [
     "DataFile",
     "Dataset",
     "DatasetInfo",
+    "DecodedImage",
     "FileCheck",
     "Location",
     "channel_stats",
@@ -33,6 +35,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "locate",
+    "read_image",
     "search_dirs",
     "user_cache_dir",
 ]
@@ -45,6 +48,8 @@ _LAZY = {
     "FileCheck": "cnnlab.data.formats",
     "channel_stats": "cnnlab.data.dataset",
     "load_dataset": "cnnlab.data.dataset",
+    "DecodedImage": "cnnlab.data._folder",
+    "read_image": "cnnlab.data._folder",
 }
 
 

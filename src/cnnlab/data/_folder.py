@@ -27,13 +27,22 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from struct import error as _StructError
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from cnnlab.errors import DataError
 
-__all__ = ["FORMATS", "FolderSplit", "folder_splits", "read_folder", "scan_split"]
+__all__ = [
+    "FORMATS",
+    "DecodedImage",
+    "FolderSplit",
+    "folder_splits",
+    "read_folder",
+    "read_image",
+    "scan_split",
+]
 
 # Decoders Pillow may try.  Restricting them keeps rarely used (and more often vulnerable)
 # decoders such as TIFF, FITS, EPS or PDF away from user files.
@@ -105,6 +114,12 @@ def folder_splits(root: str | Path) -> dict[str, Path]:
 
 def _open(path: Path, mode: str) -> Image.Image:
     """Decode ``path`` fully and convert it to ``mode`` ("L" or "RGB"); DataError on failure."""
+    return _convert(_decode(path, "; remove it from the class folder"), mode, path)
+
+
+def _decode(path: Path, hint: str = "") -> Image.Image:
+    """Decode ``path`` fully, as the file has it; DataError on failure (``hint`` ends the
+    message of a file that is no image)."""
     try:
         with warnings.catch_warnings():
             # Above MAX_IMAGE_PIXELS Pillow only warns (it raises above twice that); cnnlab
@@ -112,9 +127,13 @@ def _open(path: Path, mode: str) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=FORMATS) as img:
                 img.load()
-                return _convert(img, mode, path)
+                return img
     except DataError:
         raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an image file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(
             f"{path}: refused as a possible decompression bomb ({exc}); raise "
@@ -122,8 +141,7 @@ def _open(path: Path, mode: str) -> Image.Image:
         ) from None
     except Image.UnidentifiedImageError:
         raise DataError(
-            f"{path}: not an image in a format cnnlab reads ({', '.join(FORMATS)}); "
-            "remove it from the class folder"
+            f"{path}: not an image in a format cnnlab reads ({', '.join(FORMATS)}){hint}"
         ) from None
     except (OSError, ValueError, SyntaxError, EOFError, _StructError) as exc:
         reason = str(exc) or type(exc).__name__
@@ -157,6 +175,39 @@ def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     left = (new_w - w) // 2
     top = (new_h - h) // 2
     return img.crop((left, top, left + w, top + h))
+
+
+class DecodedImage(NamedTuple):
+    """One image file as :func:`read_image` gives it: ``pixels`` uint8 (C, H, W) after the
+    conversion, and the file's own Pillow mode (``"RGB"``, ``"L"``, ``"RGBA"``, ``"P"``...) and
+    size (H, W) before it."""
+
+    pixels: np.ndarray
+    source_mode: str
+    source_size: tuple[int, int]
+
+
+def read_image(
+    path: str | Path, *, mode: str = "auto", size: tuple[int, int] | None = None
+) -> DecodedImage:
+    """Decode one image file with the policies of image folders (see the module doc).
+
+    ``mode``: ``"L"`` (grey; colour becomes ITU-R 601-2 luma, ``L = 0.299 R + 0.587 G +
+    0.114 B``, as Pillow converts), ``"RGB"`` (grey is repeated in R, G and B) or ``"auto"``.
+    ``size`` (H, W): scaled to cover it and centre-cropped; None keeps the file's size.
+    Raises :class:`DataError` naming the file when it is not a readable image.
+    """
+    if mode not in ("auto", "L", "RGB"):
+        raise DataError(f"image mode {mode!r}: expected 'L' (grey), 'RGB' or 'auto'")
+    path = Path(path)
+    img = _decode(path)
+    source = (img.mode, (img.height, img.width))
+    img = _convert(img, mode, path)
+    if size is not None:
+        img = _fit(img, size)
+    a = np.asarray(img, dtype=np.uint8)
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return DecodedImage(np.ascontiguousarray(a), *source)
 
 
 def read_folder(
