@@ -13,11 +13,13 @@ from torch import nn
 
 from cnnlab import build_spec, create_model
 from cnnlab.data import Dataset, load_dataset
+from cnnlab.train.config import resolve_config
 from cnnlab.train.device import placement
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.init import apply_init
 from cnnlab.train.loop import TrainData, fit, load_data
-from cnnlab.train.recipe import RECIPES, Recipe, resolve_config
+from cnnlab.train.recipe import Recipe
+from cnnlab.train.recipes import RECIPES
 from cnnlab.train.run import RunWriter, open_run
 
 CPU = placement("cpu", "fp32")

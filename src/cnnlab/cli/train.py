@@ -14,7 +14,7 @@ from cnnlab.errors import CnnlabError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from cnnlab.train.recipe import RECIPES
+    from cnnlab.train.recipes import RECIPES
 
     recipes = "\n".join(f"  {name:13s} {r.about.split('.')[0]}" for name, r in RECIPES.items())
     p = sub.add_parser(
@@ -165,7 +165,7 @@ class _Display:
 
 # ------------------------------------------------------------------------------------ command
 def _list_keys() -> int:
-    from cnnlab.train.recipe import describe_keys
+    from cnnlab.train.config import describe_keys
 
     for key, typ, default, doc in describe_keys():
         if key in ("about",):
@@ -193,7 +193,8 @@ def _train(args: argparse.Namespace) -> int:
         return _list_keys()
     if not args.data:
         raise CnnlabError("cnnlab train needs --data DATASET (e.g. --data fashion-mnist)")
-    from cnnlab.train.recipe import RECIPES, resolve_config
+    from cnnlab.train.config import resolve_config
+    from cnnlab.train.recipes import RECIPES
 
     model_name = args.target
     recipe, options = resolve_config(

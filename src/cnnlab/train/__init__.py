@@ -2,8 +2,9 @@
 
 * :func:`fit` (:mod:`cnnlab.train.loop`): sample a mini-batch, forward, loss, backward,
   update; validation each epoch, the test at the end; returns plain data.
-* :class:`Recipe` and :func:`resolve_config` (:mod:`cnnlab.train.recipe`): the papers'
-  recipes as frozen dataclasses in human units, layered with a TOML file and ``key=value``.
+* :class:`Recipe` (:mod:`cnnlab.train.recipe`), the papers' :data:`RECIPES`
+  (:mod:`cnnlab.train.recipes`) and :func:`resolve_config` (:mod:`cnnlab.train.config`):
+  frozen dataclasses in human units, layered with a TOML file and ``key=value``.
 * :func:`open_run` / :class:`Run` / :func:`read_record` (:mod:`cnnlab.train.run`): the run
   folder a training leaves behind, and the model it rebuilds.
 * :func:`evaluate` / :func:`probabilities` (:mod:`cnnlab.train.evaluate`).
@@ -26,10 +27,11 @@ _EXPORTS: dict[str, str] = {
     "loss_fn": "cnnlab.train.loop",
     "ConfigError": "cnnlab.train.recipe",
     "Options": "cnnlab.train.recipe",
-    "RECIPES": "cnnlab.train.recipe",
+    "RECIPES": "cnnlab.train.recipes",
     "Recipe": "cnnlab.train.recipe",
-    "default_recipe": "cnnlab.train.recipe",
-    "resolve_config": "cnnlab.train.recipe",
+    "default_recipe": "cnnlab.train.recipes",
+    "describe_keys": "cnnlab.train.config",
+    "resolve_config": "cnnlab.train.config",
     "Schedule": "cnnlab.train.optim",
     "make_optimizer": "cnnlab.train.optim",
     "param_groups": "cnnlab.train.optim",
