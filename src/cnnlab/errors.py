@@ -2,7 +2,8 @@
 
 Every error a user can cause (a bad spec, a window that does not fit, an unknown model name, a
 broken data file) is a :class:`CnnlabError`. The CLI prints such errors as one line and exits
-with status 2; anything else is a bug and keeps its traceback.
+with status 2; anything else is a bug and keeps its traceback.  :func:`check_int` is the one
+check of an integer argument (a count, a size, a stride) that every layer of cnnlab uses.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __all__ = [
     "ShapeError",
     "SpecError",
     "UnknownModelError",
+    "check_int",
 ]
 
 
@@ -69,3 +71,13 @@ class SpecError(CnnlabError):
 
 class DataError(CnnlabError):
     """A dataset that cannot be found, read or trusted; the message names the file."""
+
+
+def check_int(
+    what: str, value: object, low: int = 1, error: type[CnnlabError] | None = None
+) -> int:
+    """``value`` when it is an integer (not a bool) >= ``low``; otherwise ``error``
+    (:class:`CnnlabError` by default) saying ``"{what} must be an integer >= {low}, got ..."``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise (error or CnnlabError)(f"{what} must be an integer >= {low}, got {value!r}")
+    return value

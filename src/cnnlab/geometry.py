@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from cnnlab.errors import GeometryError
+from cnnlab.errors import GeometryError, check_int
 
 __all__ = [
     "Field",
@@ -58,8 +58,7 @@ def _validate(size: int, kernel: int, stride: int, padding: int, dilation: int) 
         ("padding", padding, 0),
         ("dilation", dilation, 1),
     ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise GeometryError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_int(name, value, low, GeometryError)
 
 
 def output_size(

@@ -23,7 +23,7 @@ from cnnlab.analysis.result import (
     TrainingMemory,
 )
 from cnnlab.analysis.tracer import Frame, OpRecord, trace
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, check_int
 
 __all__ = ["analyze"]
 
@@ -58,8 +58,7 @@ def analyze(
     if not isinstance(model, nn.Module):
         raise CnnlabError(f"analyze() needs a torch.nn.Module, got {type(model).__name__}")
     size = _check_size(input_size)
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise CnnlabError(f"batch must be an integer >= 1, got {batch!r}")
+    check_int("batch", batch)
     if not isinstance(dtype, torch.dtype):
         raise CnnlabError(f"dtype must be a torch.dtype, got {dtype!r}")
     table = R.DEFAULT_RULES.with_overrides(rules)

@@ -115,7 +115,21 @@ def read_idx(path: str | Path, *, ndim: int | None = None, what: str = "") -> Id
 
 
 def _parse(stream, path: Path, label: str, ndim: int | None):
-    sha = hashlib.sha256()
+    """The array of an IDX stream, its type code and the SHA-256 of its bytes; every
+    departure from the format is a DataError naming the byte."""
+    header, type_code, dims = _read_header(stream, label, ndim)
+    dtype = np.dtype(IDX_TYPES[type_code][0])
+    payload = _read_payload(stream, label, dtype, dims)
+    sha = hashlib.sha256(header)
+    sha.update(payload)
+    array = np.frombuffer(payload, dtype=dtype).reshape(dims)
+    if dtype.byteorder == ">":
+        array = array.astype(dtype.newbyteorder("="))
+    return array, type_code, sha.hexdigest()
+
+
+def _read_header(stream, label: str, ndim: int | None) -> tuple[bytes, int, tuple[int, ...]]:
+    """The header's bytes, type code and dimensions (magic number, then 4 bytes a size)."""
     magic = bytes(_read_exactly(stream, 4))
     if len(magic) < 4:
         raise DataError(
@@ -153,7 +167,11 @@ def _parse(stream, path: Path, label: str, ndim: int | None):
             raise DataError(
                 f"{label}: dimension {i} (byte {4 + 4 * i}) is 0; the file holds no data"
             )
-    dtype = np.dtype(IDX_TYPES[type_code][0])
+    return magic + dims_raw, type_code, dims
+
+
+def _read_payload(stream, label: str, dtype: np.dtype, dims: tuple[int, ...]):
+    """The data after the header: exactly what the dimensions declare, nothing after it."""
     expected = dtype.itemsize
     for d in dims:
         expected *= d
@@ -181,9 +199,4 @@ def _parse(stream, path: Path, label: str, ndim: int | None):
             f"{label}: {more} extra bytes after the {expected:,} bytes of data the header "
             f"declares ({declared}); the file is damaged or not what its name says"
         )
-    for part in (magic, dims_raw, payload):
-        sha.update(part)
-    array = np.frombuffer(payload, dtype=dtype).reshape(dims)
-    if dtype.byteorder == ">":
-        array = array.astype(dtype.newbyteorder("="))
-    return array, type_code, sha.hexdigest()
+    return payload

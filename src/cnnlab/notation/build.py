@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from cnnlab.errors import SpecError
+from cnnlab.layers.init import apply_init
 from cnnlab.notation.kinds import Softmax
 from cnnlab.notation.parser import parse_spec
 from cnnlab.notation.spec import Spec
@@ -83,20 +84,5 @@ def build_spec(
                 step.layer.pos,
             ) from exc
     if init == "he":
-        _he_init(net)
+        apply_init(net, "he")
     return net
-
-
-def _he_init(net: nn.Module) -> None:
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.affine:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)

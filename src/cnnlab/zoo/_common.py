@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from torch import nn
 
 from cnnlab import geometry
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, check_int
 from cnnlab.layers import (
     BasicBlock,
     Bottleneck,
@@ -45,9 +45,7 @@ _SAME_SIZE = (
 
 def check_count(model: str, name: str, value: object) -> int:
     """A positive integer option (``num_classes``, ``in_channels``...), or a CnnlabError."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise CnnlabError(f"{model}: {name} must be a positive integer, got {value!r}")
-    return value
+    return check_int(f"{model}: {name}", value)
 
 
 def check_choice(model: str, name: str, value: object, choices: Iterable[object]) -> None:

@@ -38,6 +38,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cnnlab.layers import SHORTCUTS, VARIANTS, BasicBlock, Bottleneck
+from cnnlab.layers.init import apply_init
 from cnnlab.zoo._common import check_choice, checked_input, trace
 from cnnlab.zoo._registry import REGISTRY
 
@@ -75,12 +76,9 @@ def _stage(block, c_in: int, planes: int, blocks: int, stride: int, **kw) -> nn.
 
 
 def _init(model: nn.Module, zero_init_residual: bool) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    # As torchvision and the paper: He's initialisation of the convolutions, the classifier
+    # left at PyTorch's default, BatchNorm at weight 1 and shift 0 (as built).
+    apply_init(model, "he", linear=False)
     if zero_init_residual:
         for m in model.modules():
             if isinstance(m, BasicBlock | Bottleneck):
