@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -56,6 +57,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--option", action="append", metavar="KEY=VALUE", help="builder option, aux_logits=True"
     )
     p.add_argument("--data-dir", metavar="DIR", help="where to look for the dataset first")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue RUN from its newest valid checkpoint (only epochs, iterations and the "
+        "settings of checkpoints, logging and threads may change)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="also checkpoint every N steps (always: each epoch, Ctrl-C, SIGTERM)",
+    )
+    p.add_argument(
+        "--early-stop",
+        type=int,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation top-1; keep the best weights",
+    )
+    p.add_argument(
+        "--on-nan",
+        choices=("stop", "skip"),
+        help="a non-finite loss or gradient: stop (default, exit status 3) or skip the update",
+    )
     p.add_argument("--quiet", action="store_true", help="one plain line per epoch, no bar")
     p.add_argument("--list-keys", action="store_true", help="list every configuration key")
     p.set_defaults(func=_train)
@@ -185,12 +209,69 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "val_split": args.val_split,
         "eval_test_every_epoch": args.eval_test_every_epoch,
+        "checkpoint_every": args.checkpoint_every,
+        "early_stop": args.early_stop,
+        "on_nan": args.on_nan,
     }
+
+
+# Exit statuses of cnnlab train (besides 0, and 2 for a user mistake), in the README.
+EXIT_DIVERGED = 3  # a non-finite loss or gradient stopped the run
+EXIT_CHECKPOINT = 4  # a checkpoint could not be written (a full disk); the previous one stays
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), checkpoint saved
+EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM), checkpoint saved
+
+# What a resumed run may change; everything else must be as the run was started.
+MAY_CHANGE = (
+    "epochs",
+    "iterations",
+    "threads",
+    "checkpoint_every",
+    "early_stop",
+    "on_nan",
+    "log_steps",
+    "eval_test_every_epoch",
+    "eval_batch_size",
+)
+
+
+def _resume_sources(args: argparse.Namespace) -> tuple[Path, dict[str, Any], Any]:
+    """(run folder, its config.toml, its newest valid checkpoint) for --resume; TARGET,
+    --data and --option must agree with the run when they are given."""
+    from cnnlab.train.checkpoint import CHECKPOINT_DIR, load_checkpoint
+    from cnnlab.train.run import CONFIG_FILE, read_config
+
+    path = Path(args.resume)
+    if not (path / CONFIG_FILE).is_file():
+        raise CnnlabError(
+            f"--resume {path}: not a run folder (no {CONFIG_FILE}); give a folder that "
+            "cnnlab train wrote"
+        )
+    saved = read_config(path / CONFIG_FILE)
+    ckpt = load_checkpoint(path / CHECKPOINT_DIR)
+    for flag, given, was in (
+        ("TARGET", args.target, saved.get("target")),
+        ("--data", args.data, saved.get("dataset")),
+    ):
+        if given is not None and given != was:
+            raise CnnlabError(
+                f"--resume {path}: {flag} {given!r}, but the run trained {was!r}; leave it "
+                "out to continue the run as it was"
+            )
+    return path, saved, ckpt
 
 
 def _train(args: argparse.Namespace) -> int:
     if args.list_keys:
         return _list_keys()
+    resume = None
+    if args.resume:
+        resume_path, saved, resume = _resume_sources(args)
+        for note in resume.notes:
+            print(f"warning: {note}", file=sys.stderr)
+        args.target = args.target or saved.get("target")
+        args.data = args.data or saved.get("dataset")
+        args.data_dir = args.data_dir or saved.get("data_dir")
     if not args.data:
         raise CnnlabError("cnnlab train needs --data DATASET (e.g. --data fashion-mnist)")
     from cnnlab.train.config import resolve_config
@@ -200,7 +281,7 @@ def _train(args: argparse.Namespace) -> int:
     recipe, options = resolve_config(
         args.recipe,
         model_name=model_name,
-        config_file=args.config,
+        config_file=(resume_path / "config.toml") if resume is not None else args.config,
         sets=args.sets,
         flags=_flags(args),
     )
@@ -220,12 +301,15 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from cnnlab.analysis import analyze
+    from cnnlab.train.checkpoint import CheckpointError, compare_config
     from cnnlab.train.init import apply_init, set_dropout
     from cnnlab.train.loop import fit, load_data
     from cnnlab.train.run import RunWriter, create_run_dir, environment
     from cnnlab.zoo.target import load_target, parse_options
 
     kwargs = dict(parse_options(args.option))
+    if resume is not None and args.option is None:
+        kwargs = dict((saved.get("model") or {}).get("kwargs") or {})
     data = load_data(args.data, options.val_split, seed=options.seed, data_dir=args.data_dir)
     train = data.train
     shape = train.image_shape
@@ -267,10 +351,6 @@ def _train(args: argparse.Namespace) -> int:
     }
     if kind == "file":
         record["file"] = str(Path(target_text.rpartition(":")[0]).resolve())
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    dataset_label = train.name.replace("folder:", "").replace("/", "_").strip("_") or "data"
-    path = create_run_dir(args.out, f"{label}-{dataset_label}-{stamp}")
-    run = RunWriter(path, record)
     config = {
         "target": target_text,
         "dataset": train.name,
@@ -289,13 +369,29 @@ def _train(args: argparse.Namespace) -> int:
             "test": len(data.test) if data.test is not None else 0,
             "integrity": train.integrity,
         },
-        "environment": {
-            **environment(threads, where.device),
-            "command": "cnnlab " + shlex.join(sys.argv[1:]),
-        },
     }
-    run.write_config(config)
-    run.write_json("summary.json", summary.to_dict())
+    if args.data_dir:
+        config["data_dir"] = str(Path(args.data_dir).resolve())
+    # What a checkpoint keeps, and a resume compares (the environment may change).
+    resolved = json.loads(json.dumps({k: v for k, v in config.items() if k != "data_dir"}))
+    env = {**environment(threads, where.device), "command": "cnnlab " + shlex.join(sys.argv[1:])}
+    if resume is not None:
+        try:
+            compare_config(resume.config, resolved, MAY_CHANGE)
+        except CheckpointError as exc:
+            raise CnnlabError(f"--resume {resume_path}: {exc}") from None
+        path = resume_path
+        resumes = list(saved.get("environment", {}).get("resumed", []))
+        resumes.append(f"step {resume.step}: {env['command']}")
+        env = {**saved.get("environment", {}), "resumed": resumes}
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        dataset_label = train.name.replace("folder:", "").replace("/", "_").strip("_") or "data"
+        path = create_run_dir(args.out, f"{label}-{dataset_label}-{stamp}")
+    run = RunWriter(path, record)
+    run.write_config({**config, "environment": env})
+    if resume is None:
+        run.write_json("summary.json", summary.to_dict())
 
     peak = recipe.effective_lr()
     lr_text = f"lr {peak:g}" + (
@@ -326,6 +422,12 @@ def _train(args: argparse.Namespace) -> int:
             "note: tensorboard is not installed, so no TensorBoard curves (pip install "
             "'cnnlab[tensorboard]'); metrics.csv has the same numbers"
         )
+    if resume is not None:
+        s = resume.state
+        print(
+            f"resuming from {resume.path.name}: step {resume.step:,}, epoch {s['epoch'] + 1}"
+            + (f" after its batch {s['batch']}" if s["batch"] else " from its start")
+        )
     print(f"run folder: {path}", flush=True)
 
     started = time.perf_counter()
@@ -341,22 +443,48 @@ def _train(args: argparse.Namespace) -> int:
                 eval_batch_size=options.eval_batch_size,
                 run=run,
                 on_event=display,
+                checkpoint_every=options.checkpoint_every,
+                resume=resume,
+                early_stop=options.early_stop,
+                on_nan=options.on_nan,
+                log_steps=options.log_steps,
+                config=resolved,
             )
+    except CheckpointError as exc:
+        print(f"error: {exc}; resume with: cnnlab train --resume {shlex.quote(str(path))}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CHECKPOINT
     finally:
         run.close()
     elapsed = time.perf_counter() - started
     final = result.final
-    if result.stopped == "interrupted":
-        print(
-            f"interrupted at epoch {final['epoch']}, step {final['step']:,} of "
-            f"{final['total_steps']:,}; the weights so far are in {path}/weights/final."
-            "safetensors, metrics of the finished epochs in metrics.jsonl"
+    quoted = shlex.quote(str(path))
+    if result.stopped in ("interrupted", "terminated"):
+        how = "Ctrl-C" if result.stopped == "interrupted" else "SIGTERM"
+        saved_at = (
+            f"checkpoint {Path(final['checkpoint']).name} saved"
+            if final.get("checkpoint")
+            else "the newest checkpoint in checkpoints/ is where it continues"
         )
-        return 130
+        print(
+            f"stopped by {how} at epoch {final['epoch']}, step {final['step']:,} of "
+            f"{final['total_steps']:,}; {saved_at}; resume with: cnnlab train --resume {quoted}"
+        )
+        return EXIT_INTERRUPTED if result.stopped == "interrupted" else EXIT_TERMINATED
     if result.stopped == "diverged":
-        raise CnnlabError(
-            f"the training loss is not finite after epoch {final['epoch']} (lr {peak:g}); "
-            f"lower --lr, or set grad_clip; the run so far is in {path}"
+        print(
+            f"error: the {final['what']} is not finite at step {final['fault_step']:,} (epoch "
+            f"{final['fault_epoch']}, batch {final['fault_batch']}), lr {final['fault_lr']:.3g}; "
+            "the run stopped before that update and no checkpoint was written from it; lower "
+            "--lr or set grad_clip (or --on-nan skip); the run so far is in "
+            f"{path}",
+            file=sys.stderr,
+        )
+        return EXIT_DIVERGED
+    if result.stopped == "early-stopped":
+        print(
+            f"early stop: no better validation top-1 for {options.early_stop} epochs; the "
+            f"weights of epoch {final['restored_epoch']} (the best) are restored"
         )
     if result.test is not None:
         print(
@@ -370,7 +498,6 @@ def _train(args: argparse.Namespace) -> int:
             f"{final['best_epoch']} (weights/best.safetensors)"
         )
     print(f"run folder: {path}")
-    quoted = shlex.quote(str(path))
     print("next:")
     print(f"  cnnlab eval {quoted}                      # per-class accuracy, confusion matrix")
     print(f"  cnnlab predict {quoted} IMAGE.png         # class probabilities of an image")

@@ -14,11 +14,16 @@ and the data position is the pipeline's ``epoch(e, start=k)``.
 from __future__ import annotations
 
 import math
+import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,7 +34,7 @@ from cnnlab.train.evaluate import Evaluation, autocast, evaluate
 from cnnlab.train.optim import Schedule, make_optimizer
 from cnnlab.train.recipe import Recipe
 
-__all__ = ["FitResult", "TrainData", "TrainState", "fit", "load_data", "loss_fn"]
+__all__ = ["STOP_REASONS", "FitResult", "TrainData", "TrainState", "fit", "load_data", "loss_fn"]
 
 Event = dict[str, Any]
 
@@ -132,6 +137,46 @@ class FitResult:
         return self.final["stopped"]
 
 
+class _Stopper:
+    """SIGINT (Ctrl-C) and SIGTERM set a flag that the loop reads after each step, so a run
+    stops at a step boundary with a consistent checkpoint; a second Ctrl-C stops at once."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+        if enabled and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def close(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+def _finite_model(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()
+               if t.is_floating_point())  # fmt: skip
+
+
+def _grad_norm(model: nn.Module, clip: float | None) -> torch.Tensor:
+    """The gradients' global L2 norm (after clipping it to ``clip`` when given)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if clip is not None:
+        return nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if not grads:
+        return torch.zeros(())
+    return nn.utils.get_total_norm(grads)
+
+
+STOP_REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+
 def fit(
     model: nn.Module,
     data: TrainData,
@@ -144,6 +189,14 @@ def fit(
     run: Any | None = None,
     on_event: Callable[[Event], None] | None = None,
     report_every: float = 0.5,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: Any | None = None,
+    early_stop: int | None = None,
+    on_nan: str = "stop",
+    log_steps: bool = False,
+    config: dict[str, Any] | None = None,
+    handle_signals: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``data.train`` with ``recipe``; see the module doc.
 
@@ -153,14 +206,37 @@ def fit(
     :class:`~cnnlab.train.run.RunWriter` that receives every metrics row and the best and
     final weights, or None.  ``on_event``: called with plain dicts: ``{"event": "start"}``,
     ``"progress"`` (about every ``report_every`` seconds), ``"epoch"`` (the row), ``"end"``
-    (the final row).  Ctrl-C (KeyboardInterrupt) stops after saving the final weights; the
-    result then says ``stopped="interrupted"`` and where.
+    (the final row).
+
+    Checkpoints (:mod:`cnnlab.train.checkpoint`) go to ``checkpoint_dir`` (default: the
+    run's ``checkpoints/``; none without a run): after every epoch, every
+    ``checkpoint_every`` steps, and when the run is stopped.  ``resume``: a
+    :class:`~cnnlab.train.checkpoint.Checkpoint` to continue from, exactly (the same steps,
+    losses and final weights as a run that was never stopped, on the CPU).
+
+    Stopping: Ctrl-C (SIGINT) and SIGTERM stop at the end of the step in progress, with a
+    checkpoint (``stopped`` is ``"interrupted"`` or ``"terminated"``; with
+    ``handle_signals=False``, or outside the main thread, only KeyboardInterrupt does).  A
+    non-finite loss or gradient norm stops before the update (``"diverged"``, the final row
+    says the step, epoch and lr; no checkpoint is written after it), or with
+    ``on_nan="skip"`` skips that update and counts it (``skipped_steps``).  ``early_stop``:
+    stop when the validation top-1 has not improved for that many epochs, and end with the
+    best epoch's weights (``"early-stopped"``, ``restored_epoch``).  ``log_steps``: each
+    step's loss and lr go to the run's ``steps.jsonl``.
     """
     from cnnlab.data import Augment, BatchPipeline
+    from cnnlab.train.checkpoint import CheckpointError, restore, save_checkpoint
 
     where = where or placement()
     emit = on_event or (lambda event: None)
     train = data.train
+    if on_nan not in ("stop", "skip"):
+        raise CnnlabError(f"on_nan={on_nan!r}: expected 'stop' or 'skip'")
+    if early_stop is not None and data.val is None:
+        raise CnnlabError(
+            f"early_stop={early_stop}: early stopping watches the validation top-1, and this "
+            "run holds out no validation split; valid: val_split > 0"
+        )
     if recipe.batch_size % where.world_size:
         raise CnnlabError(
             f"batch_size={recipe.batch_size}: the global batch must split evenly across "
@@ -191,6 +267,13 @@ def fit(
     steps_per_epoch = len(batches)
     total = recipe.iterations or recipe.epochs * steps_per_epoch
     epochs = math.ceil(total / steps_per_epoch)
+    if resume is not None and resume.step >= total:
+        raise CnnlabError(
+            f"{resume.path}: the run has done all its {total} steps ({epochs} epochs); to "
+            "train longer, resume with more epochs (--set epochs=N or --epochs N)"
+        )
+    if checkpoint_dir is None and run is not None:
+        checkpoint_dir = Path(run.path) / "checkpoints"
 
     model.to(where.device)
     if where.channels_last:
@@ -201,7 +284,49 @@ def fit(
         schedule=Schedule(recipe, total, steps_per_epoch),
         step=0,
     )
-    torch.manual_seed(seed)  # dropout masks; the data order has its own (seed, epoch) stream
+    # Dropout masks (and anything of the user's model that draws from Python's or NumPy's
+    # global generators); the data order has its own (seed, epoch) stream.
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    # The running sums of the epoch in progress (part of a mid-epoch checkpoint).
+    loss_sum = torch.zeros((), dtype=torch.float64, device=where.device)
+    correct = torch.zeros((), dtype=torch.int64, device=where.device)
+    seen = skipped = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    if resume is not None:
+        restore(state, resume)
+        loss_sum.copy_(resume.tensors["epoch/loss_sum"])
+        correct.copy_(resume.tensors["epoch/correct"])
+        seen, skipped = int(resume.state["seen"]), int(resume.state["skipped"])
+        if run is not None:
+            run.restart(state.history, state.step)
+            if early_stop is not None and state.best_epoch is not None:
+                best_state = run.load_weights("best")
+    config = dict(config or {"recipe": recipe.to_dict(), "seed": seed})
+    saved_step: int | None = resume.step if resume is not None else None
+
+    def checkpoint() -> Path | None:
+        """Save a checkpoint of the state now (a step boundary); None without a folder."""
+        nonlocal saved_step
+        if checkpoint_dir is None or saved_step == state.step:
+            return None
+        if not _finite_model(model):
+            raise CheckpointError(
+                f"{checkpoint_dir}: the weights at step {state.step} are not finite; no "
+                "checkpoint is written from them"
+            )
+        extra = {
+            "config": config,
+            "record": dict(run.record) if run is not None else None,
+            "seen": seen,
+            "skipped": skipped,
+            "world_size": where.world_size,
+            "tensors": {"epoch/loss_sum": loss_sum, "epoch/correct": correct},
+        }
+        path = save_checkpoint(checkpoint_dir, state, extra)
+        saved_step = state.step
+        return path
 
     def measure(split: Any) -> Evaluation:
         return evaluate(
@@ -220,19 +345,23 @@ def fit(
             "steps_per_epoch": steps_per_epoch,
             "total_steps": total,
             "train_images": len(train),
+            "resumed_step": resume.step if resume is not None else None,
         }
     )
+    stopper = _Stopper(handle_signals)
     stopped = "completed"
+    boundary = True  # the state is consistent (between two steps, or two epochs)
+    fault: dict[str, Any] | None = None
+    halt = False
     try:
-        while state.step < total:
+        while state.step < total and not halt:
             epoch = state.epoch
             model.train()
             started = time.perf_counter()
             last_report = started
-            loss_sum = torch.zeros((), dtype=torch.float64, device=where.device)
-            correct = torch.zeros((), dtype=torch.int64, device=where.device)
-            seen = 0
+            seen_before = seen
             for x, y in batches.epoch(epoch, start=state.batch):  # 1. sample a mini-batch
+                boundary = False
                 lr = state.schedule.lr(state.step)
                 for group in state.optimizer.param_groups:
                     group["lr"] = lr
@@ -243,15 +372,35 @@ def fit(
                     loss, logits = loss_fn(out, y, recipe.label_smoothing, recipe.aux_weight)
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # 3. backward: the gradients
-                if recipe.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                state.optimizer.step()  # 4. update the weights
+                norm = _grad_norm(model, recipe.grad_clip)
+                finite = bool(torch.isfinite(loss.detach()) & torch.isfinite(norm))
+                if finite:
+                    state.optimizer.step()  # 4. update the weights
+                elif on_nan == "skip":
+                    skipped += 1  # the update is skipped; weights and optimizer unchanged
+                else:
+                    fault = {
+                        "what": "loss" if not torch.isfinite(loss.detach()) else "gradient",
+                        "fault_step": state.step + 1,
+                        "fault_epoch": epoch + 1,
+                        "fault_batch": state.batch + 1,
+                        "fault_lr": lr,
+                    }
+                    stopped, halt = "diverged", True
+                    boundary = True  # nothing was changed by this step
+                    break
                 state.step += 1
                 state.batch += 1
                 n = y.shape[0]
-                seen += n
-                loss_sum += loss.detach().double() * n
-                correct += (logits.detach().argmax(1) == y).sum()
+                if finite:
+                    seen += n
+                    loss_sum += loss.detach().double() * n
+                    correct += (logits.detach().argmax(1) == y).sum()
+                boundary = True
+                if log_steps and run is not None:
+                    run.log_step(
+                        {"step": state.step, "epoch": epoch + 1, "loss": loss.item(), "lr": lr}
+                    )
                 now = time.perf_counter()
                 if on_event is not None and now - last_report >= report_every:
                     last_report = now
@@ -264,14 +413,24 @@ def fit(
                             "steps": steps_per_epoch,
                             "step": state.step,
                             "total_steps": total,
-                            "loss": float(loss_sum) / seen,
-                            "top1": int(correct) / seen,
+                            "loss": float(loss_sum) / max(seen, 1),
+                            "top1": int(correct) / max(seen, 1),
                             "lr": lr,
-                            "images_per_s": seen / (now - started),
+                            "images_per_s": (seen - seen_before) / (now - started),
                         }
                     )
+                if stopper.signal is not None:
+                    stopped, halt = STOP_REASONS[stopper.signal], True
+                    break
                 if state.step >= total:
                     break
+                # (at an epoch's last step, the epoch's own checkpoint follows)
+                every = checkpoint_every and state.step % checkpoint_every == 0
+                if every and state.batch < steps_per_epoch:
+                    checkpoint()
+            if halt:
+                break
+            boundary = False
             train_seconds = time.perf_counter() - started
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
@@ -280,9 +439,8 @@ def fit(
                 "train_top1": int(correct) / max(seen, 1),
                 "lr": state.schedule.lr(state.step - 1),
             }
-            state.epoch, state.batch = epoch + 1, 0
-            if not math.isfinite(row["train_loss"]):
-                stopped = "diverged"
+            if skipped:
+                row["skipped_steps"] = skipped
             if data.val is not None:
                 val = measure(data.val)
                 row.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
@@ -296,20 +454,41 @@ def fit(
                     test_loss=test.loss, test_top1=test.top1, test_top5=test.top5, test_peek=True
                 )
             row["seconds"] = time.perf_counter() - started
-            row["images_per_s"] = seen / train_seconds if train_seconds > 0 else None
-            state.history.append(row)
+            row["images_per_s"] = (seen - seen_before) / train_seconds if train_seconds else None
             score = row.get("val_top1")
-            if score is not None and score > state.best_top1:
+            improved = score is not None and score > state.best_top1
+            if improved:
                 state.best_top1, state.best_epoch = score, epoch + 1
+            state.history.append(row)
+            state.epoch, state.batch = epoch + 1, 0
+            loss_sum.zero_()
+            correct.zero_()
+            seen = skipped = 0
+            boundary = True
+            if improved:
                 if run is not None:
                     run.save_weights(model, "best")
+                if early_stop is not None:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if run is not None:
                 run.log(row)
+            checkpoint()
             emit({"event": "epoch", **row, "epochs": epochs})
-            if stopped == "diverged":
+            if (
+                early_stop is not None
+                and state.best_epoch is not None
+                and state.epoch - state.best_epoch >= early_stop
+                and state.step < total
+            ):
+                stopped = "early-stopped"
+                break
+            if stopper.signal is not None:
+                stopped = STOP_REASONS[stopper.signal]
                 break
     except KeyboardInterrupt:
         stopped = "interrupted"
+    finally:
+        stopper.close()
 
     final: dict[str, Any] = {
         "final": True,
@@ -320,12 +499,23 @@ def fit(
         "best_epoch": state.best_epoch,
         "best_val_top1": state.best_top1 if state.best_epoch is not None else None,
     }
-    if run is not None:
+    if fault is not None:
+        final.update(fault)
+    if stopped in ("interrupted", "terminated"):
+        if boundary:
+            path = checkpoint()
+            final["checkpoint"] = str(path) if path else None
+        else:
+            final["checkpoint"] = None  # stopped inside a step: the last checkpoint stays
+    if stopped == "early-stopped" and best_state is not None:
+        model.load_state_dict(best_state)
+        final["restored_epoch"] = state.best_epoch
+    if run is not None and _finite_model(model):
         run.save_weights(model, "final")
         if state.best_epoch is None:  # no validation split: the final weights are the best
             run.save_weights(model, "best")
     test = None
-    if stopped == "completed" and data.test is not None:
+    if stopped in ("completed", "early-stopped") and data.test is not None:
         test = measure(data.test)
         final.update(test_loss=test.loss, test_top1=test.top1, test_top5=test.top5)
         if run is not None:

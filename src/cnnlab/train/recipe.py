@@ -141,6 +141,20 @@ class Options:
         False, "evaluate the test split after every epoch too (marked in the logs)"
     )
     eval_batch_size: int = _key(1000, "batch size of evaluation", lo=1)
+    checkpoint_every: int | None = _key(
+        None, "also checkpoint every N steps (always: after each epoch, and when stopped)", lo=1
+    )
+    early_stop: int | None = _key(
+        None,
+        "stop after N epochs without a better validation top-1; end with the best weights",
+        lo=1,
+    )
+    on_nan: str = _key(
+        "stop",
+        "a non-finite loss or gradient: stop (exit status 3) | skip the update and count it",
+        choices=("stop", "skip"),
+    )
+    log_steps: bool = _key(False, "write each step's loss and lr to the run's steps.jsonl")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

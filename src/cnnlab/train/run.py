@@ -6,6 +6,8 @@ holds, every file written atomically (temporary file, fsync, rename)::
     config.toml                 the resolved configuration (recipe, target, dataset, seed,
                                 device, precision, threads, versions, git revision)
     metrics.jsonl, metrics.csv  one row per epoch, then one row with "final": true
+    steps.jsonl                 each step's loss and lr (only with log_steps)
+    checkpoints/step-N.safetensors  the newest two checkpoints (cnnlab.train.checkpoint)
     weights/final.safetensors   the weights at the end (or where an interruption stopped)
     weights/best.safetensors    the weights of the epoch with the best validation top-1
     summary.json                ``analyze(model, input_shape, batch).to_dict()``
@@ -50,6 +52,7 @@ __all__ = [
     "RECORD_KEYS",
     "Run",
     "RunWriter",
+    "STEPS_FILE",
     "build_from_record",
     "create_run_dir",
     "environment",
@@ -62,6 +65,7 @@ __all__ = [
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
+STEPS_FILE = "steps.jsonl"
 WEIGHTS_DIR = "weights"
 SUMMARY_FILE = "summary.json"
 FINAL_FILE = "final.json"
@@ -411,6 +415,7 @@ class RunWriter:
         self.rows: list[dict[str, Any]] = []
         (self.path / WEIGHTS_DIR).mkdir(parents=True, exist_ok=True)
         self._tb = _tensorboard_writer(self.path) if tensorboard else None
+        self._steps: Any = None
 
     @property
     def tensorboard(self) -> bool:
@@ -418,6 +423,9 @@ class RunWriter:
         return self._tb is not None
 
     def close(self) -> None:
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
         if self._tb is not None:
             self._tb.close()
             self._tb = None
@@ -449,6 +457,37 @@ class RunWriter:
 
     def save_weights(self, model: Any, name: str) -> Path:
         return save_weights(self.path / WEIGHTS_DIR / f"{name}.safetensors", model, self.record)
+
+    def load_weights(self, name: str) -> dict[str, Any]:
+        """The tensors of this run's ``weights/<name>.safetensors`` (checked)."""
+        return load_weights(self.path / WEIGHTS_DIR / f"{name}.safetensors")[1]
+
+    def log_step(self, row: Mapping[str, Any]) -> None:
+        """Append one step's row to ``steps.jsonl`` (appended, not rewritten: a line cut
+        by a crash is dropped when the run resumes)."""
+        if self._steps is None:
+            self._steps = open(self.path / STEPS_FILE, "a", encoding="utf-8")  # noqa: SIM115
+        self._steps.write(json.dumps(_jsonable(dict(row))) + "\n")
+        self._steps.flush()
+
+    def restart(self, history: list[dict[str, Any]], step: int) -> None:
+        """Continue this run from a checkpoint: the metrics are its ``history`` again (the
+        rows written after it are dropped), and ``steps.jsonl`` keeps steps <= ``step``."""
+        lines = "".join(json.dumps(_jsonable(r)) + "\n" for r in history)
+        self.rows = [_jsonable(dict(r)) for r in history]
+        _io.atomic_write_text(self.path / METRICS_FILE, lines)
+        _io.atomic_write_text(self.path / METRICS_CSV, _csv(self.rows) if self.rows else "")
+        steps = self.path / STEPS_FILE
+        if steps.is_file():
+            kept = []
+            for line in steps.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # cut by the crash
+                if isinstance(row, dict) and int(row.get("step", step + 1)) <= step:
+                    kept.append(line + "\n")
+            _io.atomic_write_text(steps, "".join(kept))
 
 
 def _tensorboard_writer(path: Path) -> Any:
