@@ -9,9 +9,9 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo "sudo -n")
 PYTEST_ARGS ?=
 
-.PHONY: setup data run test lint bench bench-analysis bench-data clean
+.PHONY: setup data browser run test lint bench bench-analysis bench-data clean
 
-setup: $(VENV)/.installed data
+setup: $(VENV)/.installed data browser
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,13 +36,24 @@ data:
 	  || echo "warning: could not install dataset-fashion-mnist; see README, 'Data'"; \
 	else echo "note: no apt-get here; put Fashion-MNIST where README 'Data' says"; fi
 
+# Headless Chromium and its driver from Debian's packages, where apt exists: the tests open the
+# run report and the interactive arithmetic page in a real browser (make test requires it).
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium and chromium-driver"; \
+	  $(SUDO) apt-get install -y -q chromium chromium-driver >/dev/null \
+	  || ($(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium chromium-driver >/dev/null) \
+	  || echo "warning: could not install chromium; the browser tests will fail"; \
+	else echo "note: no apt-get here; install Chromium and chromedriver for the browser tests"; fi
+
 # The main job: train LeNet-5 on Fashion-MNIST with the lenet recipe (about 2 minutes on two
 # CPU cores); it ends with the test accuracy, the run folder under runs/ and what to try next.
 run: setup
 	$(PY) -m cnnlab train lenet5 --data fashion-mnist
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	CNNLAB_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # ruff, and the import contract (imports only point down; tests/test_architecture.py, also
 # part of `make test`).

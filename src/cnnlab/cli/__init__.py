@@ -17,7 +17,7 @@ from cnnlab.errors import CnnlabError
 
 # Modules of this package that add subcommands, in the order `cnnlab --help` lists them.  Each
 # must exist and define register(subparsers): a missing one is an ImportError, never skipped.
-_COMMAND_MODULES = ("models", "analysis", "data", "train", "runs")
+_COMMAND_MODULES = ("models", "analysis", "data", "train", "runs", "viz")
 
 EXIT_USAGE = 2
 

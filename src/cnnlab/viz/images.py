@@ -8,7 +8,7 @@ import torch
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["denormalize"]
+__all__ = ["denormalize", "normalize"]
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -28,3 +28,16 @@ def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
     return ((x * s + m) * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """float32 ``(pixel/255 - mean) / std`` of uint8 images (N, C, H, W), per channel: what
+    the model saw in training (the inverse of :func:`denormalize`)."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.dtype != torch.uint8:
+        raise CnnlabError("normalize needs uint8 images N x C x H x W")
+    c = images.shape[1]
+    if len(mean) != c or len(std) != c:
+        raise CnnlabError(f"normalize: {c} channels but {len(mean)} means and {len(std)} stds")
+    m = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1)
+    return (images.float() / 255 - m) / s
