@@ -58,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-dir", metavar="DIR", help="where to look for the dataset first")
     p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="start from these weights: a state_dict as .safetensors, or .pth read with "
+        "torch.load(weights_only=True) (torchvision's ResNet, VGG, AlexNet)",
+    )
+    p.add_argument(
         "--resume",
         metavar="RUN",
         help="continue RUN from its newest valid checkpoint (only epochs, iterations and the "
@@ -327,6 +333,10 @@ def _train(args: argparse.Namespace) -> int:
     label = {"zoo": target.label, "file": target_text.rpartition(":")[2]}.get(kind, "net")
     set_dropout(model, recipe.dropout, label)
     apply_init(model, recipe.init)
+    if args.weights and resume is None:
+        from cnnlab.train.pretrained import load_pretrained
+
+        load_pretrained(model, args.weights)
     summary = analyze(model, shape, batch=recipe.batch_size)
     out_shape = summary.output_shapes[0] if summary.output_shapes else None
     if out_shape is not None and tuple(out_shape)[1:] != (train.num_classes,):
@@ -370,6 +380,16 @@ def _train(args: argparse.Namespace) -> int:
             "integrity": train.integrity,
         },
     }
+    if args.weights and resume is None:
+        from cnnlab._io import file_hash
+
+        config["model"]["weights"] = str(Path(args.weights).resolve())
+        config["model"]["weights_sha256"] = file_hash(args.weights)
+    elif resume is not None:  # where the run started from is the run's, not the resume's
+        started_from = resume.config.get("model") or {}
+        for key in ("weights", "weights_sha256"):
+            if key in started_from:
+                config["model"][key] = started_from[key]
     if args.data_dir:
         config["data_dir"] = str(Path(args.data_dir).resolve())
     # What a checkpoint keeps, and a resume compares (the environment may change).

@@ -184,6 +184,14 @@ def checkpoint_paths(folder: str | Path) -> list[Path]:
 
 def _split(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
     """(header, tensor bytes) of a safetensors file's bytes, without trusting it."""
+    from cnnlab.train.run import foreign_format
+
+    foreign = foreign_format(blob)
+    if foreign is not None:
+        raise CheckpointError(
+            f"{where}: refused: it is {foreign}, not a safetensors checkpoint; cnnlab never "
+            "unpickles a checkpoint (unpickling can run any code)"
+        )
     if len(blob) < 8:
         raise CheckpointError(f"{where}: damaged checkpoint ({len(blob)} bytes, not safetensors)")
     (n,) = struct.unpack("<Q", blob[:8])
@@ -313,9 +321,10 @@ def restore(state: Any, ckpt: Checkpoint) -> None:
     state.history = list(s["history"])
 
     torch.set_rng_state(ckpt.tensors["rng/torch"])
-    cuda = [ckpt.tensors[f"rng/cuda/{i}"] for i in range(torch.cuda.device_count())]
-    if cuda and all(f"rng/cuda/{i}" in ckpt.tensors for i in range(len(cuda))):
-        torch.cuda.set_rng_state_all(cuda)
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            if f"rng/cuda/{i}" in ckpt.tensors:
+                torch.cuda.set_rng_state(ckpt.tensors[f"rng/cuda/{i}"], i)
     version, internal, gauss = s["rng"]["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = s["rng"]["numpy"]

@@ -56,6 +56,7 @@ __all__ = [
     "build_from_record",
     "create_run_dir",
     "environment",
+    "foreign_format",
     "load_weights",
     "open_run",
     "read_record",
@@ -166,8 +167,24 @@ def build_from_record(record: Mapping[str, Any], where: str = "record") -> Any:
     return target.model
 
 
+def foreign_format(blob: bytes) -> str | None:
+    """What a file that should be safetensors is instead, when it can be told from its first
+    bytes: a pickle, or a ``torch.save`` archive (a zip holding a pickle); else None."""
+    if blob[:1] == b"\x80" and blob[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle"
+    if blob[:4] == b"PK\x03\x04":
+        return "a zip archive (torch.save's format, a pickle inside)"
+    return None
+
+
 def _split(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
     """(header JSON, tensor payload) of a safetensors file's bytes."""
+    foreign = foreign_format(blob)
+    if foreign is not None:
+        raise CnnlabError(
+            f"{where}: refused: it is {foreign}, not safetensors; cnnlab never unpickles a "
+            "weights file (unpickling can run any code)"
+        )
     if len(blob) < 8:
         raise CnnlabError(f"{where}: damaged weights file ({len(blob)} bytes, not safetensors)")
     (n,) = struct.unpack("<Q", blob[:8])
