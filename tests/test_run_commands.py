@@ -324,7 +324,10 @@ def damaged(small_runs, tmp_path_factory):
         (("runs", "{tmp}/absent"), ["{tmp}/absent: does not exist"]),
         (("runs", "{tmp}", "--format", "csv"), ["--format 'csv'"]),
         (("eval", "{damaged}/missing"), ["{damaged}/missing/weights/best.safetensors: no such"]),
-        (("eval", "{damaged}/pickle"), ["{damaged}/pickle/weights/best.safetensors: damaged"]),
+        (
+            ("eval", "{damaged}/pickle"),
+            ["{damaged}/pickle/weights/best.safetensors: refused", "never unpickles"],
+        ),
         (("eval", "{damaged}/garbage"), ["{damaged}/garbage/weights/best.safetensors: damaged"]),
         (("predict", "{damaged}/pickle", "{tmp}/x.png"), ["pickle/weights/best.safetensors"]),
         (("ensemble", "{run}", "{damaged}/garbage"), ["garbage/weights/best.safetensors"]),
@@ -342,7 +345,7 @@ def test_each_user_mistake_is_one_error_line_and_exit_status_2(
 
 def test_a_user_mistake_ends_the_process_with_one_line_and_status_2(damaged):
     out = cli("eval", damaged / "pickle")
-    assert_user_error(out, f"{damaged / 'pickle' / 'weights' / 'best.safetensors'}: damaged")
+    assert_user_error(out, f"{damaged / 'pickle' / 'weights' / 'best.safetensors'}: refused")
     assert out.stdout == ""
 
 
