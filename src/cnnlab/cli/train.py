@@ -87,6 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a non-finite loss or gradient: stop (default, exit status 3) or skip the update",
     )
     p.add_argument("--quiet", action="store_true", help="one plain line per epoch, no bar")
+    p.add_argument("--no-report", action="store_true", help="skip RUN/report.html at the end")
     p.add_argument("--list-keys", action="store_true", help="list every configuration key")
     p.set_defaults(func=_train)
 
@@ -517,6 +518,13 @@ def _train(args: argparse.Namespace) -> int:
             f"best validation top-1 {_pct(final['best_val_top1'])} at epoch "
             f"{final['best_epoch']} (weights/best.safetensors)"
         )
+    if not args.no_report:
+        from cnnlab.viz.report import write_report
+
+        try:
+            print(f"report: {write_report(path, data_dir=args.data_dir)}")
+        except CnnlabError as exc:  # the run itself is complete; say why it has no report
+            print(f"note: no report ({exc}); the run folder has everything else")
     print(f"run folder: {path}")
     print("next:")
     print(f"  cnnlab eval {quoted}                      # per-class accuracy, confusion matrix")

@@ -62,6 +62,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_activations)
 
     p = vs.add_parser(
+        "maxact",
+        help="the dataset patches that activate each channel most (one pass over the data)",
+        description="For each channel of a layer, the images whose patch gives its largest "
+        "response, cropped to the unit's exact receptive field (padding in pink), found in one "
+        "batched pass over the split (Zeiler & Fergus 2013).",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--layer", required=True, help="module path of a convolution or pooling")
+    p.add_argument(
+        "--channels",
+        default="8",
+        metavar="K",
+        help="the K channels with the largest filter norm (default 8)",
+    )
+    p.add_argument("--channel", nargs="+", metavar="C", help="these channels instead")
+    p.add_argument("--top", default="9", metavar="N", help="patches per channel (default 9)")
+    p.add_argument("--split", default="test", metavar="|".join(_SPLITS), help="default: test")
+    p.add_argument("--limit", metavar="N", help="search the first N images only")
+    p.add_argument("--weights", default="best", metavar="best|final", help="default best")
+    _out_option(p, "maxact.png")
+    p.set_defaults(func=_maxact)
+
+    p = vs.add_parser(
         "arith",
         help="a filter sliding over its input: GIF, PNG strip, or page",
         description="The lecture's (N - F + 2P)/S + 1 animated: one frame per "
@@ -100,6 +123,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="look for the dataset here first")
     _out_option(p, "curves.png", "(and -confusion.png, -misclassified.png beside it)")
     p.set_defaults(func=_curves)
+
+    p = sub.add_parser(
+        "report",
+        help="a run's report: one self-contained HTML page",
+        description="One HTML page with everything embedded (no network): the run's config, "
+        "the model's summary table from the analysis, curves, confusion matrix and per-class "
+        "accuracy, first-layer filters, maximally activating patches, the architecture and "
+        "test predictions. cnnlab train writes it at the end of every run.",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--out", metavar="FILE", help="default RUN/report.html")
+    p.add_argument("--weights", default="best", metavar="best|final", help="default best")
+    p.add_argument("--data-dir", metavar="DIR", help="look for the dataset here first")
+    p.set_defaults(func=_report)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -246,6 +283,40 @@ def _split(s: Any, split: str, data: str | None) -> Any:
     return ds
 
 
+# ------------------------------------------------------------------------------------ maxact
+
+
+def _maxact(args: argparse.Namespace) -> int:
+    from cnnlab.analysis import analyze
+    from cnnlab.train.run import open_run
+    from cnnlab.train.runs import run_split
+    from cnnlab.viz._figure import figure_bytes
+    from cnnlab.viz.maxact import max_activations, maxact_figure, strongest_channels
+    from cnnlab.viz.source import module_named
+
+    _choice("--weights", args.weights, ("best", "final"))
+    _choice("--split", args.split, _SPLITS)
+    top = _whole("--top", args.top)
+    run = open_run(args.run)
+    model = run.build_model(args.weights)
+    layer, _ = module_named(model, args.layer)
+    ds = run_split(run, args.split)
+    if args.limit is not None:
+        ds = ds.subset(list(range(min(_whole("--limit", args.limit), len(ds)))))
+    if args.channel:
+        channels = [_whole("--channel", c, low=0) for c in args.channel]
+    else:
+        channels = strongest_channels(model, layer, _whole("--channels", args.channels))
+    analysis = analyze(model, run.input_shape)
+    found = max_activations(
+        model, ds, layer, channels, mean=run.mean, std=run.std, top=top, analysis=analysis
+    )
+    size = analysis.row(layer).field.size
+    title = f"{run.record['target']} ({run.path.name}), {ds.name} {ds.split} ({len(ds):,} images)"
+    _write(Path(args.out), figure_bytes(maxact_figure(found, layer, size, title)))
+    return 0
+
+
 # ------------------------------------------------------------------------------------- arith
 
 
@@ -352,4 +423,19 @@ def _curves(args: argparse.Namespace) -> int:
         _write(_beside(out, "-misclassified.png"), buf.getvalue())
     else:
         print("no misclassified test image")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cnnlab.viz.report import write_report
+
+    _choice("--weights", args.weights, ("best", "final"))
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise CnnlabError(f"--out {out}: is a folder; give a file name")
+    path = write_report(args.run, out, weights=args.weights, data_dir=args.data_dir)
+    print(f"wrote {path}")
     return 0
