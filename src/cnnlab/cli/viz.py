@@ -81,8 +81,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", metavar="|".join(_SPLITS), help="default: test")
     p.add_argument("--limit", metavar="N", help="search the first N images only")
     p.add_argument("--weights", default="best", metavar="best|final", help="default best")
+    p.add_argument(
+        "--project",
+        metavar="guided|deconvnet",
+        help="beside each patch, its projection to the pixels",
+    )
     _out_option(p, "maxact.png")
     p.set_defaults(func=_maxact)
+
+    p = vs.add_parser(
+        "gradcam",
+        help="Grad-CAM: where in one image the evidence for a class is",
+        description="The class score's gradient averaged over each map of a layer weights "
+        "the maps; their rectified sum, scaled to the image, is the evidence map "
+        "(Selvaraju et al. 2017).",
+    )
+    _subject_options(p)
+    p.add_argument("--image", metavar="FILE", help="an image file (converted as predict does)")
+    p.add_argument("--index", metavar="I", help="image I of a split of the run's dataset")
+    p.add_argument("--split", default="test", metavar="|".join(_SPLITS), help="default: test")
+    p.add_argument("--data", metavar="D", help="dataset (default: the run's own)")
+    p.add_argument("--layer", help="module path (default: the last convolution)")
+    p.add_argument(
+        "--class",
+        dest="target_class",
+        metavar="C",
+        help="class index or name (default: the predicted one)",
+    )
+    _out_option(p, "gradcam.png")
+    p.set_defaults(func=_gradcam)
 
     p = vs.add_parser(
         "arith",
@@ -137,6 +164,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default="best", metavar="best|final", help="default best")
     p.add_argument("--data-dir", metavar="DIR", help="look for the dataset here first")
     p.set_defaults(func=_report)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the lecture's demonstrations, computed",
+        description="Demonstrations of the lecture's claims, seeded and quick.",
+    )
+    ds = demo.add_subparsers(dest="demo_command", metavar="DEMO")
+    demo.set_defaults(func=lambda args: _usage(demo))
+    p = ds.add_parser(
+        "approx",
+        help="universal approximation: one wide hidden layer vs deeper nets, same parameters",
+        description="Fit a continuous 1-D function with one hidden layer of growing width "
+        "and with deeper ReLU networks of about the same parameter counts; plot the error "
+        "against the parameters, and the fits (under a minute on a CPU).",
+    )
+    p.add_argument("--steps", default="1500", metavar="N", help="Adam steps per net (1500)")
+    p.add_argument("--seed", default="0", metavar="S", help="default 0")
+    _out_option(p, "approx.png")
+    p.set_defaults(func=_approx)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -243,23 +289,60 @@ def _activations(args: argparse.Namespace) -> int:
     if (args.image is None) == (args.index is None):
         raise CnnlabError("give one input: --image FILE or --index I")
     s = _subject(args)
+    images, what, _ = _one_image(s, args)
+    x = normalize(images, s.mean or (0.0,) * images.shape[1], s.std or (1.0,) * images.shape[1])
+    maps = activation_maps(s.model, x[0], args.layers)
+    _write(Path(args.out), figure_bytes(activation_figure(maps, f"{s.label}: {what}")))
+    return 0
+
+
+def _one_image(s: Any, args: argparse.Namespace) -> tuple[Any, str, int | None]:
+    """(uint8 image batch of one, what it is, its label or None) from --image or --index."""
+    if (args.image is None) == (args.index is None):
+        raise CnnlabError("give one input: --image FILE or --index I")
     if args.image is not None:
         from cnnlab.train.predict import load_images
 
         images, _ = load_images([args.image], s.input_shape)
-        what = Path(args.image).name
+        return images, Path(args.image).name, None
+    index = _whole("--index", args.index, low=0)
+    ds = _split(s, args.split, args.data)
+    if index >= len(ds):
+        raise CnnlabError(
+            f"--index {index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})"
+        )
+    label = int(ds.labels[index])
+    what = f"{ds.name} {ds.split} image {index} ({ds.classes[label]})"
+    return ds.images[index : index + 1], what, label
+
+
+def _gradcam(args: argparse.Namespace) -> int:
+    from cnnlab.viz._figure import figure_bytes
+    from cnnlab.viz.attribution import grad_cam, grad_cam_figure
+    from cnnlab.viz.images import normalize
+    from cnnlab.viz.source import conv_layers, module_named
+
+    s = _subject(args)
+    images, what, _ = _one_image(s, args)
+    if args.layer is None:
+        convs = conv_layers(s.model)
+        if not convs:
+            raise CnnlabError("the model has no convolution; give --layer")
+        layer = convs[-1]
     else:
-        index = _whole("--index", args.index, low=0)
-        ds = _split(s, args.split, args.data)
-        if index >= len(ds):
-            raise CnnlabError(
-                f"--index {index}: the {ds.split} split has {len(ds)} images (0..{len(ds) - 1})"
-            )
-        images = ds.images[index : index + 1]
-        what = f"{ds.name} {ds.split} image {index} ({ds.classes[int(ds.labels[index])]})"
-    x = normalize(images, s.mean or (0.0,) * images.shape[1], s.std or (1.0,) * images.shape[1])
-    maps = activation_maps(s.model, x[0], args.layers)
-    _write(Path(args.out), figure_bytes(activation_figure(maps, f"{s.label}: {what}")))
+        layer, _ = module_named(s.model, args.layer)
+    target = None
+    if args.target_class is not None:
+        if args.target_class in s.classes:
+            target = s.classes.index(args.target_class)
+        else:
+            target = _whole("--class", args.target_class, low=0)
+    c = images.shape[1]
+    x = normalize(images, s.mean or (0.0,) * c, s.std or (1.0,) * c)[0]
+    cam, cls = grad_cam(s.model, x, layer, target)
+    name = s.classes[cls] if s.classes else str(cls)
+    title = f"{s.label}: {what}\nGrad-CAM of class {name} at {layer}"
+    _write(Path(args.out), figure_bytes(grad_cam_figure(images[0], cam, title)))
     return 0
 
 
@@ -313,7 +396,24 @@ def _maxact(args: argparse.Namespace) -> int:
     )
     size = analysis.row(layer).field.size
     title = f"{run.record['target']} ({run.path.name}), {ds.name} {ds.split} ({len(ds):,} images)"
-    _write(Path(args.out), figure_bytes(maxact_figure(found, layer, size, title)))
+    projections = None
+    if args.project is not None:
+        from cnnlab.viz.attribution import METHODS
+        from cnnlab.viz.maxact import project_patches
+
+        _choice("--project", args.project, METHODS)
+        projections = project_patches(
+            model,
+            ds,
+            layer,
+            found,
+            mean=run.mean,
+            std=run.std,
+            method=args.project,
+            analysis=analysis,
+        )
+    fig = maxact_figure(found, layer, size, title, projections, args.project or "")
+    _write(Path(args.out), figure_bytes(fig))
     return 0
 
 
@@ -438,4 +538,20 @@ def _report(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--out {out}: is a folder; give a file name")
     path = write_report(args.run, out, weights=args.weights, data_dir=args.data_dir)
     print(f"wrote {path}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- demo
+
+
+def _approx(args: argparse.Namespace) -> int:
+    from cnnlab.viz._figure import figure_bytes
+    from cnnlab.viz.approx import approx_figure, approximation_demo
+
+    steps = _whole("--steps", args.steps)
+    grid, y, fits = approximation_demo(steps=steps, seed=_whole("--seed", args.seed, low=0))
+    print("depth  width  params  RMS error")
+    for f in sorted(fits, key=lambda f: (f.depth, f.params)):
+        print(f"{f.depth:5d}  {f.width:5d}  {f.params:6d}  {f.rms:.4f}")
+    _write(Path(args.out), figure_bytes(approx_figure(grid, y, fits, steps)))
     return 0

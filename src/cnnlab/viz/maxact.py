@@ -19,7 +19,14 @@ import numpy as np
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["Patch", "crop_field", "max_activations", "maxact_figure", "strongest_channels"]
+__all__ = [
+    "Patch",
+    "crop_field",
+    "max_activations",
+    "maxact_figure",
+    "project_patches",
+    "strongest_channels",
+]
 
 PAD_RGB = (255, 105, 180)  # padding cells in a patch: a colour no grey image has
 
@@ -176,43 +183,107 @@ def _rgb(p: Patch) -> np.ndarray:
     return rgb
 
 
+def _projection_rgb(p: Any, mask: np.ndarray) -> np.ndarray:
+    """A projection crop (C, h, w) as RGB in [0, 1]: 0 at mid grey, scaled by its max |g|
+    (the deconvnet papers' display); padding in pink."""
+    g = np.asarray(p, dtype=np.float64)
+    m = np.abs(g).max() or 1.0
+    shown = 0.5 + 0.5 * g / m
+    rgb = np.repeat(shown, 3, axis=0) if shown.shape[0] == 1 else shown[:3]
+    rgb = np.transpose(rgb, (1, 2, 0)).copy()
+    rgb[mask] = np.asarray(PAD_RGB) / 255
+    return rgb
+
+
+def project_patches(
+    model: Any,
+    dataset: Any,
+    layer: str,
+    found: dict[int, list[Patch]],
+    *,
+    mean: Any,
+    std: Any,
+    method: str = "guided",
+    field: Any = None,
+    analysis: Any = None,
+) -> dict[int, list[np.ndarray]]:
+    """Each patch's projection to the pixels (:func:`~cnnlab.viz.attribution.unit_projection`
+    of its unit), cropped to the same receptive field: float (C, h, w) per patch."""
+    from cnnlab.viz.attribution import unit_projection
+    from cnnlab.viz.images import normalize
+
+    if field is None:
+        from cnnlab.analysis import analyze
+
+        field = _field(analysis or analyze(model, tuple(dataset.image_shape)), layer)
+    out: dict[int, list[np.ndarray]] = {}
+    for ch, patches in found.items():
+        crops = []
+        for p in patches:
+            x = normalize(dataset.images[p.index : p.index + 1], mean, std)[0]
+            g = unit_projection(model, x, layer, ch, p.unit, method).numpy()
+            crops.append(_crop_float(g, field, p.unit))
+        out[ch] = crops
+    return out
+
+
+def _crop_float(g: np.ndarray, field: Any, unit: tuple[int, int]) -> np.ndarray:
+    c, height, width = g.shape
+    (sh, sw), (jh, jw), (zh, zw) = field.size, field.jump, field.start
+    top, left = zh + unit[0] * jh, zw + unit[1] * jw
+    crop = np.zeros((c, sh, sw))
+    r0, r1 = max(top, 0), min(top + sh, height)
+    c0, c1 = max(left, 0), min(left + sw, width)
+    if r0 < r1 and c0 < c1:
+        crop[:, r0 - top : r1 - top, c0 - left : c1 - left] = g[:, r0:r1, c0:c1]
+    return crop
+
+
 def maxact_figure(
-    found: dict[int, list[Patch]], layer: str, field_size: tuple[int, ...], title: str
+    found: dict[int, list[Patch]],
+    layer: str,
+    field_size: tuple[int, ...],
+    title: str,
+    projections: dict[int, list[np.ndarray]] | None = None,
+    method: str = "",
 ) -> Any:
     """One row per channel: its patches, strongest first, each titled with its response
-    (``fig.axes`` in row order); padding in pink, as the figure says."""
+    (``fig.axes`` in row order), each followed by its projection when ``projections`` are
+    given; padding in pink, as the figure says."""
     from cnnlab.viz._figure import new_figure
 
+    step = 2 if projections else 1
     rows = len(found)
-    cols = max(len(p) for p in found.values())
+    cols = max(len(p) for p in found.values()) * step
     cell = 0.75
     fig = new_figure(cols * cell + 1.0, rows * (cell + 0.2) + 0.9)
     grid = fig.add_gridspec(
-        rows,
-        cols,
-        left=0.1,
-        right=0.99,
-        top=1 - 0.55 / fig.get_figheight(),
-        bottom=0.3 / fig.get_figheight(),
-        wspace=0.1,
-        hspace=0.4,
-    )
+        rows, cols, left=0.1, right=0.99, top=1 - 0.55 / fig.get_figheight(),
+        bottom=0.3 / fig.get_figheight(), wspace=0.1, hspace=0.4,
+    )  # fmt: skip
     for r, (ch, patches) in enumerate(found.items()):
         for c in range(cols):
             ax = fig.add_subplot(grid[r, c])
             ax.set_xticks([])
             ax.set_yticks([])
-            if c >= len(patches):
+            i, is_projection = divmod(c, step)[0], c % step == 1
+            if i >= len(patches):
                 ax.set_axis_off()
                 continue
-            ax.imshow(_rgb(patches[c]), interpolation="nearest")
-            ax.set_title(f"{patches[c].value:.2f}", fontsize=6, pad=1.5)
+            if is_projection:
+                ax.imshow(_projection_rgb(projections[ch][i], patches[i].padding),
+                          interpolation="nearest")  # fmt: skip
+                ax.set_title(method, fontsize=5, pad=1.5)
+                continue
+            ax.imshow(_rgb(patches[i]), interpolation="nearest")
+            ax.set_title(f"{patches[i].value:.2f}", fontsize=6, pad=1.5)
             if c == 0:
                 ax.set_ylabel(f"ch {ch}", fontsize=7)
     h, w = field_size
+    more = f"; beside each, its {method} projection" if projections else ""
     fig.suptitle(
-        f"{title}\n{layer}: top responses per channel, each cropped to the unit's "
-        f"{h}x{w} receptive field (pink: padding)",
+        f"{title}\n{layer}: top responses per channel, each cropped to the unit's {h}x{w} "
+        f"receptive field (pink: padding){more}",
         fontsize=8,
     )
     return fig
