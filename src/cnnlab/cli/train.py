@@ -493,11 +493,12 @@ def _train(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED if result.stopped == "interrupted" else EXIT_TERMINATED
     if result.stopped == "diverged":
+        what = {"loss": "loss", "gradient": "gradient norm", "weights": "weight"}[final["what"]]
         print(
-            f"error: the {final['what']} is not finite at step {final['fault_step']:,} (epoch "
-            f"{final['fault_epoch']}, batch {final['fault_batch']}), lr {final['fault_lr']:.3g}; "
-            "the run stopped before that update and no checkpoint was written from it; lower "
-            "--lr or set grad_clip (or --on-nan skip); the run so far is in "
+            f"error: training diverged: a non-finite {what} at step {final['fault_step']:,} "
+            f"(epoch {final['fault_epoch']}, batch {final['fault_batch']}), lr "
+            f"{final['fault_lr']:.3g}; no checkpoint is written from it, the last one stays; "
+            "lower --lr, or set grad_clip, or --on-nan skip; the run so far is in "
             f"{path}",
             file=sys.stderr,
         )

@@ -137,6 +137,10 @@ class FitResult:
         return self.final["stopped"]
 
 
+class _NonFiniteWeights(Exception):
+    """Raised inside :func:`fit` when a checkpoint would hold non-finite weights."""
+
+
 class _Stopper:
     """SIGINT (Ctrl-C) and SIGTERM set a flag that the loop reads after each step, so a run
     stops at a step boundary with a consistent checkpoint; a second Ctrl-C stops at once."""
@@ -225,7 +229,7 @@ def fit(
     step's loss and lr go to the run's ``steps.jsonl``.
     """
     from cnnlab.data import Augment, BatchPipeline
-    from cnnlab.train.checkpoint import CheckpointError, restore, save_checkpoint
+    from cnnlab.train.checkpoint import restore, save_checkpoint
 
     where = where or placement()
     emit = on_event or (lambda event: None)
@@ -312,10 +316,7 @@ def fit(
         if checkpoint_dir is None or saved_step == state.step:
             return None
         if not _finite_model(model):
-            raise CheckpointError(
-                f"{checkpoint_dir}: the weights at step {state.step} are not finite; no "
-                "checkpoint is written from them"
-            )
+            raise _NonFiniteWeights
         extra = {
             "config": config,
             "record": dict(run.record) if run is not None else None,
@@ -487,6 +488,17 @@ def fit(
                 break
     except KeyboardInterrupt:
         stopped = "interrupted"
+    except _NonFiniteWeights:
+        # A finite loss and gradient gave non-finite weights (an overflowing update): the
+        # run stops here, and the last checkpoint, written from finite weights, stays.
+        stopped, boundary = "diverged", False
+        fault = {
+            "what": "weights",
+            "fault_step": state.step,
+            "fault_epoch": state.epoch + (0 if state.batch == 0 else 1),
+            "fault_batch": state.batch,
+            "fault_lr": state.schedule.lr(max(state.step - 1, 0)),
+        }
     finally:
         stopper.close()
 
