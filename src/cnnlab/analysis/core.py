@@ -202,7 +202,9 @@ class _RowBuilder:
             trainable=agg.trainable,
             activations=_numel(frame.output_shapes[0]) if frame.output_shapes else 0,
             activation_bytes=(
-                _numel(frame.output_shapes[0]) * self.itemsize if frame.output_shapes else 0
+                _numel(frame.output_shapes[0]) * (frame.itemsize or self.itemsize)
+                if frame.output_shapes
+                else 0
             ),
             macs=agg.macs,
             other_ops=agg.other,
@@ -233,7 +235,7 @@ class _RowBuilder:
             biases=0,
             trainable=0,
             activations=_numel(shapes[0]) if shapes else 0,
-            activation_bytes=_numel(shapes[0]) * self.itemsize if shapes else 0,
+            activation_bytes=_numel(shapes[0]) * (rec.itemsize or self.itemsize) if shapes else 0,
             macs=agg.macs,
             other_ops=agg.other,
             uncounted=tuple(sorted(agg.uncounted)),

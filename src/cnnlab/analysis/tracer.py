@@ -12,8 +12,14 @@ How it works, and why the model is left exactly as it was:
 * A function without a rule runs on shape-only stand-ins of its tensor arguments (real
   tensors are replaced by ``meta`` tensors of the same shape, so nothing of the model is
   modified); it is recorded as *uncounted* unless it is a pure view.  Small real-only
-  computations (index tables, masks: at most 65,536 elements) run on the real tensors, because
-  their values can decide shapes.
+  computations (index tables, masks: at most 65,536 elements in and out, the output size
+  found on stand-ins first) run on the real tensors, because their values can decide shapes.
+* Factories (``torch.ones(b, c, h, w)``, ``torch.arange``, ``p.new_zeros``) make their result
+  on the meta device and are recorded as forward allocations; only results of at most 65,536
+  elements are made for real, as constants.  So the real memory an analysis takes is bounded
+  whatever the input size.
+* Whatever the forward assigns to its modules (counters, EMA buffers, caches, lists) is put
+  back afterwards (:class:`_ModelState`), also when it fails.
 * Forward pre/post hooks on every submodule delimit module calls; they are removed in a
   ``finally`` block, also when the forward fails.
 
@@ -69,6 +75,7 @@ class OpRecord:
     n: int = 1  # the n-th call of an op of this name directly in its frame
     # Producers of the traced inputs, in argument order: an op, or None for the model input.
     sources: tuple[OpRecord | None, ...] = ()
+    itemsize: int = 0  # bytes per value of the (first) output; 0: no tensor output
 
     @property
     def counted(self) -> bool:
@@ -90,6 +97,7 @@ class Frame:
     out_info: _TI | None = None
     override: ModuleCount | None = None  # a module rule's counts and kind
     sources: tuple[OpRecord | None, ...] = ()  # producers of the call's tensor inputs
+    itemsize: int = 0  # bytes per value of the (first) output
     op_counts: Counter[str] = field(default_factory=Counter)
 
     def add_op(self, rec: OpRecord) -> None:
@@ -228,20 +236,56 @@ class _Tracer(TorchFunctionMode):
         if rule is None:
             return self._fallback(func, args, kwargs)
         tensors = _tensors(kwargs, _tensors(args))
-        if tensors and not any(t.is_meta for t in tensors):
+        if not tensors:
+            return self._factory(rule, func, args, kwargs)
+        if not any(t.is_meta for t in tensors):
             # Only real tensors (parameters, buffers, constants): not part of the traced
             # activations.  Run small ones as they are, stand in for large ones.
             return self._run_untraced(func, args, kwargs, tensors)
+        return self._apply(rule, args, kwargs, tensors)
+
+    def _call(self, rule: R.OpRule, args, kwargs) -> R.Call:
         frame = self.stack[-1]
         where = f"{frame.path or '(model)'} ({frame.type})"
-        call = R.Call(rule.name, rule.bind(args, kwargs), where=where)
+        return R.Call(rule.name, rule.bind(args, kwargs), where=where)
+
+    def _apply(self, rule: R.OpRule, args, kwargs, tensors) -> Any:
+        """Run ``rule`` instead of the function, and record the call."""
+        call = self._call(rule, args, kwargs)
         effect = rule(call)
-        self._record(rule.name, frame, effect, tensors, call)
+        self._record(rule.name, self.stack[-1], effect, tensors, call)
+        return effect.output
+
+    def _factory(self, rule: R.OpRule, func, args, kwargs) -> Any:
+        """A function that creates tensors from sizes alone (``torch.ones(b, c, h, w)``,
+        ``torch.arange(n)``): its rule makes the result on the meta device, a forward
+        allocation.  A result of at most ``_REAL_LIMIT`` elements is made for real instead,
+        because its values may decide shapes (index tables, masks): a constant, as before."""
+        call = self._call(rule, args, kwargs)
+        effect = rule(call)
+        if sum(o.numel() for o in _tensors(effect.output)) <= _REAL_LIMIT:
+            return func(*args, **kwargs)
+        self._record(rule.name, self.stack[-1], effect, [], call)
         return effect.output
 
     def _run_untraced(self, func, args, kwargs, tensors):
         if sum(t.numel() for t in tensors) <= _REAL_LIMIT and not _mutates(func, kwargs):
-            return func(*args, **kwargs)
+            # Small real tensors can still make a large one (``p.expand(b, c, h, w)
+            # .contiguous()``, broadcasting, ``p.new_zeros(...)``): find the result's size on
+            # stand-ins first.  A function that needs values (``item()``, ``nonzero()``)
+            # fails there and runs for real, on its small inputs.
+            margs, mkwargs = _map_tensors(self._shadow, (args, kwargs))
+            try:
+                probe = func(*margs, **mkwargs)
+            except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError):
+                probe = None
+            if sum(o.numel() for o in _tensors(probe)) <= _REAL_LIMIT:
+                return func(*args, **kwargs)
+            # An activation-sized result: traced on the stand-ins, like an activation.
+            rule = self.rules.op(func)
+            if rule is not None:
+                return self._apply(rule, margs, mkwargs, _tensors(mkwargs, _tensors(margs)))
+            return self._fallback(func, margs, mkwargs)
         args, kwargs = _map_tensors(self._shadow, (args, kwargs))
         return func(*args, **kwargs)
 
@@ -249,7 +293,7 @@ class _Tracer(TorchFunctionMode):
         tensors = _tensors(kwargs, _tensors(args))
         if not any(t.is_meta for t in tensors):
             if not tensors:
-                return func(*args, **kwargs)  # factories (torch.zeros(3)) and the like
+                return func(*args, **kwargs)  # torch.tensor([...]), torch.get_default_dtype()...
             return self._run_untraced(func, args, kwargs, tensors)
         margs, mkwargs = _map_tensors(self._shadow, (args, kwargs))
         frame = self.stack[-1]
@@ -284,6 +328,7 @@ class _Tracer(TorchFunctionMode):
             effect=None,
             input_shapes=tuple(tuple(t.shape) for t in tensors),
             output_shapes=tuple(tuple(o.shape) for o in outs),
+            itemsize=outs[0].element_size() if outs else 0,
             out_info=info,
             view=is_view,
             sources=self.sources_of(tensors),
@@ -308,6 +353,7 @@ class _Tracer(TorchFunctionMode):
             effect=effect,
             input_shapes=tuple(tuple(t.shape) for t in tensors),
             output_shapes=tuple(tuple(o.shape) for o in outs),
+            itemsize=outs[0].element_size() if outs else 0,
             out_info=info,
             fits=fits,
             sources=self.sources_of(ins),
@@ -531,10 +577,74 @@ class _Hooks:
         tracer.stack.pop()
         frame.output_shapes = _shapes(output)
         outs = _tensors(output)
+        frame.itemsize = outs[0].element_size() if outs else 0
         frame.out_info = tracer.info_of(outs[0]) if outs else None
         rule = tracer.rules.module(module)
         if rule is not None:
             frame.override = rule(module, _tensors(args), output)
+
+
+class _ModelState:
+    """What a forward can change in a model, taken before the trace and put back after it.
+
+    A forward may assign to its modules (``self.calls += 1``, an EMA buffer
+    ``self.avg = 0.9 * self.avg + ...``, a cache ``self.last = x``) and fill the lists, dicts
+    and sets they hold; during a trace those values are shape-only tensors or counts of a
+    call that never happened.  Every module's attributes (parameters, buffers and submodules
+    included) are put back as they were, by identity, and the containers reachable from them
+    through lists, tuples, dicts and sets get their old contents back, in place.  Tensors
+    themselves are never written by the trace (in-place calls run on stand-ins), and
+    PyTorch's global random state is put back too.  Objects of other types that a forward
+    changes (an attribute of an attribute's ``__dict__``) are not tracked.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.attrs = [(m, dict(m.__dict__)) for m in model.modules()]
+        self.containers: dict[int, tuple[Any, Any]] = {}
+        for _, attrs in self.attrs:
+            for value in attrs.values():
+                self._take(value)
+        self.rng = torch.random.get_rng_state()
+
+    def _take(self, value: Any) -> None:
+        stack = [value]
+        while stack:
+            v = stack.pop()
+            if not isinstance(v, list | tuple | dict | set) or id(v) in self.containers:
+                continue
+            if isinstance(v, tuple):
+                self.containers[id(v)] = (v, None)  # immutable: only its items are tracked
+                stack.extend(v)
+            elif isinstance(v, dict):
+                self.containers[id(v)] = (v, list(v.items()))
+                stack.extend(v.values())
+            else:
+                self.containers[id(v)] = (v, list(v))
+                stack.extend(v)
+
+    def restore(self) -> None:
+        for obj, contents in self.containers.values():
+            if contents is None:
+                continue
+            if isinstance(obj, dict):
+                obj.clear()
+                obj.update(contents)
+            elif isinstance(obj, list):
+                obj[:] = contents
+            else:
+                obj.clear()
+                obj.update(contents)
+        for module, attrs in self.attrs:
+            now = module.__dict__
+            for key in [k for k in now if k not in attrs]:
+                del now[key]
+            for key, value in attrs.items():
+                if now.get(key, _MISSING) is not value:
+                    now[key] = value
+        torch.random.set_rng_state(self.rng)
+
+
+_MISSING = object()
 
 
 def _forward(model: nn.Module, x: torch.Tensor, tracer: _Tracer) -> Any:
@@ -565,17 +675,19 @@ def trace(
     tracer.state = {id(t) for t in (*model.parameters(), *model.buffers())}
     x_info = _TI(tuple(Field() for _ in range(max(x.dim() - 2, 0))))
     tracer._remember(x, x_info)
+    state = _ModelState(model)
     hooks = _Hooks(model, tracer)
     handles = []
-    for m in model.modules():
-        handles.append(m.register_forward_pre_hook(hooks.pre))
-        handles.append(m.register_forward_hook(hooks.post, always_call=True))
     try:
+        for m in model.modules():
+            handles.append(m.register_forward_pre_hook(hooks.pre))
+            handles.append(m.register_forward_hook(hooks.post, always_call=True))
         with tracer, torch.no_grad():
             output = _forward(model, x, tracer)
     finally:
         for h in handles:
             h.remove()
+        state.restore()
     root.output_shapes = _shapes(output)
     outs = _tensors(output)
     root.out_info = tracer.info_of(outs[0]) if outs else None

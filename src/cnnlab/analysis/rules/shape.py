@@ -19,6 +19,7 @@ from cnnlab.analysis.rules.base import (
     Rule,
     Spatial,
     as_tuple,
+    broadcast,
     is_tensor,
     new_tensor,
     numel,
@@ -216,6 +217,192 @@ for _name, _funcs in {
     "full_like": (torch.full_like,),
 }.items():
     _add(_funcs, _name, ("input",))(_like(_name))
+
+
+def _factory(func: Any) -> Rule:
+    """A tensor made from sizes alone (``torch.ones(b, c, h, w)``), made on the meta device:
+    no arithmetic, one forward allocation."""
+
+    def rule(call: Call) -> Effect:
+        kwargs = {k: v for k, v in call.args.items() if k not in ("*rest", "generator", "out")}
+        kwargs.pop("pin_memory", None)
+        kwargs["device"] = "meta"
+        return Effect(func(*call.args.get("*rest", ()), **kwargs), spatial=UNKNOWN)
+
+    return rule
+
+
+for _func in (
+    torch.empty,
+    torch.empty_strided,
+    torch.zeros,
+    torch.ones,
+    torch.full,
+    torch.rand,
+    torch.randn,
+    torch.randint,
+    torch.randperm,
+    torch.arange,
+    torch.linspace,
+    torch.logspace,
+    torch.eye,
+    torch.tril_indices,
+    torch.triu_indices,
+):
+    _add((_func,), _func.__name__, ())(_factory(_func))
+
+
+def _new_like(name: str) -> Rule:
+    def rule(call: Call) -> Effect:
+        x = call["input"]
+        kwargs = {k: v for k, v in call.args.items() if k not in ("input", "*rest", "device")}
+        kwargs.pop("pin_memory", None)
+        out = getattr(x, name)(*call.args.get("*rest", ()), **kwargs)  # x is shape-only
+        return Effect(out, spatial=UNKNOWN)
+
+    return rule
+
+
+for _name in ("new_empty", "new_zeros", "new_ones", "new_full", "new_empty_strided"):
+    _add((getattr(_T, _name),), _name, ("input",))(_new_like(_name))
+
+
+# Data movement with no arithmetic: copies in another order or with some values replaced.
+# Zero MACs and zero other ops (like a copy); they are counted, never "uncounted".
+
+
+def _moved_copy(name: str, out_shape: Any = None, spatial: Spatial = UNKNOWN) -> Rule:
+    def rule(call: Call) -> Effect:
+        x = call["input"]
+        shape = tuple(x.shape) if out_shape is None else out_shape(call, x)
+        return Effect(new_tensor(shape, x), spatial=spatial)
+
+    return rule
+
+
+def _repeat_shape(call: Call, x: torch.Tensor) -> tuple[int, ...]:
+    reps = call.args.get("repeats", ())
+    reps = (reps, *call.args.get("*rest", ())) if isinstance(reps, int) else tuple(reps)
+    if call.name == "tile" and len(reps) < x.dim():
+        reps = (1,) * (x.dim() - len(reps)) + reps
+    if len(reps) < x.dim():
+        raise ShapeError(f"{call.where}: repeat {reps} has fewer sizes than the {x.dim()}-D input")
+    lead = len(reps) - x.dim()
+    return tuple(reps[:lead]) + tuple(int(s) * r for s, r in zip(x.shape, reps[lead:], strict=True))
+
+
+def _shuffle_shape(call: Call, x: torch.Tensor) -> tuple[int, ...]:
+    n, c, h, w = x.shape[-4:] if x.dim() >= 4 else (1, *x.shape[-3:])
+    lead = tuple(x.shape[:-3])
+    if call.name == "pixel_shuffle":
+        r = int(call["upscale_factor"])
+        if c % (r * r):
+            raise ShapeError(
+                f"{call.where}: pixel_shuffle by {r} needs channels divisible by {r * r}, got {c}"
+            )
+        return (*lead, c // (r * r), h * r, w * r)
+    r = int(call["downscale_factor"])
+    if h % r or w % r:
+        raise ShapeError(
+            f"{call.where}: pixel_unshuffle by {r} needs height and width divisible by {r}, "
+            f"got {h}x{w}"
+        )
+    return (*lead, c * r * r, h // r, w // r)
+
+
+_add((torch.roll, _T.roll), "roll", ("input", "shifts", "dims"))(_moved_copy("roll"))
+_add((torch.flip, _T.flip), "flip", ("input", "dims"))(_moved_copy("flip"))
+_add((torch.tril, _T.tril), "tril", ("input", "diagonal"))(_moved_copy("tril", spatial=SAME))
+_add((torch.triu, _T.triu), "triu", ("input", "diagonal"))(_moved_copy("triu", spatial=SAME))
+_add((_T.repeat,), "repeat", ("input", "repeats"))(_moved_copy("repeat", _repeat_shape))
+_add((torch.tile, _T.tile), "tile", ("input", "repeats"))(_moved_copy("tile", _repeat_shape))
+_add((F.pixel_shuffle, torch.pixel_shuffle), "pixel_shuffle", ("input", "upscale_factor"))(
+    _moved_copy("pixel_shuffle", _shuffle_shape)
+)
+_add((F.pixel_unshuffle, torch.pixel_unshuffle), "pixel_unshuffle", ("input", "downscale_factor"))(
+    _moved_copy("pixel_unshuffle", _shuffle_shape)
+)
+
+
+def _masked_fill(inplace: bool) -> Rule:
+    def rule(call: Call) -> Effect:
+        x, mask = call["input"], call["mask"]
+        shape = broadcast([tuple(x.shape), tuple(mask.shape)], call.where)
+        out = x if inplace else new_tensor(shape, x)
+        # Backward zeroes the filled positions of the gradient: autograd keeps the mask.
+        return Effect(out, saved=(mask,), inplace=inplace)
+
+    return rule
+
+
+_add((torch.masked_fill, _T.masked_fill), "masked_fill", ("input", "mask", "value"))(
+    _masked_fill(False)
+)
+_add((_T.masked_fill_,), "masked_fill_", ("input", "mask", "value"))(_masked_fill(True))
+
+
+@_add((torch.where,), "where", ("condition", "input", "other"))
+def _where(call: Call) -> Effect:
+    cond, a, b = call["condition"], call.args.get("input"), call.args.get("other")
+    if a is None or b is None:
+        raise ShapeError(f"{call.where}: torch.where(condition) alone gives value-dependent sizes")
+    tensors = [t for t in (cond, a, b) if is_tensor(t)]
+    shape = broadcast([tuple(t.shape) for t in tensors], call.where)
+    values = [t for t in (a, b) if is_tensor(t)]
+    dtype = result_dtype(*values) if values else torch.get_default_dtype()
+    # One selection per element; autograd keeps the condition.
+    return Effect(new_tensor(shape, cond, dtype), other_ops=numel(shape), saved=(cond,))
+
+
+def _to_dtype(call: Call) -> torch.dtype | None:
+    """The dtype a ``Tensor.to``/``type_as``/``float()``-like call converts to (None: keeps)."""
+    fixed = {
+        "float": torch.float32, "double": torch.float64, "half": torch.float16,
+        "bfloat16": torch.bfloat16, "long": torch.int64, "int": torch.int32,
+        "bool": torch.bool,
+    }  # fmt: skip
+    if call.name in fixed:
+        return fixed[call.name]
+    if call.name == "type_as":
+        return call["other"].dtype
+    for value in (*call.args.get("*rest", ()), call.args.get("arg"), call.args.get("dtype")):
+        if isinstance(value, torch.dtype):
+            return value
+        if is_tensor(value):
+            return value.dtype
+    return None
+
+
+def _convert(call: Call) -> Effect:
+    # Devices do not matter to shape-only tensors; a new dtype is a new tensor, the same dtype
+    # is the input itself (what PyTorch returns).
+    x = call["input"]
+    dtype = _to_dtype(call)
+    copy = bool(call.get("copy", False))
+    if (dtype is None or dtype == x.dtype) and not copy:
+        return Effect(x, inplace=True)
+    return Effect(new_tensor(x.shape, x, dtype or x.dtype))
+
+
+_add((_T.to,), "to", ("input", "arg"))(_convert)
+_add((_T.type_as,), "type_as", ("input", "other"))(_convert)
+for _name in ("float", "double", "half", "bfloat16", "long", "int", "bool", "cpu", "cuda"):
+    _add((getattr(_T, _name),), _name, ("input",))(_convert)
+
+
+@_add((F.embedding,), "embedding", ("input", "weight", "padding_idx", "max_norm"))
+def _embedding(call: Call) -> Effect:
+    # A lookup: each index selects a row of the table.  No multiply-adds by definition (a
+    # one-hot matrix product would be rows x vocabulary x dim of them, none of them real).
+    idx, w = call["input"], call["weight"]
+    if idx.dtype.is_floating_point:
+        raise ShapeError(
+            f"{call.where}: embedding needs integer indices, got "
+            f"{str(idx.dtype).replace('torch.', '')} (analyze with dtype=torch.long)"
+        )
+    out = new_tensor((*idx.shape, int(w.shape[-1])), idx, w.dtype)
+    # Backward scatters the gradient back to the rows: autograd keeps the indices.
+    return Effect(out, spatial=UNKNOWN, saved=(idx,))
 
 
 @_add((F.interpolate,), "interpolate", ("input", "size", "scale_factor", "mode"))
