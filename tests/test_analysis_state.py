@@ -134,7 +134,6 @@ def test_factories_at_a_huge_input_allocate_nothing():
         sys.path.insert(0, "tests")
         from test_analysis_state import Factories
         from cnnlab.analysis import analyze
-from cnnlab.errors import CnnlabError
         rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         model = Factories()
         analyze(model, (3, 32, 32))

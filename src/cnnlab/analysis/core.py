@@ -71,6 +71,7 @@ def analyze(
         result = trace(model, x, strict=strict, rules=table)
         itemsize = x.element_size()
         builder = _RowBuilder(model, itemsize)
+        builder.attribute_functional_uses(result.root, result.used)
         builder.walk(result.root)
         rows = builder.rows + builder.uncalled_rows()
         totals = _totals(model, result, builder, batch)
@@ -144,6 +145,26 @@ class _RowBuilder:
                     continue
                 seen.add(id(p))
                 self.own.setdefault(path, []).append((attr, p))
+
+    def attribute_functional_uses(self, root: Frame, used: dict[int, Frame]) -> None:
+        """Parameters of a module that was never called but whose weights a called module
+        used itself (``F.linear(x, self.proj.weight)``, multi-head attention's ``out_proj``)
+        belong to the module whose call read them first, so that rows add up to the total."""
+        called: set[str] = set()
+        stack = [root]
+        while stack:
+            frame = stack.pop()
+            called.add(frame.path)
+            stack.extend(frame.children)
+        for path in [p for p in self.own if p not in called]:
+            keep = []
+            for attr, p in self.own[path]:
+                user = used.get(id(p))
+                if user is None:
+                    keep.append((attr, p))
+                else:
+                    self.own.setdefault(user.path, []).append((attr, p))
+            self.own[path] = keep
 
     def own_agg(self, path: str) -> _Agg:
         agg = _Agg()

@@ -127,15 +127,43 @@ def _cells(row: Row, indent: bool = True) -> list[str]:
     ]
 
 
+# Bytes per value of the dtypes an analysis can run in (the renderers do not import torch).
+_ITEMSIZE = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4,
+    "int16": 2, "int8": 1, "uint8": 1, "bool": 1, "complex64": 8, "complex128": 16,
+}  # fmt: skip
+
+
+def _itemsize(a: Analysis) -> float:
+    """Bytes per value of the analysis dtype (activations of other dtypes, such as boolean
+    masks or integer indices, are counted at their own size)."""
+    size = _ITEMSIZE.get(a.dtype)
+    return (
+        size if size is not None else a.totals.activation_bytes / max(a.totals.activation_values, 1)
+    )
+
+
+def _uncounted(a: Analysis) -> str:
+    """``+?`` when some op had no counting rule: the MACs shown are a lower bound."""
+    return "+?" if a.totals.uncounted else ""
+
+
 def _totals_lines(a: Analysis) -> list[str]:
     t = a.totals
     per = "image" if t.batch == 1 else f"batch of {t.batch}"
-    itemsize = a.totals.activation_bytes / max(a.totals.activation_values, 1)
+    itemsize = _itemsize(a)
+    mixed = t.activation_bytes != t.activation_values * itemsize
+    q = _uncounted(a)
+    macs = f"MACs: {t.macs:,}{q} ({human(t.macs)}{q}) per {per}"
+    if q:
+        macs += f", not counting {', '.join(sorted(t.uncounted))}"
     lines = [
-        f"Input: {_shape(a.input_shape)} ({a.dtype}, {itemsize:g} bytes per value)",
+        f"Input: {_shape(a.input_shape)} ({a.dtype}, {itemsize:g} bytes per value"
+        + ("; other dtypes (masks, indices) at their own size" if mixed else "")
+        + ")",
         f"Parameters: {t.params:,} ({t.trainable:,} trainable, {t.frozen:,} frozen; "
         f"{t.weights:,} weights + {t.biases:,} biases) = {human(t.param_bytes, 'B')}",
-        f"MACs: {t.macs:,} ({human(t.macs)}) per {per}; FLOPs = 2 x MACs = {human(t.flops)}",
+        f"{macs}; FLOPs = 2 x MACs = {human(t.flops)}{q}",
         f"Other element ops (not in MACs): {human(t.other_ops)}",
         f"Forward activations: {t.activation_values:,} values = "
         f"{human(t.activation_bytes, 'B')} per {per} (input included)",
@@ -398,7 +426,7 @@ def _prod(values) -> int:
 
 def render_lecture(a: Analysis) -> str:
     lines, total = lecture_lines(a)
-    itemsize = a.totals.activation_bytes / max(a.totals.activation_values, 1)
+    itemsize = _itemsize(a)
     out = [line for _, line in lines]
     out.append(
         f"TOTAL memory: {lecture_number(total, 3)} * {itemsize:g} bytes ~= "
@@ -409,7 +437,11 @@ def render_lecture(a: Analysis) -> str:
         f"TOTAL params: {human(a.totals.params)} parameters ({a.totals.params:,}, "
         f"{a.totals.biases:,} of them biases)"
     )
-    out.append(f"TOTAL MACs: {human(a.totals.macs)} ({a.totals.macs:,}; FLOPs = 2 x MACs)")
+    q = _uncounted(a)
+    out.append(
+        f"TOTAL MACs: {human(a.totals.macs)}{q} ({a.totals.macs:,}{q}; FLOPs = 2 x MACs)"
+        + (f"; not counting {', '.join(sorted(a.totals.uncounted))}" if q else "")
+    )
     return "\n".join(out) + "\n"
 
 

@@ -125,6 +125,7 @@ class TraceResult:
     saved_bytes: int
     input_values: int
     input_bytes: int
+    used: dict[int, Frame] = field(default_factory=dict)  # id(parameter) -> first user
 
 
 # Arguments of torch calls nest tensors only in tuples, lists and dicts.  These two walkers do
@@ -180,6 +181,11 @@ class _Tracer(TorchFunctionMode):
         self.saved: dict[int, int] = {}  # id(storage owner) -> bytes kept for backward
         self.saved_extra = 0
         self.state: set[int] = set()  # ids of the model's parameters and buffers
+        # ids of traced tensors that would require a gradient in a training forward (they
+        # depend on a parameter that requires one); parameters answer for themselves.
+        self.grad: set[int] = set()
+        self.params: set[int] = set()  # ids of the model's parameters
+        self.used: dict[int, Frame] = {}  # id(parameter) -> the frame of the first call reading it
         self.state_shadows: set[int] = set()  # ids of their shape-only stand-ins
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -191,6 +197,9 @@ class _Tracer(TorchFunctionMode):
 
     def info_of(self, t: Any) -> _TI | None:
         return self.info.get(id(t)) if isinstance(t, torch.Tensor) else None
+
+    def needs_grad(self, t: Any) -> bool:
+        return isinstance(t, torch.Tensor) and (t.requires_grad or id(t) in self.grad)
 
     def sources_of(self, tensors: list[torch.Tensor]) -> tuple[OpRecord | None, ...]:
         """The producers of the traced activations among ``tensors`` (the model's own
@@ -224,6 +233,8 @@ class _Tracer(TorchFunctionMode):
             s = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
             self.shadows[id(t)] = s
             self.keep.append(t)
+            if self.needs_grad(t):
+                self.grad.add(id(s))
             if id(self._storage_owner(t)) in self.state:
                 self.state_shadows.add(id(s))
         return s
@@ -233,9 +244,14 @@ class _Tracer(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         rule = self.rules.op(func)
-        if rule is None:
-            return self._fallback(func, args, kwargs)
         tensors = _tensors(kwargs, _tensors(args))
+        for t in tensors:
+            # The first call that reads each parameter: a module may use a child's weights
+            # without calling the child (F.linear(x, self.proj.weight)).
+            if id(t) in self.params and id(t) not in self.used:
+                self.used[id(t)] = self.stack[-1]
+        if rule is None:
+            return self._fallback(func, args, kwargs, tensors)
         if not tensors:
             return self._factory(rule, func, args, kwargs)
         if not any(t.is_meta for t in tensors):
@@ -280,7 +296,12 @@ class _Tracer(TorchFunctionMode):
             except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError):
                 probe = None
             if sum(o.numel() for o in _tensors(probe)) <= _REAL_LIMIT:
-                return func(*args, **kwargs)
+                out = func(*args, **kwargs)
+                if any(self.needs_grad(t) for t in tensors):  # e.g. a weight computed
+                    for o in _tensors(out):
+                        self.keep.append(o)
+                        self.grad.add(id(o))
+                return out
             # An activation-sized result: traced on the stand-ins, like an activation.
             rule = self.rules.op(func)
             if rule is not None:
@@ -289,8 +310,9 @@ class _Tracer(TorchFunctionMode):
         args, kwargs = _map_tensors(self._shadow, (args, kwargs))
         return func(*args, **kwargs)
 
-    def _fallback(self, func, args, kwargs):
-        tensors = _tensors(kwargs, _tensors(args))
+    def _fallback(self, func, args, kwargs, tensors=None):
+        if tensors is None:
+            tensors = _tensors(kwargs, _tensors(args))
         if not any(t.is_meta for t in tensors):
             if not tensors:
                 return func(*args, **kwargs)  # torch.tensor([...]), torch.get_default_dtype()...
@@ -320,8 +342,11 @@ class _Tracer(TorchFunctionMode):
                 info = src
             elif o.dim() < 3 and first.dim() >= 3:
                 info = _globalize(src, first)
+        needs = any(self.needs_grad(t) for t in ins)
         for o in outs:
             self._remember(o, info)
+            if needs:
+                self.grad.add(id(o))
         rec = OpRecord(
             name=_func_name(func),
             parent=frame,
@@ -366,17 +391,25 @@ class _Tracer(TorchFunctionMode):
             rec.alloc_bytes += o.numel() * o.element_size()
         for o in outs:
             self._remember(o, info)
-        for t in effect.saved:
-            if not isinstance(t, torch.Tensor):
-                continue
-            owner = self._storage_owner(t)
-            if id(owner) in self.state or id(owner) in self.state_shadows:
-                continue  # the model's own parameters and buffers: counted as parameters
-            self.saved[id(owner)] = owner.numel() * owner.element_size()
-            self.keep.append(owner)
-        self.saved_extra += effect.saved_extra_bytes
+        if any(self.needs_grad(t) for t in tensors):
+            # Autograd records this call: its outputs need gradients, and it keeps tensors.
+            for o in outs:
+                self.grad.add(id(o))
+            kept = [*effect.saved, *(t for t, op in effect.saved_for if self.needs_grad(op))]
+            for t in kept:
+                self._keep_for_backward(t)
+            self.saved_extra += effect.saved_extra_bytes
         self._produced(rec, outs)
         frame.add_op(rec)
+
+    def _keep_for_backward(self, t: Any) -> None:
+        if not isinstance(t, torch.Tensor):
+            return
+        owner = self._storage_owner(t)
+        if id(owner) in self.state or id(owner) in self.state_shadows:
+            return  # the model's own parameters and buffers: counted as parameters
+        self.saved[id(owner)] = owner.numel() * owner.element_size()
+        self.keep.append(owner)
 
     # -- receptive fields and fits ------------------------------------------------------------
 
@@ -673,6 +706,7 @@ def trace(
     root = Frame(path="", module=model, parent=None, depth=0, call=1)
     tracer = _Tracer(root, strict, rules, x)
     tracer.state = {id(t) for t in (*model.parameters(), *model.buffers())}
+    tracer.params = {id(p) for p in model.parameters()}
     x_info = _TI(tuple(Field() for _ in range(max(x.dim() - 2, 0))))
     tracer._remember(x, x_info)
     state = _ModelState(model)
@@ -698,4 +732,5 @@ def trace(
         saved_bytes=saved,
         input_values=x.numel(),
         input_bytes=x.numel() * x.element_size(),
+        used=tracer.used,
     )

@@ -3,9 +3,11 @@ family of ops, gathered into the read-only :data:`DEFAULT_RULES`.
 
 Conventions (stated in every report, see :data:`CONVENTIONS`):
 
-* ``macs``: multiply-accumulates of convolutions, linear layers and matrix products only, bias
-  excluded: conv ``out_elements * C_in/groups * kH * kW``; linear ``rows * in * out``.  This is
-  torchvision's metadata convention and the papers' (ResNet "FLOPs" are multiply-adds).
+* ``macs``: multiply-accumulates of convolutions, linear layers, matrix products, einsum,
+  attention and recurrent layers only, bias excluded: conv ``out_elements * C_in/groups * kH *
+  kW``; linear ``rows * in * out``; attention ``L * S * (E + Ev)`` per head; recurrent layers
+  ``steps * sum of their weight matrices' sizes`` (:mod:`.attention`, :mod:`.recurrent`).  This
+  is torchvision's metadata convention and the papers' (ResNet "FLOPs" are multiply-adds).
   FLOPs = 2 x MACs.
 * ``other_ops``: element operations that are not multiply-adds, one per output element for a
   bias, an activation, an addition or multiplication; two per element for a normalization
@@ -21,7 +23,17 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from cnnlab.analysis.rules import conv, elementwise, layers, linalg, norm, pool, shape
+from cnnlab.analysis.rules import (
+    attention,
+    conv,
+    elementwise,
+    layers,
+    linalg,
+    norm,
+    pool,
+    recurrent,
+    shape,
+)
 from cnnlab.analysis.rules.base import (
     CONVENTIONS,
     Call,
@@ -54,7 +66,7 @@ __all__ = [
 
 def _gather() -> RuleTable:
     ops: dict = {}
-    for family in (conv, linalg, norm, elementwise, pool, shape):
+    for family in (conv, linalg, attention, recurrent, norm, elementwise, pool, shape):
         clash = ops.keys() & family.OPS.keys()
         if clash:  # pragma: no cover - a function belongs to one family
             raise RuntimeError(f"{family.__name__} redefines rules for {sorted(map(str, clash))}")

@@ -50,6 +50,7 @@ __all__ = [
     "bind",
     "broadcast",
     "is_tensor",
+    "merges_without_copy",
     "new_tensor",
     "numel",
     "op_rule",
@@ -65,10 +66,13 @@ __all__ = [
 
 CONVENTIONS: dict[str, str] = {
     "macs": (
-        "MACs = multiply-accumulates of convolutions, linear layers and matrix products "
-        "(conv: output elements x C_in/groups x kH x kW; linear: rows x in x out); biases, "
-        "BatchNorm, activations, pooling and additions are NOT in MACs (torchvision's "
-        "convention, also the papers')"
+        "MACs = multiply-accumulates of convolutions, linear layers, matrix products, einsum, "
+        "attention and recurrent layers (conv: output elements x C_in/groups x kH x kW; "
+        "linear: rows x in x out; matmul: rows x inner x columns; attention: L x S x (E + Ev) "
+        "per head; RNN/LSTM/GRU: time steps x the sizes of their weight matrices); biases, "
+        "BatchNorm, activations, pooling, additions and embedding lookups are NOT in MACs "
+        "(torchvision's convention, also the papers'); '+?' marks a total that misses ops "
+        "with no counting rule"
     ),
     "flops": "FLOPs = 2 x MACs (one multiply and one add each)",
     "other_ops": (
@@ -155,6 +159,10 @@ class Effect:
     # keeps that are not any of them (max-pool indices, dropout masks), per batch.
     saved: tuple[torch.Tensor, ...] = ()
     saved_extra_bytes: int = 0
+    # Tensors kept only for another operand's gradient, as (kept, operand) pairs: kept when
+    # that operand needs a gradient (``x * noise`` keeps noise for x's gradient, and not x,
+    # since noise needs none).  Nothing at all is kept when no input needs a gradient.
+    saved_for: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
     inplace: bool = False  # output is (a view of) an input: allocates nothing
 
 
@@ -374,6 +382,15 @@ def broadcast(shapes: Sequence[Sequence[int]], where: str) -> tuple[int, ...]:
             size = s[j]
         out.append(size)
     return tuple(out)
+
+
+def merges_without_copy(t: torch.Tensor, dims: int) -> bool:
+    """Whether ``t``'s first ``dims`` dimensions merge into one as a view (no copy), as a
+    batched matrix product's reshape needs them to."""
+    return all(
+        t.shape[i] == 1 or t.shape[i + 1] == 1 or t.stride(i) == t.stride(i + 1) * t.shape[i + 1]
+        for i in range(dims - 1)
+    )
 
 
 def result_dtype(*values: Any) -> torch.dtype:

@@ -28,46 +28,57 @@ __all__ = ["OPS"]
 _ops: dict = {}
 _add = rule_adder(_ops)
 
-_SAVES_RESULT = {"relu", "sigmoid", "tanh", "elu", "softmax", "log_softmax", "hardtanh_"}
+_SAVES_RESULT = {"relu", "sigmoid", "tanh", "elu", "softmax", "log_softmax"}
+# In place, these keep their result (the same storage); the others need their input, which
+# the in-place call overwrites, so autograd keeps a copy of it made before the call (measured
+# with saved_tensors_hooks, torch 2.13: relu6/hardtanh, silu, hardswish, hardsigmoid, mish
+# and threshold copy; relu, elu, leaky_relu, selu, celu, sigmoid and tanh do not).
+_INPLACE_SAVES_RESULT = {"relu", "elu", "leaky_relu", "selu", "celu", "sigmoid", "tanh"}
 
 
 def _activation(name: str, inplace_default: bool = False) -> Rule:
     def rule(call: Call) -> Effect:
         x = call["input"]
         inplace = bool(call.get("inplace", inplace_default))
-        out = x if inplace else new_tensor(x.shape, x)
+        if inplace:
+            kept = x if name in _INPLACE_SAVES_RESULT else new_tensor(x.shape, x)
+            return Effect(x, other_ops=x.numel(), saved=(kept,), inplace=True)
+        out = new_tensor(x.shape, x)
         kept = out if name in _SAVES_RESULT else x
-        return Effect(out, other_ops=x.numel(), saved=(kept,), inplace=inplace)
+        return Effect(out, other_ops=x.numel(), saved=(kept,))
 
     return rule
 
 
-for _name, _funcs in {
-    "relu": (F.relu, torch.relu, torch.Tensor.relu),
-    "relu6": (F.relu6,),
-    "leaky_relu": (F.leaky_relu,),
-    "elu": (F.elu,),
-    "selu": (F.selu, torch.selu),
-    "celu": (F.celu,),
-    "gelu": (F.gelu,),
-    "silu": (F.silu,),
-    "mish": (F.mish,),
-    "hardswish": (F.hardswish,),
-    "hardsigmoid": (F.hardsigmoid,),
-    "hardtanh": (F.hardtanh,),
-    "softplus": (F.softplus,),
-    "softsign": (F.softsign,),
-    "tanhshrink": (F.tanhshrink,),
-    "logsigmoid": (F.logsigmoid,),
-    "sigmoid": (torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid),
-    "tanh": (torch.tanh, torch.Tensor.tanh, F.tanh),
-    "exp": (torch.exp, torch.Tensor.exp),
-    "log": (torch.log, torch.Tensor.log),
-    "sqrt": (torch.sqrt, torch.Tensor.sqrt),
-    "abs": (torch.abs, torch.Tensor.abs),
-    "neg": (torch.neg, torch.Tensor.neg, torch.Tensor.__neg__),
-}.items():
-    _add(_funcs, _name, ("input",))(_activation(_name))
+# Each function's parameters in order, so that ``inplace`` given by position (nn.ReLU6 calls
+# F.hardtanh(input, 0.0, 6.0, self.inplace)) is found.
+for _name, _funcs, _params in (
+    ("relu", (F.relu, torch.relu, torch.Tensor.relu), ("input", "inplace")),
+    ("relu6", (F.relu6,), ("input", "inplace")),
+    ("leaky_relu", (F.leaky_relu,), ("input", "negative_slope", "inplace")),
+    ("elu", (F.elu,), ("input", "alpha", "inplace")),
+    ("selu", (F.selu, torch.selu), ("input", "inplace")),
+    ("celu", (F.celu,), ("input", "alpha", "inplace")),
+    ("gelu", (F.gelu,), ("input",)),
+    ("silu", (F.silu,), ("input", "inplace")),
+    ("mish", (F.mish,), ("input", "inplace")),
+    ("hardswish", (F.hardswish,), ("input", "inplace")),
+    ("hardsigmoid", (F.hardsigmoid,), ("input", "inplace")),
+    ("hardtanh", (F.hardtanh,), ("input", "min_val", "max_val", "inplace")),
+    ("threshold", (F.threshold,), ("input", "threshold", "value", "inplace")),
+    ("softplus", (F.softplus,), ("input",)),
+    ("softsign", (F.softsign,), ("input",)),
+    ("tanhshrink", (F.tanhshrink,), ("input",)),
+    ("logsigmoid", (F.logsigmoid,), ("input",)),
+    ("sigmoid", (torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid), ("input",)),
+    ("tanh", (torch.tanh, torch.Tensor.tanh, F.tanh), ("input",)),
+    ("exp", (torch.exp, torch.Tensor.exp), ("input",)),
+    ("log", (torch.log, torch.Tensor.log), ("input",)),
+    ("sqrt", (torch.sqrt, torch.Tensor.sqrt), ("input",)),
+    ("abs", (torch.abs, torch.Tensor.abs), ("input",)),
+    ("neg", (torch.neg, torch.Tensor.neg, torch.Tensor.__neg__), ("input",)),
+):
+    _add(_funcs, _name, _params)(_activation(_name))
 
 for _name, _funcs in {
     "relu": (torch.relu_, torch.Tensor.relu_, F.relu_),
@@ -102,7 +113,7 @@ _add((F.log_softmax, torch.log_softmax, torch.Tensor.log_softmax), "log_softmax"
 
 
 def _binary(name: str, inplace: bool = False) -> Rule:
-    keeps_inputs = name in ("mul", "div")
+    keeps_inputs = name in ("mul", "div")  # pow: see below
 
     def rule(call: Call) -> Effect:
         a, b = call["input"], call["other"]
@@ -116,13 +127,17 @@ def _binary(name: str, inplace: bool = False) -> Rule:
             out = a
         else:
             out = new_tensor(shape, tensors[0], result_dtype(*tensors))
-        # A product keeps each tensor operand for the other's gradient: nothing when the other
-        # operand is a Python number.  (Model parameters among them are not counted.)
-        saved: tuple = ()
+        # A product keeps each tensor operand for the other's gradient (nothing when the other
+        # operand is a Python number, nor when it needs no gradient); a quotient a / b also
+        # keeps b for its own.  (Model parameters among them are not counted.)
+        pairs: tuple = ()
         if keeps_inputs and len(tensors) == 2:
-            saved = (a, b) if name == "mul" else (b, a)
-            saved = tuple(t for t in saved if t.numel() > 1)
-        return Effect(out, other_ops=numel(shape), saved=saved, inplace=inplace)
+            pairs = ((b, a), (a, b)) if name == "mul" else ((b, a), (a, b), (b, b))
+        elif keeps_inputs and is_tensor(b):  # 2 / x
+            pairs = ((b, b),)
+        elif name == "pow" and is_tensor(a):
+            pairs = ((a, a),) + (((out, b), (a, b)) if is_tensor(b) else ())
+        return Effect(out, other_ops=numel(shape), saved_for=pairs, inplace=inplace)
 
     return rule
 
@@ -141,6 +156,35 @@ for _name, _funcs, _inplace in (
     ("pow", (torch.pow, _T.pow, _T.__pow__), False),
 ):
     _add(_funcs, _name, ("input", "other"))(_binary(_name.rstrip("_"), _inplace))
+
+
+def _compare(boolean: bool) -> Rule:
+    # A comparison, logical or bitwise op: one per element, nothing kept (no gradient).  A
+    # comparison or logical op gives booleans; & | ~ keep their operands' dtype.
+    def rule(call: Call) -> Effect:
+        tensors = [t for t in (call["input"], call.args.get("other")) if is_tensor(t)]
+        shape = broadcast([tuple(t.shape) for t in tensors], call.where)
+        dtype = torch.bool if boolean else result_dtype(*tensors)
+        return Effect(new_tensor(shape, tensors[0], dtype), other_ops=numel(shape))
+
+    return rule
+
+
+for _name, _funcs, _boolean in (
+    ("gt", (torch.gt, _T.gt, _T.__gt__), True),
+    ("lt", (torch.lt, _T.lt, _T.__lt__), True),
+    ("ge", (torch.ge, _T.ge, _T.__ge__), True),
+    ("le", (torch.le, _T.le, _T.__le__), True),
+    ("eq", (torch.eq, _T.eq, _T.__eq__), True),
+    ("ne", (torch.ne, _T.ne, _T.__ne__), True),
+    ("logical_and", (torch.logical_and, _T.logical_and), True),
+    ("logical_or", (torch.logical_or, _T.logical_or), True),
+    ("logical_not", (torch.logical_not, _T.logical_not), True),
+    ("bitwise_and", (_T.__and__,), False),
+    ("bitwise_or", (_T.__or__,), False),
+    ("bitwise_not", (_T.__invert__,), False),
+):
+    _add(_funcs, _name, ("input", "other"))(_compare(_boolean))
 
 
 @_add(

@@ -15,6 +15,7 @@ from cnnlab.analysis.rules.base import (
     Kind,
     Layer,
     broadcast,
+    merges_without_copy,
     new_tensor,
     numel,
     result_dtype,
@@ -45,7 +46,7 @@ def _linear(call: Call) -> Effect:
         other_ops=numel(shape) if b is not None else 0,
         spatial=GLOBAL,
         layer=Layer(Kind.LINEAR, in_features=int(w.shape[-1]), out_features=out_f),
-        saved=(x, w),
+        saved_for=((x, w), (w, x)),
     )
 
 
@@ -88,8 +89,29 @@ def _matmul(call: Call) -> Effect:
     a, b = call["input"], call.args.get("other", call.args.get("mat2"))
     shape, macs = _matmul_shape(a, b, call.where)
     return Effect(
-        new_tensor(shape, a, result_dtype(a, b)), macs=macs, spatial=UNKNOWN, saved=(a, b)
+        new_tensor(shape, a, result_dtype(a, b)),
+        macs=macs,
+        spatial=UNKNOWN,
+        saved_for=_matmul_saved(a, b, call.where),
     )
+
+
+def _matmul_saved(a: torch.Tensor, b: torch.Tensor, where: str) -> tuple:
+    """What torch.matmul's backward keeps, as (kept, operand) pairs: each operand for the
+    other's gradient, as the matrix product PyTorch runs sees it.  A batched product
+    broadcasts both operands to the common batch and merges the batch dimensions; where that
+    is not a view of the operand (a broadcast batch, or batch dimensions that do not merge,
+    as in attention on transposed heads) the product keeps a copy of that size."""
+    if a.dim() <= 2 or b.dim() <= 2:
+        return ((b, a), (a, b))  # mm/mv, or the larger operand folded into a matrix
+    batch = broadcast([tuple(a.shape[:-2]), tuple(b.shape[:-2])], where)
+    kept = []
+    for t in (a, b):
+        if tuple(t.shape[:-2]) == batch and merges_without_copy(t, t.dim() - 2):
+            kept.append(t)
+        else:
+            kept.append(new_tensor((*batch, *t.shape[-2:]), t))
+    return ((kept[1], a), (kept[0], b))
 
 
 @_add((torch.addmm, torch.Tensor.addmm), "addmm", ("input", "mat1", "mat2"))
@@ -101,7 +123,7 @@ def _addmm(call: Call) -> Effect:
         macs=macs,
         other_ops=numel(shape),
         spatial=UNKNOWN,
-        saved=(a, b),
+        saved_for=((b, a), (a, b)),
     )
 
 

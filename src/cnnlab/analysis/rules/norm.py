@@ -12,9 +12,9 @@ from cnnlab.analysis.rules.base import (
     Effect,
     Kind,
     Layer,
-    Rule,
     is_tensor,
     new_tensor,
+    numel,
     rule_adder,
 )
 from cnnlab.errors import ShapeError
@@ -49,25 +49,64 @@ def _batch_norm(call: Call) -> Effect:
     )
 
 
-def _same_shape_norm(name: str) -> Rule:
-    def rule(call: Call) -> Effect:
-        x = call["input"]
-        return Effect(new_tensor(x.shape, x), other_ops=2 * x.numel(), saved=(x,))
-
-    return rule
+def _stat_size(x: torch.Tensor) -> int:
+    """Bytes of one saved mean or inverse standard deviation: float64 for float64 inputs,
+    float32 otherwise (half precision accumulates in float32)."""
+    return 8 if x.dtype == torch.float64 else 4
 
 
-_add((F.layer_norm,), "layer_norm", ("input", "normalized_shape", "weight", "bias", "eps"))(
-    _same_shape_norm("layer_norm")
-)
-_add((F.group_norm,), "group_norm", ("input", "num_groups", "weight", "bias", "eps"))(
-    _same_shape_norm("group_norm")
-)
-_add(
+@_add((F.layer_norm,), "layer_norm", ("input", "normalized_shape", "weight", "bias", "eps"))
+def _layer_norm(call: Call) -> Effect:
+    x = call["input"]
+    shape = call["normalized_shape"]
+    k = 1 if isinstance(shape, int) else len(shape)
+    if tuple(x.shape[x.dim() - k :]) != ((shape,) if isinstance(shape, int) else tuple(shape)):
+        raise ShapeError(
+            f"{call.where}: layer norm over {tuple(shape) if k > 1 else shape} got an input "
+            f"of shape {tuple(x.shape)}"
+        )
+    # Autograd keeps the input and the mean and inverse standard deviation of each normalized
+    # row (measured with saved_tensors_hooks, torch 2.13).
+    rows = x.numel() // max(1, numel(x.shape[x.dim() - k :]))
+    return Effect(
+        new_tensor(x.shape, x),
+        other_ops=2 * x.numel(),
+        saved=(x,),
+        saved_extra_bytes=2 * rows * _stat_size(x),
+    )
+
+
+@_add((F.group_norm,), "group_norm", ("input", "num_groups", "weight", "bias", "eps"))
+def _group_norm(call: Call) -> Effect:
+    x = call["input"]
+    groups = int(call["num_groups"])
+    n = int(x.shape[0]) if x.dim() > 1 else 1
+    # The input, and a mean and inverse standard deviation per example and group.
+    return Effect(
+        new_tensor(x.shape, x),
+        other_ops=2 * x.numel(),
+        saved=(x,),
+        saved_extra_bytes=2 * n * groups * _stat_size(x),
+    )
+
+
+@_add(
     (F.instance_norm,),
     "instance_norm",
     ("input", "running_mean", "running_var", "weight", "bias", "use_input_stats"),
-)(_same_shape_norm("instance_norm"))
+)
+def _instance_norm(call: Call) -> Effect:
+    x = call["input"]
+    maps = int(x.shape[0]) * int(x.shape[1]) if x.dim() > 2 else int(x.shape[0])
+    # PyTorch runs a batch norm over all N*C maps: it keeps the input, a mean and inverse
+    # standard deviation per map, and the affine weight repeated N times.
+    extra = 2 * maps * _stat_size(x)
+    w = call.args.get("weight")
+    if is_tensor(w):
+        extra += maps * w.element_size()
+    return Effect(
+        new_tensor(x.shape, x), other_ops=2 * x.numel(), saved=(x,), saved_extra_bytes=extra
+    )
 
 
 @_add((F.local_response_norm,), "local_response_norm", ("input", "size", "alpha", "beta", "k"))

@@ -113,8 +113,12 @@ def _flatten_like(name: str) -> Rule:
             if isinstance(shape, int):  # x.view(2, -1): the sizes come as separate arguments
                 shape = (shape, *call.args.get("*rest", ()))
             shape = _view_shape(x, shape, call.where)
-        # Flattening keeps the data where it is (a view of a contiguous input).
-        out = x.view(shape) if x.is_contiguous() else new_tensor(shape, x)
+        # Flattening keeps the data where it is when the strides allow a view (as PyTorch
+        # decides it, on the shape-only tensor), and copies otherwise.
+        try:
+            out = x.view(shape)
+        except RuntimeError:
+            out = new_tensor(shape, x)
         keeps_space = len(shape) == x.dim() and tuple(shape[2:]) == tuple(x.shape[2:])
         return Effect(out, spatial=SAME if keeps_space else GLOBAL, inplace=out._base is not None)
 
