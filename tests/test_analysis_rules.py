@@ -204,3 +204,35 @@ def test_the_dtype_line_with_boolean_masks():
     text = render(a, "table")
     assert "(float32, 4 bytes per value; other dtypes (masks, indices) at their own size)" in text
     assert a.totals.activation_bytes == 3 * 64 * (4 + 1 + 4)
+
+
+class ViT(nn.Module):
+    """ViT-B/16 (Dosovitskiy et al. 2021) from PyTorch's own encoder layers: pre-norm, GELU."""
+
+    def __init__(self, dim: int = 768, depth: int = 12, heads: int = 12, mlp: int = 3072):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 16, 16)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.zeros(1, 197, dim))
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, mlp, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 1000)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        return self.head(self.norm(self.encoder(x))[:, 0])
+
+
+def test_vit_b16_on_the_meta_device():
+    with torch.device("meta"):
+        model = ViT().eval()
+    a = analyze(model, (3, 224, 224))
+    n, d = 197, 768
+    per_layer = n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * 3072
+    assert a.totals.macs == 196 * d * 3 * 256 + 12 * per_layer + d * 1000 == 17_563_828_224
+    assert a.totals.params == 86_567_656 and a.totals.uncounted == {}
+    assert sum(r.params for r in a.rows if r.depth == 1) == a.totals.params
