@@ -635,29 +635,24 @@ class _ModelState:
         self.attrs = [(m, dict(m.__dict__)) for m in model.modules()]
         self.containers: dict[int, tuple[Any, Any]] = {}
         for _, attrs in self.attrs:
-            for value in attrs.values():
-                self._take(value)
+            self._take([v for v in attrs.values() if isinstance(v, _CONTAINERS)])
         self.rng = torch.random.get_rng_state()
 
-    def _take(self, value: Any) -> None:
-        stack = [value]
+    def _take(self, stack: list) -> None:
         while stack:
             v = stack.pop()
-            if not isinstance(v, list | tuple | dict | set) or id(v) in self.containers:
+            if id(v) in self.containers:
                 continue
+            items = v.values() if isinstance(v, dict) else v
             if isinstance(v, tuple):
                 self.containers[id(v)] = (v, None)  # immutable: only its items are tracked
-                stack.extend(v)
-            elif isinstance(v, dict):
-                self.containers[id(v)] = (v, list(v.items()))
-                stack.extend(v.values())
             else:
-                self.containers[id(v)] = (v, list(v))
-                stack.extend(v)
+                self.containers[id(v)] = (v, list(v.items()) if isinstance(v, dict) else list(v))
+            stack.extend(i for i in items if isinstance(i, _CONTAINERS))
 
     def restore(self) -> None:
         for obj, contents in self.containers.values():
-            if contents is None:
+            if contents is None or _unchanged(obj, contents):
                 continue
             if isinstance(obj, dict):
                 obj.clear()
@@ -669,12 +664,26 @@ class _ModelState:
                 obj.update(contents)
         for module, attrs in self.attrs:
             now = module.__dict__
-            for key in [k for k in now if k not in attrs]:
+            for key in now.keys() - attrs.keys():
                 del now[key]
             for key, value in attrs.items():
                 if now.get(key, _MISSING) is not value:
                     now[key] = value
         torch.random.set_rng_state(self.rng)
+
+
+_CONTAINERS = (list, tuple, dict, set)
+
+
+def _unchanged(obj: Any, contents: list) -> bool:
+    """Whether a container still holds exactly ``contents`` (by identity)."""
+    if len(obj) != len(contents):
+        return False
+    if isinstance(obj, dict):
+        return all(obj.get(k, _MISSING) is v for k, v in contents)
+    if isinstance(obj, list):
+        return all(a is b for a, b in zip(obj, contents, strict=True))
+    return all(v in obj for v in contents)
 
 
 _MISSING = object()
