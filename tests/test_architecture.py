@@ -2,8 +2,8 @@
 
 Layers, lowest first (README, "Layout"); a module may import its own layer or lower ones:
 
-    errors, _io, geometry  <  layers  <  notation  <  zoo  <  analysis, data  <  train  <  viz
-    <  course  <  cli
+    errors, _io, _typed, geometry  <  layers  <  notation  <  zoo  <  analysis, data  <  train
+    <  viz  <  course  <  cli
 
 and besides: ``analysis`` and ``data`` import neither each other nor the zoo (the analysis
 reads any nn.Module), and the bottom layer imports no torch.  The top-level lazy
@@ -29,6 +29,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "_io": 0,
+    "_typed": 0,
     "geometry": 0,
     "layers": 1,
     "notation": 2,
@@ -47,7 +48,12 @@ FORBIDDEN = {  # (importer layer, imported layer): why
     ("analysis", "zoo"): "analysis works on any nn.Module and imports nothing of the zoo",
     ("data", "zoo"): "data imports nothing of the zoo",
 }
-NO_THIRD_PARTY = {"errors": {"torch"}, "_io": {"torch"}, "geometry": {"torch", "numpy"}}
+NO_THIRD_PARTY = {
+    "errors": {"torch"},
+    "_io": {"torch"},
+    "_typed": {"torch"},
+    "geometry": {"torch", "numpy"},
+}
 
 _MODULE_STRING = re.compile(r"cnnlab(\.[A-Za-z_]\w*)+")
 

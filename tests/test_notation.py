@@ -637,7 +637,7 @@ def test_vgg_other_inputs_and_too_small_inputs():
     assert "vanishes" in str(err.value)
     with torch.device("meta"):
         assert create_model("vgg16", input_size=None).fc6.in_features == 7 * 7 * 512
-    with pytest.raises(CnnlabError, match="batch_norm must be True or False"):
+    with pytest.raises(CnnlabError, match="batch_norm=.yes.: expected true or false"):
         create_model("vgg16", batch_norm="yes")
 
 

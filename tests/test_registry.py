@@ -35,10 +35,15 @@ def test_glob_and_aliases():
         reg.add(_info(n, aliases=("vgg16",) if n == "vgg_d" else ()))
     assert reg.names("resnet*") == ["resnet18", "resnet50", "resnet20"]
     assert reg.names("resnet?0") == ["resnet50", "resnet20"]
-    assert reg.names("vgg16") == []
-    assert reg.names("vgg16", aliases=True) == ["vgg16"]
+    # a pattern that matches an alias finds its model (the table prints aliases beside names)
+    assert reg.names("vgg16") == ["vgg_d"]
+    assert reg.names("vgg1*") == ["vgg_d"]
+    assert reg.names("vgg16", aliases=True) == ["vgg_d", "vgg16"]
     assert reg.get("vgg16").name == "vgg_d"
     assert len(reg) == 4 and "vgg16" in reg and "vgg15" not in reg
+    # names are case-insensitive, as in torchvision and timm
+    assert reg.names("RESNET5*") == ["resnet50"] and reg.get("VGG16").name == "vgg_d"
+    assert "ResNet18" in reg
 
 
 def test_unknown_name_suggests_closest():

@@ -8,6 +8,9 @@ check of an integer argument (a count, a size, a stride) that every layer of cnn
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 __all__ = [
     "AnalysisError",
     "CnnlabError",
@@ -16,6 +19,7 @@ __all__ = [
     "ShapeError",
     "SpecError",
     "UnknownModelError",
+    "UserCodeError",
     "check_int",
 ]
 
@@ -81,3 +85,37 @@ def check_int(
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise (error or CnnlabError)(f"{what} must be an integer >= {low}, got {value!r}")
     return value
+
+
+class UserCodeError(CnnlabError):
+    """An exception raised by the user's own code (a factory, a module's forward, a file that
+    does not import): one line with the exception's type and message and the user's
+    ``file:line``; ``cause`` keeps the original for ``--traceback``."""
+
+    def __init__(self, what: str, cause: BaseException, user_file: str | Path | None = None):
+        self.cause = cause
+        where = _user_frame(cause, user_file)
+        at = f" at {where}" if where else ""
+        message = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        detail = f"{type(cause).__name__}: {message}" if message else type(cause).__name__
+        super().__init__(f"{what}: {detail}{at} (--traceback shows all)")
+
+    def traceback_text(self) -> str:
+        return "".join(traceback.format_exception(self.cause))
+
+
+def _user_frame(exc: BaseException, user_file: str | Path | None) -> str | None:
+    """``file:line`` of the innermost frame in ``user_file`` (or, without one, outside
+    cnnlab and torch), where the user's code raised."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    want = str(Path(user_file).resolve()) if user_file else None
+    for frame in reversed(frames):
+        name = frame.filename
+        if want is not None:
+            if str(Path(name).resolve()) == want:
+                return f"{user_file}:{frame.lineno}"
+        elif not name.startswith("<") and not {"cnnlab", "torch"} & set(Path(name).parts):
+            return f"{name}:{frame.lineno}"
+    return None

@@ -3,7 +3,9 @@
 Each module of this package registers a group of subcommands (``register(subparsers)``) and
 does its rendering; the library below never prints.  A user mistake (any
 :class:`~cnnlab.errors.CnnlabError`) becomes one ``error: ...`` line on stderr and exit status 2;
-anything else is a bug and keeps its traceback.
+an error in the user's own code (:class:`~cnnlab.errors.UserCodeError`) says where, and
+``--traceback`` (anywhere on the line) shows all of it; Ctrl-C ends with one line and status
+130; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import importlib
 import sys
 
 from cnnlab import __version__
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, UserCodeError
 
 # Modules of this package that add subcommands, in the order `cnnlab --help` lists them.  Each
 # must exist and define register(subparsers): a missing one is an ImportError, never skipped.
 _COMMAND_MODULES = ("models", "analysis", "data", "train", "runs", "viz")
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Understand, build, train and look inside convolutional neural networks.",
     )
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="on an error in your own code (a factory, a forward), show the whole traceback "
+        "(may stand anywhere on the line)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"cnnlab.cli.{name}").register(sub)
@@ -35,15 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = "--traceback" in argv
+    argv = [a for a in argv if a != "--traceback"]
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
         return int(args.func(args) or 0)
+    except UserCodeError as exc:
+        if show_traceback:
+            print(exc.traceback_text(), file=sys.stderr, end="")
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except CnnlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `cnnlab models | head`
         return 0

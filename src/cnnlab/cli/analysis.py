@@ -88,6 +88,10 @@ def build_for_analysis(text: str, input_text: str | None, classes: int | None, o
 
     size = parse_input_size(input_text) if input_text else None
     opts = parse_options(options)
+    if ".py" in text and classes is not None:
+        raise CnnlabError(
+            f"--classes {classes}: applies to zoo models and specs; {text} builds its own classes"
+        )
     kwargs = {"input_size": size, "num_classes": classes, "options": opts}
     if ".py" in text:
         return load_target(text, **kwargs)

@@ -114,9 +114,17 @@ class _Progress:
             print(f"downloading {what}{size}", file=sys.stderr, flush=True)
 
 
+def _check_data_dir(args: argparse.Namespace) -> None:
+    from cnnlab.errors import CnnlabError
+
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise CnnlabError(f"--data-dir {args.data_dir}: no such folder")
+
+
 def _load(args: argparse.Namespace, split: str):
     from cnnlab.data import load_dataset
 
+    _check_data_dir(args)
     with _Progress() as progress:
         return load_dataset(
             args.name,
@@ -134,6 +142,7 @@ def _list(args: argparse.Namespace) -> int:
     from cnnlab.data.catalog import CATALOG
     from cnnlab.data.locate import locate
 
+    _check_data_dir(args)
     rows = [("NAME", "IMAGES", "CLASSES", "TRAIN", "TEST", "FOUND")]
     for info in CATALOG.values():
         found, _ = locate(info, args.data_dir)
@@ -216,6 +225,9 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+_MAX_GRID = 1024  # images in one `data show` picture (32 x 32 tiles)
+
+
 def _show(args: argparse.Namespace) -> int:
     import torch
 
@@ -223,8 +235,17 @@ def _show(args: argparse.Namespace) -> int:
     from cnnlab.errors import CnnlabError
     from cnnlab.viz import denormalize, image_grid
 
-    if args.n < 1:
-        raise CnnlabError(f"--n {args.n}: expected at least 1 image")
+    if not 1 <= args.n <= _MAX_GRID:
+        raise CnnlabError(
+            f"--n {args.n}: expected 1 to {_MAX_GRID} images (one picture of more is too large "
+            "to look at; use --seed for other images)"
+        )
+    if args.columns is not None and not 1 <= args.columns <= args.n:
+        raise CnnlabError(f"--columns {args.columns}: expected 1 to {args.n} (--n) per row")
+    if args.erase and not args.augment:
+        raise CnnlabError(f"--erase {args.erase}: random erasing is part of --augment; add it")
+    if not 0.0 <= args.erase <= 1.0:
+        raise CnnlabError(f"--erase {args.erase}: expected a probability from 0 to 1")
     ds = _load(args, args.split)
     n = min(args.n, len(ds))
     if args.augment:

@@ -7,8 +7,6 @@ import json
 import re
 import sys
 
-from cnnlab.zoo.target import load_target, parse_input_size, parse_options
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -125,10 +123,10 @@ def _giga(macs: int | None) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    size = parse_input_size(args.input) if args.input else None
-    target = load_target(
-        args.target, input_size=size, num_classes=args.classes, options=parse_options(args.option)
-    )
+    from cnnlab.cli.analysis import build_for_analysis
+
+    # on the meta device, as `summary` builds: `show vgg16 --input 3x8192x8192` allocates nothing
+    target = build_for_analysis(args.target, args.input, args.classes, args.option)
     model = target.model
     c, h, w = target.input_size
     total = sum(p.numel() for p in model.parameters())

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from cnnlab._io import available_memory, format_bytes
 from cnnlab.errors import DataError
 
 __all__ = [
@@ -210,12 +211,29 @@ def read_image(
     return DecodedImage(np.ascontiguousarray(a), *source)
 
 
+def _check_memory(split: FolderSplit, size: tuple[int, int]) -> None:
+    """Refuse, before decoding anything, a size whose images would not fit in memory (each
+    image is held twice for a moment: decoded, then stacked)."""
+    h, w = size
+    n = len(split.files)
+    need = 2 * n * 3 * h * w  # bytes; colour is the worst case
+    have = available_memory()
+    if have is not None and need > have:
+        raise DataError(
+            f"{split.root}: image_size {h}x{w} would need about {format_bytes(need)} of memory "
+            f"for {n:,} images (up to 3x{h}x{w} bytes each, held twice while stacking); this "
+            f"machine has {format_bytes(have)} available; choose a smaller image_size"
+        )
+
+
 def read_folder(
     split: FolderSplit, *, size: tuple[int, int] | None, mode: str
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Decode every image of ``split``: (N, C, H, W) uint8, (N,) int64 labels, the mode used."""
     if mode not in ("auto", "L", "RGB"):
         raise DataError(f"image mode {mode!r}: expected 'L' (grey), 'RGB' or 'auto'")
+    if size is not None:
+        _check_memory(split, size)
     arrays: list[np.ndarray] = []  # each (C, H, W), C = 1 or 3
     first: Path | None = None
     for path, _ in split.files:

@@ -20,6 +20,7 @@ its seed.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from cnnlab.data import _folder
-from cnnlab.data.catalog import DatasetInfo
+from cnnlab.data.catalog import CATALOG, DatasetInfo
 from cnnlab.data.formats import FileCheck, Location, format_of, integrity_of
 from cnnlab.data.locate import FOLDER_PREFIX, ProgressFn, find_dataset, resolve
 from cnnlab.errors import DataError
@@ -254,6 +255,24 @@ def _file_key(loc: Location) -> tuple:
     return tuple(out)
 
 
+def _as_name(name: object) -> str | DatasetInfo:
+    """A path (``Path``, or text naming an existing folder that is no catalogued name) is an
+    image folder, as torchvision's ImageFolder takes it: ``folder:PATH``."""
+    if isinstance(name, os.PathLike):
+        return FOLDER_PREFIX + os.fspath(name)
+    if isinstance(name, str) and name.lower() not in CATALOG and not name.startswith(FOLDER_PREFIX):
+        if Path(name).expanduser().is_dir():
+            return FOLDER_PREFIX + name
+        if "/" in name or os.sep in name or name.startswith((".", "~")):
+            raise DataError(f"{name}: no such folder (a path names an image folder dataset)")
+    if not isinstance(name, str | DatasetInfo):
+        raise DataError(
+            f"dataset {name!r}: expected a name (fashion-mnist, mnist, cifar10, cifar100), "
+            "folder:PATH or a path"
+        )
+    return name
+
+
 def load_dataset(
     name: str | DatasetInfo,
     split: str = "train",
@@ -268,7 +287,8 @@ def load_dataset(
     """Load one split of a dataset into memory.
 
     ``name``: a catalogued name (``"fashion-mnist"``, ``"mnist"``, ``"cifar10"``,
-    ``"cifar100"``), a :class:`DatasetInfo`, or ``"folder:PATH"``.  ``split``: ``"train"`` or
+    ``"cifar100"``), a :class:`DatasetInfo`, ``"folder:PATH"``, or the path of an image folder
+    (a ``Path``, or text naming an existing folder).  ``split``: ``"train"`` or
     ``"test"`` (image folders: the subfolders present).  ``data_dir``/``download``: see
     :func:`~cnnlab.data.locate.find_dataset`.  ``verify``: a file whose published hash differs
     raises :class:`DataError` unless False (then it loads with ``integrity == "mismatch"``).
@@ -278,6 +298,7 @@ def load_dataset(
     """
     if split not in SPLITS:
         raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    name = _as_name(name)
     size = _normalize_size(image_size)
     if isinstance(name, str) and name.startswith(FOLDER_PREFIX):
         loc = find_dataset(name)

@@ -91,6 +91,22 @@ class Augment:
         return cls(crop_padding=padding, flip=flip, erase_p=erase_p)
 
 
+def _device(device: object) -> torch.device:
+    """``device`` as a torch.device this process can use, or a DataError saying what is."""
+    try:
+        dev = torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError):
+        raise DataError(f"device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(
+            f"device {device!r}: this PyTorch sees no CUDA GPU (torch.cuda.is_available() is "
+            "False); use 'cpu'"
+        )
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise DataError(f"device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+    return dev
+
+
 class BatchPipeline:
     """Shuffled, augmented, normalised mini-batches of a :class:`Dataset`, kept on a device.
 
@@ -120,8 +136,13 @@ class BatchPipeline:
             raise DataError(f"world_size {world_size!r}: expected an int >= 1")
         if not isinstance(rank, int) or not 0 <= rank < world_size:
             raise DataError(f"rank {rank!r}: expected 0 <= rank < world_size ({world_size})")
-        if not dtype.is_floating_point:
-            raise DataError(f"dtype {dtype}: expected a floating-point dtype")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise DataError(f"dtype {dtype}: expected a floating-point torch dtype")
+        if augment is not None and not isinstance(augment, Augment):
+            raise DataError(
+                f"augment {augment!r}: expected an Augment (Augment.standard(dataset), "
+                "Augment(flip=True, crop_padding=4), ...) or None"
+            )
         augment = augment or Augment()
         if augment.flip and dataset.info is not None and not dataset.info.hflip:
             raise DataError(
@@ -130,7 +151,7 @@ class BatchPipeline:
             )
         self.dataset = dataset
         self.batch_size = batch_size
-        self.device = torch.device(device)
+        self.device = _device(device)
         self.shuffle = shuffle
         self.augment = augment
         self.seed = int(seed)
@@ -154,6 +175,19 @@ class BatchPipeline:
                 f"{dataset.name} ({dataset.split}) has {n} images, fewer than one global batch "
                 f"({batch_size} x {world_size} ranks) with drop_last=True"
             )
+        if self.samples_per_epoch == 0:
+            raise DataError(
+                f"{dataset.name} ({dataset.split}) has {n} images, fewer than the {world_size} "
+                f"ranks: rank {rank}'s shard is empty; use fewer ranks"
+            )
+        self._epochs_iterated = 0
+
+    def __iter__(self):
+        """One epoch: the first ``iter()`` gives epoch 0, the next epoch 1, ... (each
+        reshuffled and re-augmented, as :meth:`epoch` gives them)."""
+        epoch = self._epochs_iterated
+        self._epochs_iterated += 1
+        return self.epoch(epoch)
 
     # ---- sizes ----------------------------------------------------------------------------
     def __len__(self) -> int:

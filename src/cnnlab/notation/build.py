@@ -13,12 +13,13 @@ from torch import nn
 from cnnlab.errors import SpecError
 from cnnlab.layers.init import apply_init
 from cnnlab.notation.kinds import Softmax
-from cnnlab.notation.parser import parse_spec
+from cnnlab.notation.parser import parse_with_counts
 from cnnlab.notation.spec import Spec
 
 __all__ = ["INITS", "SpecNet", "build_spec"]
 
 INITS = ("he", "torch")
+_KEYWORDS = ("in_channels", "input_size", "num_classes", "init")
 
 
 class SpecNet(nn.Sequential):
@@ -62,7 +63,7 @@ def build_spec(
     forward hooks (feature maps, activation statistics) hold on to.
     """
     if isinstance(spec, str):
-        spec = parse_spec(spec, **counts)
+        spec = parse_with_counts(spec, counts, _KEYWORDS)
     elif not isinstance(spec, Spec):
         raise SpecError(f"build_spec takes spec text or a Spec, got {type(spec).__name__}")
     elif counts:

@@ -43,7 +43,9 @@ of :data:`MAX_LAYERS` layers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from cnnlab._typed import did_you_mean
 from cnnlab.errors import SpecError
 from cnnlab.notation._read_layer import LIST, WORDS, LayerReader
 from cnnlab.notation._scan import DIGITS, LETTERS, NAME_CHARS, SPACE
@@ -70,6 +72,15 @@ def parse_spec(text: str, **counts: int) -> Spec:
     Raises :class:`~cnnlab.errors.SpecError` (and nothing else) for any text that is not a
     valid spec: the message shows the text with a caret and says what was expected.
     """
+    return parse_with_counts(text, counts, strict=False)
+
+
+def parse_with_counts(
+    text: str, counts: dict[str, Any], keywords: tuple[str, ...] = (), strict: bool = True
+) -> Spec:
+    """:func:`parse_spec`; with ``strict``, a count the text never uses is an error (a typo of
+    a count, or of one of the caller's ``keywords``, which the message suggests).
+    :func:`parse_spec` is not strict, so that one binding serves several texts."""
     if not isinstance(text, str):
         raise SpecError(f"a spec is text, got {type(text).__name__}")
     bound: dict[str, int] = {}
@@ -77,7 +88,18 @@ def parse_spec(text: str, **counts: int) -> Spec:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise SpecError(f"the count {key}={value!r} must be a whole number >= 0")
         bound[key.lower()] = value
-    return Spec(tuple(_Parser(text, bound).parse()), text)
+    parser = _Parser(text, bound)
+    spec = Spec(tuple(parser.parse()), text)
+    for key in counts if strict else ():
+        if key.lower() not in parser.used:
+            used = sorted(parser.used)
+            hint = did_you_mean(key, [*keywords, *used])
+            raise SpecError(
+                f"unknown keyword {key!r}{hint}: the spec has no count of that name "
+                f"(its counts: {', '.join(used) or 'none'}"
+                + (f"; other keywords: {', '.join(keywords)})" if keywords else ")")
+            )
+    return spec
 
 
 @dataclass
@@ -93,6 +115,7 @@ class _Parser(LayerReader):
     def __init__(self, text: str, counts: dict[str, int]):
         super().__init__(text)
         self.counts = counts
+        self.used: set[str] = set()  # the counts the text refers to
         self.total = 0  # layers held in all open frames (bounded by MAX_LAYERS)
 
     def parse(self) -> list[Layer]:
@@ -285,6 +308,7 @@ class _Parser(LayerReader):
                     f"parse_spec(text, {name}=2) (bound here: {bound})",
                     start,
                 )
+            self.used.add(name.lower())
             return self.counts[name.lower()]
         raise self.error(f"expected a repetition count after {self.text[star]!r}, e.g. *2", start)
 

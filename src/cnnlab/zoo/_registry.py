@@ -3,20 +3,25 @@
 A plain table that imports nothing of the zoo: every family module of :mod:`cnnlab.zoo`
 registers its builders on :data:`REGISTRY` at import time, and :mod:`cnnlab.zoo` answers the
 public queries (``list_models``, ``model_info``, ``create_model``) from it.  Names are unique
-(a duplicate is a programming error and raises at import), lookups are exact, and an unknown
-name raises :class:`~cnnlab.errors.UnknownModelError` that suggests the closest registered
-names.
+(a duplicate is a programming error and raises at import), lookups ignore case and find
+aliases, and an unknown name raises :class:`~cnnlab.errors.UnknownModelError` that suggests the
+closest registered names.  Options are typed by the builder's signature: a value of another
+type is refused (``aux_logits="false"`` is not True), and text from a command line is read by
+the same hints (:meth:`ModelInfo.parse_options`).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cnnlab._typed import TypedValueError, check_value, parse_text
 from cnnlab.errors import CnnlabError, UnknownModelError
 
 if TYPE_CHECKING:
@@ -56,20 +61,50 @@ class ModelInfo:
                     f"{key}={self.options[key]!r}; build another registered model instead"
                 )
         merged = dict(self.options)
-        merged.update(kwargs)
+        merged.update({key: self._checked(key, value) for key, value in kwargs.items()})
         merged.setdefault("num_classes", self.num_classes)
         merged.setdefault("in_channels", self.input_size[0])
-        valid = inspect.signature(self.builder).parameters
-        unknown = [k for k in merged if k not in valid]
-        if unknown:
-            choices = [k for k in valid if k not in self.options]
-            close = difflib.get_close_matches(unknown[0], choices, n=1)
+        return self.builder(**merged)
+
+    def option_names(self) -> list[str]:
+        """The options this model takes (its builder's keywords, less those it fixes)."""
+        return [k for k in inspect.signature(self.builder).parameters if k not in self.options]
+
+    def _hint(self, key: str) -> Any:
+        valid = self.option_names()
+        if key not in valid and key not in self.options:
+            close = difflib.get_close_matches(key, valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise CnnlabError(
-                f"{self.name}: unknown option {unknown[0]!r}{hint}; "
-                f"its options are {', '.join(choices)}"
+                f"{self.name}: unknown option {key!r}{hint}; its options are {', '.join(valid)}"
             )
-        return self.builder(**merged)
+        return _hints(self.builder).get(key, Any)
+
+    def _checked(self, key: str, value: Any) -> Any:
+        hint = self._hint(key)
+        try:
+            return check_value(value, hint)
+        except TypedValueError as exc:
+            raise CnnlabError(f"{self.name}: option {key}={value!r}: {exc}") from None
+
+    def parse_options(self, texts: dict[str, str]) -> dict[str, Any]:
+        """Options given as text (``--option aux_logits=false``), read by the builder's type
+        hints: a bool from true/false/yes/no/1/0, an int, a list ``384,384,256``..."""
+        values = {}
+        for key, text in texts.items():
+            hint = self._hint(key)
+            try:
+                values[key] = parse_text(text, hint)
+            except TypedValueError as exc:
+                raise CnnlabError(f"{self.name}: option {key}={text!r}: {exc}") from None
+        return values
+
+
+@functools.cache
+def _hints(builder: Callable[..., Any]) -> dict[str, Any]:
+    """The builder's type hints (through ``functools.partial``), resolved."""
+    fn = builder.func if isinstance(builder, functools.partial) else builder
+    return typing.get_type_hints(fn)
 
 
 class Registry:
@@ -98,11 +133,29 @@ class Registry:
         return wrap
 
     def names(self, pattern: str = "*", aliases: bool = False) -> list[str]:
-        pool = list(self._models) + (list(self._aliases) if aliases else [])
-        return [n for n in pool if fnmatch.fnmatchcase(n, pattern)]
+        """Model names matching a glob (case-insensitive).  A pattern that matches an alias
+        finds its model too (``vgg1*`` finds ``vgg_a``, ``vgg_b``, ``vgg_d``, ``vgg_e``);
+        with ``aliases`` the aliases are listed as well."""
+        pattern = pattern.lower()
+        out = [
+            n
+            for n, info in self._models.items()
+            if fnmatch.fnmatchcase(n.lower(), pattern)
+            or any(fnmatch.fnmatchcase(a.lower(), pattern) for a in info.aliases)
+        ]
+        if aliases:
+            out += [a for a in self._aliases if fnmatch.fnmatchcase(a.lower(), pattern)]
+        return out
+
+    def _key(self, name: object) -> str | None:
+        if not isinstance(name, str):
+            return None
+        low = name.lower()
+        key = self._aliases.get(low, low)
+        return key if key in self._models else None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._models or name in self._aliases
+        return self._key(name) is not None
 
     def __iter__(self):
         return iter(self._models.values())
@@ -111,8 +164,8 @@ class Registry:
         return len(self._models)
 
     def get(self, name: str) -> ModelInfo:
-        key = self._aliases.get(name, name)
-        if key in self._models:
+        key = self._key(name)
+        if key is not None:
             return self._models[key]
         known = list(self._models) + list(self._aliases)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import re
 import sys
@@ -10,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import CnnlabError, SpecError
+from cnnlab.errors import CnnlabError, SpecError, UserCodeError
 
 __all__ = ["Target", "load_target", "parse_input_size", "parse_options"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DEFAULT_SPEC_INPUT = (3, 224, 224)
+_MAX_SIDE = 2**31 - 1  # torch indexes a dimension with 32-bit integers in its kernels
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Target:
     input_size: tuple[int, int, int]  # (C, H, W) it was built for
     info: Any = None  # ModelInfo for zoo models
     spec_text: str | None = None  # normalized notation for spec models
+    options: dict[str, Any] | None = None  # the zoo options it was built with, typed
 
 
 def parse_input_size(text: str, what: str = "--input") -> tuple[int, int, int] | tuple[int, int]:
@@ -42,23 +43,33 @@ def parse_input_size(text: str, what: str = "--input") -> tuple[int, int, int] |
             f"{what} {text!r}: expected CxHxW such as 3x224x224 or 1x28x28, "
             "or one number H for a square input with the model's channels"
         )
+    for v in values:
+        if v > _MAX_SIDE:
+            raise CnnlabError(
+                f"{what} {text!r}: {v:,} is larger than any size torch can index "
+                f"(at most {_MAX_SIDE:,} per dimension)"
+            )
     if len(values) == 1:
         return (values[0], values[0])
     return values  # type: ignore[return-value]
 
 
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``["variant=v1", "aux_logits=True"]`` -> {"variant": "v1", "aux_logits": True}."""
-    options: dict[str, Any] = {}
+# What --classes and --input say; an --option may not say it again.
+_COMMON = {"num_classes": "--classes N", "in_channels": "--input CxHxW", "input_size": "--input"}
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, str]:
+    """``["variant=v1", "aux_logits=false"]`` -> {"variant": "v1", "aux_logits": "false"}:
+    the text of each option, which :func:`load_target` reads by the builder's type hints."""
+    options: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
-        if not sep or not _IDENTIFIER.match(key.strip()):
+        key = key.strip()
+        if not sep or not _IDENTIFIER.match(key):
             raise CnnlabError(f"--option {pair!r}: expected KEY=VALUE, e.g. variant=v1")
-        try:
-            value: Any = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            value = raw.strip()
-        options[key.strip()] = value
+        if key in _COMMON:
+            raise CnnlabError(f"--option {pair!r}: give {key} as {_COMMON[key]}")
+        options[key] = raw.strip()
     return options
 
 
@@ -75,14 +86,45 @@ def _load_factory(target: str) -> Any:
         raise CnnlabError(f"{path_text}: cannot be imported as a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)  # the user's own code: its errors are theirs to see
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's own code: name it, with its line
+        sys.modules.pop(module_name, None)
+        raise UserCodeError(f"{path_text} does not import", exc, path) from exc
+    from torch import nn
+
     fn = getattr(module, factory, None)
     if fn is None:
         names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         raise CnnlabError(
             f"{path_text} has no {factory!r}; callables there: {', '.join(names) or 'none'}"
         )
-    return fn() if callable(fn) else fn
+    if isinstance(fn, nn.Module) or not callable(fn):  # a model instance is a model too
+        return fn
+    if isinstance(fn, type) and not issubclass(fn, nn.Module):
+        raise CnnlabError(f"{target}: {factory} is a class, not an nn.Module or a factory")
+    try:
+        return fn()
+    except TypeError as exc:
+        if _needs_arguments(fn):
+            raise CnnlabError(
+                f"{target}: {factory}() needs arguments; give a factory that takes none "
+                f"(e.g. def make_model(): return {factory}(...))"
+            ) from None
+        raise UserCodeError(f"{target}: {factory}() raised", exc, path) from exc
+    except Exception as exc:  # noqa: BLE001 - the user's own code
+        raise UserCodeError(f"{target}: {factory}() raised", exc, path) from exc
+
+
+def _needs_arguments(fn: Any) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.default is p.empty and p.kind in (*kinds, p.KEYWORD_ONLY) for p in params)
 
 
 def load_target(
@@ -97,32 +139,49 @@ def load_target(
     ``input_size`` is (C, H, W) or (H, W); it is passed to builders that size their layers
     from it (``input_size=(H, W)``, ``in_channels=C``).
     """
+    import torch
     from torch import nn
 
     from cnnlab.zoo import create_model, list_models, model_info
 
     options = dict(options or {})
+    for key in options:
+        if key in _COMMON:
+            raise CnnlabError(f"option {key!r}: give it as {_COMMON[key]}, not as an option")
     channels = input_size[0] if input_size is not None and len(input_size) == 3 else None
     hw = tuple(input_size[-2:]) if input_size is not None else None
 
     if text.endswith(".py") or ".py:" in text:
         if ".py:" not in text:
             raise CnnlabError(f"{text}: name the factory too, as {text}:make_model")
+        if options:
+            raise CnnlabError(
+                f"{text}: --option applies to zoo models; a file's factory takes none "
+                f"(got {', '.join(sorted(options))})"
+            )
         model = _load_factory(text)
+        if isinstance(model, torch.jit.ScriptModule):
+            raise CnnlabError(
+                f"{text} is a TorchScript module; cnnlab reads the Python nn.Module (give the "
+                "factory that builds it before torch.jit.script)"
+            )
         if not isinstance(model, nn.Module):
             raise CnnlabError(f"{text} returned {type(model).__name__}, not a torch.nn.Module")
         if input_size is None or len(input_size) != 3:
             raise CnnlabError(f"{text}: give the input size as --input CxHxW")
         return Target(model, "file", text, tuple(input_size))  # type: ignore[arg-type]
 
-    if text in list_models(aliases=True):
+    if text in list_models(aliases=True) or text.lower() in list_models(aliases=True):
         info = model_info(text)
+        texts = {k: v for k, v in options.items() if isinstance(v, str)}
+        typed = {**options, **info.parse_options(texts)}
+        kwargs = dict(typed)
         if hw is not None:
-            options["input_size"] = hw
-        model = create_model(text, num_classes=num_classes, in_channels=channels, **options)
+            kwargs["input_size"] = hw
+        model = create_model(text, num_classes=num_classes, in_channels=channels, **kwargs)
         c = channels or info.input_size[0]
         size = (c, *hw) if hw is not None else info.input_size
-        return Target(model, "zoo", info.name, size, info=info)  # type: ignore[arg-type]
+        return Target(model, "zoo", info.name, size, info=info, options=typed)  # type: ignore[arg-type]
 
     from cnnlab.notation import build_spec, format_spec, parse_spec
 
