@@ -351,7 +351,7 @@ def _train(args: argparse.Namespace) -> int:
     record = {
         "kind": kind,
         "target": target_text,
-        "kwargs": kwargs,
+        "kwargs": target.options or {},  # typed, as the builder took them
         "in_channels": shape[0],
         "input_size": [shape[1], shape[2]],
         "num_classes": train.num_classes,
