@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from test_analysis import _measured_saved_bytes
 from test_analysis_rules import EinsumMix, MatmulAttention, SelfAttention
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.analysis import analyze
 
@@ -165,3 +166,63 @@ def test_a_frozen_network_keeps_nothing():
         == 0
         == _measured_saved_bytes(model, torch.randn(2, 3, 10, 10))
     )
+
+
+class WindowAttention(nn.Module):
+    """Swin's shifted-window attention (Liu et al. 2021): windows of w x w tokens, a
+    relative position bias table, a cyclic shift with its mask, the projection used functionally."""
+
+    def __init__(self, dim=16, heads=2, w=4, shift=2):
+        super().__init__()
+        self.dim, self.heads, self.w, self.shift = dim, heads, w, shift
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.table = nn.Parameter(torch.zeros((2 * w - 1) ** 2, heads))
+        c = torch.stack(torch.meshgrid(torch.arange(w), torch.arange(w), indexing="ij")).flatten(1)
+        rel = (c[:, :, None] - c[:, None, :]).permute(1, 2, 0) + (w - 1)
+        self.register_buffer("index", rel[..., 0] * (2 * w - 1) + rel[..., 1], persistent=False)
+
+    def forward(self, x):
+        B, H, W, C = x.shape
+        w, h = self.w, self.heads
+        y = torch.roll(self.norm(x), shifts=(-self.shift, -self.shift), dims=(1, 2))
+        y = y.view(B, H // w, w, W // w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, C)
+        n = y.shape[0]
+        qkv = self.qkv(y).reshape(n, w * w, 3, h, C // h).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        attn = (q * (C // h) ** -0.5) @ k.transpose(-2, -1)
+        bias = self.table[self.index.view(-1)].view(w * w, w * w, h).permute(2, 0, 1)
+        attn = attn + bias.unsqueeze(0)
+        upper = torch.ones(w * w, w * w, dtype=torch.bool, device=x.device).triu(1)
+        mask = torch.zeros(w * w, w * w, device=x.device).masked_fill(upper, -100.0)
+        attn = (attn + mask).softmax(-1)
+        y = (attn @ v).transpose(1, 2).reshape(n, w * w, C)
+        y = F.linear(y, self.proj.weight, self.proj.bias)
+        y = y.view(B, H // w, W // w, w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
+        return x + torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+
+
+class SwinStage(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Conv2d(3, 16, 2, 2)  # patches of 2x2, channels last after it
+        self.block = WindowAttention()
+
+    def forward(self, x):
+        return self.block(self.embed(x).permute(0, 2, 3, 1))
+
+
+def test_a_shifted_window_attention_block():
+    # Swin's pattern: cyclic shifts, windows as views, attention on transposed heads, a
+    # relative position bias gathered from a table, a mask, the projection used functionally.
+    model = SwinStage().train()
+    x = torch.randn(2, 3, 16, 16)
+    a = analyze(model, (3, 16, 16), batch=2)
+    assert a.totals.uncounted == {}
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    assert a.totals.macs == counter.get_total_flops() // 2
+    assert a.totals.training.saved_activations == _measured_saved_bytes(model, x)
+    assert sum(r.params for r in a.rows if r.depth == 1) == a.totals.params
+    assert not [r.path for r in a.rows if r.kind == "uncalled"]
