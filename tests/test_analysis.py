@@ -502,3 +502,14 @@ def test_meta_build_and_analysis_skip_pytorchs_python_meta_kernels():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_torchinfo_habit_of_a_batch_in_the_input_size_gets_a_hint():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3))
+    with pytest.raises(CnnlabError, match=r"without the batch .*try \(3, 32, 32\)"):
+        analyze(model, (1, 3, 32, 32))
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(CnnlabError, match=r"not a tensor .*shape \(2, 3, 8, 8\)") as err:
+        analyze(model, x)
+    assert len(str(err.value)) < 300  # the tensor's values are not pasted
+    assert analyze(model, tuple(x.shape[1:]), batch=x.shape[0]).output_shapes == ((2, 4, 6, 6),)

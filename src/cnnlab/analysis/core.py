@@ -23,7 +23,7 @@ from cnnlab.analysis.result import (
     TrainingMemory,
 )
 from cnnlab.analysis.tracer import Frame, OpRecord, trace
-from cnnlab.errors import CnnlabError, check_int
+from cnnlab.errors import AnalysisError, CnnlabError, GeometryError, check_int
 
 __all__ = ["analyze"]
 
@@ -68,7 +68,16 @@ def analyze(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        result = trace(model, x, strict=strict, rules=table)
+        try:
+            result = trace(model, x, strict=strict, rules=table)
+        except (AnalysisError, GeometryError) as exc:
+            if len(size) >= 3 and size[0] == 1 and batch == 1:
+                # torchinfo's habit: input_size=(1, 3, 224, 224) with the batch in it.
+                raise type(exc)(
+                    f"{exc}; note: the input size is one example's, without the batch "
+                    f"(which is given separately): try {size[1:]}"
+                ) from exc
+            raise
         itemsize = x.element_size()
         builder = _RowBuilder(model, itemsize)
         builder.attribute_functional_uses(result.root, result.used)
@@ -91,6 +100,13 @@ def analyze(
 
 
 def _check_size(input_size: Any) -> tuple[int, ...]:
+    if isinstance(input_size, torch.Tensor):
+        raise CnnlabError(
+            f"input size must be one example's sizes such as (3, 224, 224), not a tensor (got a "
+            f"{str(input_size.dtype).replace('torch.', '')} tensor of shape "
+            f"{tuple(input_size.shape)}); for a batch x, use "
+            f"analyze(model, tuple(x.shape[1:]), batch=x.shape[0], dtype=x.dtype)"
+        )
     if isinstance(input_size, int):
         input_size = (input_size,)
     try:
