@@ -226,3 +226,29 @@ def test_a_shifted_window_attention_block():
     assert a.totals.training.saved_activations == _measured_saved_bytes(model, x)
     assert sum(r.params for r in a.rows if r.depth == 1) == a.totals.params
     assert not [r.path for r in a.rows if r.kind == "uncalled"]
+
+
+class Recurrent(nn.Module):
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, 8)
+        self.rnn = rnn
+
+    def forward(self, x):
+        return self.rnn(self.embed(x))[0]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.RNN(8, 6, num_layers=2, bidirectional=True),
+        lambda: nn.GRU(8, 6, num_layers=2, bidirectional=True),
+        lambda: nn.GRU(8, 10),
+    ],
+    ids=["rnn-2-layers-bidirectional", "gru-2-layers-bidirectional", "gru"],
+)
+def test_recurrent_layers_keep_what_autograd_keeps(make):
+    torch.manual_seed(0)
+    model = Recurrent(make()).train()
+    a = analyze(model, (3, 8), batch=5)  # (time, batch, features): batch 3, 5 steps
+    assert a.totals.training.saved_activations == _measured_saved_bytes(model, torch.randn(5, 3, 8))
