@@ -513,3 +513,30 @@ def test_the_torchinfo_habit_of_a_batch_in_the_input_size_gets_a_hint():
         analyze(model, x)
     assert len(str(err.value)) < 300  # the tensor's values are not pasted
     assert analyze(model, tuple(x.shape[1:]), batch=x.shape[0]).output_shapes == ((2, 4, 6, 6),)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_a_forward_that_raises_is_named_with_its_type_and_line():
+    class Raises(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return {"a": y}["b"]  # a KeyError in the user's own code
+
+    with pytest.raises(AnalysisError) as err:
+        analyze(Raises(), (3, 8, 8))
+    line = Raises.forward.__code__.co_firstlineno + 2
+    assert "(model) (Raises): the forward failed on an input of shape 1x3x8x8: KeyError: 'b'" in (
+        str(err.value)
+    )
+    assert str(err.value).endswith(f"(at tests/test_analysis.py:{line})")
+    assert isinstance(err.value.__cause__, KeyError)  # the whole story, for --traceback
+    scripted = torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3)))
+    with pytest.raises(CnnlabError, match=r"\(model\) is a TorchScript module"):
+        analyze(scripted, (3, 8, 8))
+    holder = nn.Sequential(nn.Conv2d(3, 3, 1), scripted)
+    with pytest.raises(CnnlabError, match=r"^1 is a TorchScript module"):
+        analyze(holder, (3, 8, 8))

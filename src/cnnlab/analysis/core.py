@@ -57,6 +57,15 @@ def analyze(
     """
     if not isinstance(model, nn.Module):
         raise CnnlabError(f"analyze() needs a torch.nn.Module, got {type(model).__name__}")
+    scripted = [
+        n or "(model)" for n, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)
+    ]
+    if scripted:
+        raise CnnlabError(
+            f"{scripted[0]} is a TorchScript module (torch.jit.script or torch.jit.trace): its "
+            "forward is compiled and cannot be traced op by op; analyze the nn.Module it was "
+            "made from"
+        )
     size = _check_size(input_size)
     check_int("batch", batch)
     if not isinstance(dtype, torch.dtype):

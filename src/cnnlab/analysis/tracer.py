@@ -34,6 +34,8 @@ keeps no state between traces.
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -322,10 +324,11 @@ class _Tracer(TorchFunctionMode):
         try:
             out = func(*margs, **mkwargs)
         except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError) as exc:
+            at = _user_line_of([(f.filename, f.lineno) for f in traceback.extract_stack()])
             raise AnalysisError(
                 f"{frame.path or '(model)'} ({frame.type}): {_func_name(func)} failed on "
                 f"shape-only tensors {', '.join(_shape_text(t.shape) for t in tensors)}: "
-                f"{_first_line(exc)}"
+                f"{type(exc).__name__}: {_first_line(exc)}" + (f" (at {at})" if at else "")
             ) from exc
         outs = _tensors(out)
         if not outs:
@@ -690,18 +693,62 @@ _MISSING = object()
 
 
 def _forward(model: nn.Module, x: torch.Tensor, tracer: _Tracer) -> Any:
-    """``model(x)``; a failure that is not a user mistake becomes an AnalysisError naming the
-    layer that was running."""
+    """``model(x)``; an exception raised by the model's own code (or by PyTorch for it) becomes
+    an AnalysisError naming the layer that was running, the exception's type and message and
+    the line of the model's code that raised it (the original stays its ``__cause__``).  An
+    exception raised inside the analysis itself is a bug of cnnlab and propagates as it is."""
     try:
         return model(x)
     except CnnlabError:
         raise
-    except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+    except Exception as exc:
+        if _raised_by_the_analysis(exc):
+            raise
         frame = tracer.stack[-1]
+        at = _user_line(exc)
         raise AnalysisError(
-            f"{frame.path or '(model)'} ({frame.type}): the forward failed on an input "
-            f"of shape {_shape_text(x.shape)}: {_first_line(exc)}"
+            f"{frame.path or '(model)'} ({frame.type}): the forward failed on an input of "
+            f"shape {_shape_text(x.shape)}: {type(exc).__name__}: {_first_line(exc)}"
+            + (f" (at {at})" if at else "")
         ) from exc
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_CNNLAB_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ANALYSIS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _frames(exc: BaseException) -> list[tuple[str, int]]:
+    out = []
+    tb = exc.__traceback__
+    while tb is not None:
+        out.append((os.path.abspath(tb.tb_frame.f_code.co_filename), tb.tb_lineno))
+        tb = tb.tb_next
+    return out
+
+
+def _raised_by_the_analysis(exc: BaseException) -> bool:
+    frames = _frames(exc)
+    return bool(frames) and frames[-1][0].startswith(_ANALYSIS_DIR + os.sep)
+
+
+def _user_line(exc: BaseException) -> str:
+    """``file:line`` of the innermost frame of the model's own code (not torch's, not
+    cnnlab's) in ``exc``'s traceback, relative to the working directory when under it."""
+    return _user_line_of(_frames(exc))
+
+
+def _user_line_of(frames: list[tuple[str, int | None]]) -> str:
+    for name, line in reversed(frames):
+        path = os.path.abspath(name)
+        if path.startswith((_TORCH_DIR + os.sep, _CNNLAB_DIR + os.sep)):
+            continue
+        try:
+            rel = os.path.relpath(path)
+        except ValueError:
+            rel = path
+        return f"{path if rel.startswith('..') else rel}:{line}"
+    return ""
 
 
 def trace(
