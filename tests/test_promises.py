@@ -303,3 +303,89 @@ def test_user_frame_is_the_users_line_not_cnnlabs(tmp_path):
     )
     with pytest.raises(CnnlabError, match=rf"ValueError: bad width at {f}:2"):
         load_target(f"{f}:make", input_size=(1, 8, 8))
+
+
+# ---- tables a person can read ---------------------------------------------------------------
+
+
+def _summary_lines(*argv: str, columns: str | None = None) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("COLUMNS", None)
+    if columns is not None:
+        env["COLUMNS"] = columns
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "summary", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_piped_summary_honours_columns_and_never_cuts_a_number(width):
+    lines = _summary_lines("alexnet", columns=str(width))
+    assert max(len(line) for line in lines) <= width
+    text = "\n".join(lines)
+    for number in ("37,752,832", "105,415,200", "60,965,224"):  # fc6 params, conv1 MACs, total
+        assert number in text
+    assert "…" not in text
+    if width < 120:
+        assert "Columns left out to fit" in text
+
+
+def test_columns_choose_what_the_table_shows(capsys):
+    assert main(["summary", "lenet5", "--columns", "name,params", "--width", "60"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "Layer" in line)
+    assert "Params" in header and "MACs" not in header and "Type" not in header
+    line = _error_line(capsys, ["summary", "lenet5", "--columns", "name,parms"])
+    assert "did you mean 'params'" in line
+    assert "--width 0" in _error_line(capsys, ["summary", "lenet5", "--width", "0"])
+
+
+# ---- the CLI analyzes what the API analyzes ---------------------------------------------------
+
+_ND = """\
+from torch import nn
+
+
+def conv1d():
+    return nn.Sequential(nn.Conv1d(2, 4, 3), nn.ReLU())
+
+
+def conv3d():
+    return nn.Sequential(nn.Conv3d(1, 2, 3), nn.ReLU())
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(784, 10))
+
+
+def sequence():
+    return nn.Sequential(nn.Linear(16, 4))
+"""
+
+
+@pytest.mark.parametrize(
+    "factory,size,output",
+    [
+        ("conv1d", "2x20", "1x4x18"),
+        ("conv3d", "1x4x6x6", "1x2x2x4x4"),
+        ("mlp", "784", "1x10"),
+        ("sequence", "8x16", "1x8x4"),
+    ],
+)
+def test_input_of_any_rank_for_a_file_target(tmp_path, capsys, factory, size, output):
+    f = tmp_path / "nd.py"
+    f.write_text(_ND)
+    assert main(["summary", f"{f}:{factory}", "--input", size, "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert rows[-1].split(",")[10] == output  # output_shape of the last layer
+
+
+def test_an_image_model_refuses_other_ranks(capsys):
+    line = _error_line(capsys, ["summary", "lenet5", "--input", "1x2x28x28"])
+    assert "takes an image, CxHxW" in line

@@ -17,6 +17,9 @@ from cnnlab.analysis.result import Analysis, Kind, Row
 
 __all__ = [
     "FORMATS",
+    "COLUMNS",
+    "check_columns",
+    "fit_columns",
     "human",
     "render",
     "render_csv",
@@ -96,19 +99,28 @@ def _label(row: Row, indent: bool = True) -> str:
     return pad + name
 
 
+# The table's columns: key -> header.  Order is the table's; COLUMN_KEYS_BY_IMPORTANCE says
+# which go first when the table must fit a narrow terminal.
+COLUMNS: dict[str, str] = {
+    "name": "Layer",
+    "type": "Type",
+    "window": "Filter/stride",
+    "volume": "Volume WxHxD",
+    "output": "Output NxCxHxW",
+    "params": "Params",
+    "macs": "MACs",
+    "activations": "Act. values",
+    "rf": "RF/jump",
+    "fit": "Fit",
+}
+_NUMERIC = ("params", "macs", "activations", "rf")
+# dropped first .. never dropped (name, output, params and macs always stay)
+_DROP_ORDER = ("fit", "activations", "rf", "volume", "window", "type")
+_BORDER = 3  # a cell's padding (1 + 1) and its left rule
+
+
 def _columns() -> list[str]:
-    return [
-        "Layer",
-        "Type",
-        "Filter/stride",
-        "Volume WxHxD",
-        "Output NxCxHxW",
-        "Params",
-        "MACs",
-        "Act. values",
-        "RF/jump",
-        "Fit",
-    ]
+    return list(COLUMNS.values())
 
 
 def _cells(row: Row, indent: bool = True) -> list[str]:
@@ -125,6 +137,48 @@ def _cells(row: Row, indent: bool = True) -> list[str]:
         _rf(row),
         row.fit or "",
     ]
+
+
+def check_columns(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Column keys as a user gives them (``name,output,params,macs``), checked; a
+    :class:`~cnnlab.errors.CnnlabError` names an unknown one and the valid keys."""
+    from cnnlab._typed import did_you_mean
+    from cnnlab.errors import CnnlabError
+
+    keys = tuple(n.strip().lower() for n in names if n.strip())
+    for key in keys:
+        if key not in COLUMNS:
+            raise CnnlabError(
+                f"column {key!r}{did_you_mean(key, COLUMNS)}; valid: {', '.join(COLUMNS)}"
+            )
+    if not keys:
+        raise CnnlabError(f"no column given; valid: {', '.join(COLUMNS)}")
+    return keys
+
+
+def fit_columns(
+    a: Analysis, depth: int | None, width: int | None, columns: tuple[str, ...] | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the columns shown, the columns left out) so that the table fits ``width`` characters
+    without cutting a number: the least important columns go first (:data:`_DROP_ORDER`).
+    Columns the user chose (``columns``) are never dropped."""
+    chosen = columns or tuple(COLUMNS)
+    if width is None or columns:
+        return chosen, ()
+    keys = list(COLUMNS)
+    rows = [_cells(r) for r in a.visible(depth)]
+    need = {
+        k: max([len(COLUMNS[k])] + [len(r[i]) for r in rows]) + _BORDER for i, k in enumerate(keys)
+    }
+    shown = list(chosen)
+    dropped = []
+    for key in _DROP_ORDER:
+        if sum(need[k] for k in shown) + 1 <= width:
+            break
+        if key in shown:
+            shown.remove(key)
+            dropped.append(key)
+    return tuple(shown), tuple(dropped)
 
 
 # Bytes per value of the dtypes an analysis can run in (the renderers do not import torch).
@@ -179,40 +233,82 @@ def _totals_lines(a: Analysis) -> list[str]:
     return lines
 
 
-def _convention_lines(a: Analysis) -> list[str]:
-    return [f"{k}: {v}" for k, v in a.conventions.items()]
+def _convention_lines(a: Analysis, width: int | None = None) -> list[str]:
+    """The conventions, one per key, wrapped to ``width`` (indented continuation lines)."""
+    import textwrap
+
+    lines = []
+    for key, text in a.conventions.items():
+        line = f"{key}: {text}"
+        if width is None:
+            lines.append(line)
+        else:
+            lines += textwrap.wrap(line, width=max(width, 40), subsequent_indent="  ")
+    return lines
 
 
 # ------------------------------------------------------------------------------------- table
 
 
-def rich_table(a: Analysis, depth: int | None = None, title: str | None = None):
-    """The analysis as a ``rich.table.Table`` (rows to ``depth``), totals in the caption."""
+def rich_table(
+    a: Analysis,
+    depth: int | None = None,
+    title: str | None = None,
+    width: int | None = None,
+    columns: tuple[str, ...] | None = None,
+):
+    """The analysis as a ``rich.table.Table`` (rows to ``depth``), totals in the caption.
+
+    ``columns`` (keys of :data:`COLUMNS`) chooses the columns; otherwise, given a ``width``,
+    the least important columns are left out until the table fits, and the caption says
+    which.  Numbers are never cut or wrapped."""
     from rich.table import Table
 
+    shown, dropped = fit_columns(a, depth, width, columns)
+    caption = _totals_lines(a)
+    if dropped:
+        caption.append(
+            f"Columns left out to fit {width} characters: {', '.join(dropped)} "
+            f"(--width, or --columns {','.join(shown + dropped)})"
+        )
     table = Table(
         title=title or f"{a.model} on {_shape(a.input_shape)}",
-        caption="\n".join(_totals_lines(a)),
+        caption="\n".join(caption),
         caption_justify="left",
         show_lines=False,
         header_style="bold",
     )
-    for i, col in enumerate(_columns()):
-        table.add_column(col, justify="right" if 5 <= i <= 8 else "left", no_wrap=i == 0)
+    keys = list(COLUMNS)
+    index = [keys.index(k) for k in shown]
+    for k in shown:
+        numeric = k in _NUMERIC
+        table.add_column(
+            COLUMNS[k],
+            justify="right" if numeric else "left",
+            no_wrap=numeric or k in ("output", "volume"),
+            overflow="fold",
+        )
     for row in a.visible(depth):
         style = "dim" if row.kind == "uncalled" else ("bold" if not row.leaf else None)
-        table.add_row(*_cells(row), style=style)
+        cells = _cells(row)
+        table.add_row(*(cells[i] for i in index), style=style)
     return table
 
 
-def render_table(a: Analysis, depth: int | None = None, width: int = 160) -> str:
-    """The rich table as plain text (no colour), for files and tests."""
+def render_table(
+    a: Analysis,
+    depth: int | None = None,
+    width: int = 160,
+    columns: tuple[str, ...] | None = None,
+) -> str:
+    """The rich table as plain text (no colour) at most ``width`` wide where the chosen
+    columns allow it, with the conventions wrapped to that width; for pipes, files, tests."""
     from rich.console import Console
 
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False)
-    console.print(rich_table(a, depth))
-    console.print("\n".join(_convention_lines(a)), soft_wrap=True)
+    console.print(rich_table(a, depth, width=width, columns=columns))
+    console.print("\n".join(_convention_lines(a, width)), soft_wrap=True)
     return buf.getvalue()
 
 
@@ -445,10 +541,17 @@ def render_lecture(a: Analysis) -> str:
     return "\n".join(out) + "\n"
 
 
-def render(a: Analysis, fmt: str, depth: int | None = None, width: int = 160) -> str:
-    """Dispatch on ``fmt`` (one of :data:`FORMATS`)."""
+def render(
+    a: Analysis,
+    fmt: str,
+    depth: int | None = None,
+    width: int = 160,
+    columns: tuple[str, ...] | None = None,
+) -> str:
+    """Dispatch on ``fmt`` (one of :data:`FORMATS`); ``width`` and ``columns`` shape the
+    table (see :func:`rich_table`)."""
     if fmt == "table":
-        return render_table(a, depth, width)
+        return render_table(a, depth, width, columns)
     if fmt == "markdown":
         return render_markdown(a, depth)
     if fmt == "csv":

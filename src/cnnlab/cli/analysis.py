@@ -42,7 +42,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--option", action="append", metavar="KEY=VALUE", help="builder option, e.g. variant=v1"
     )
-    p.add_argument("--width", type=int, default=None, help="table width (default: terminal)")
+    p.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        metavar="W",
+        help="table width in characters (default: the terminal's, or $COLUMNS, else 200)",
+    )
+    p.add_argument(
+        "--columns",
+        metavar="KEYS",
+        help="the table's columns, e.g. name,output,params,macs (all: name, type, window, "
+        "volume, output, params, macs, activations, rf, fit); without it, the least important "
+        "are left out to fit the width",
+    )
     p.set_defaults(func=_summary)
 
     p = sub.add_parser(
@@ -87,6 +100,11 @@ def build_for_analysis(text: str, input_text: str | None, classes: int | None, o
     from cnnlab.zoo.target import load_target, parse_input_size, parse_options
 
     size = parse_input_size(input_text) if input_text else None
+    if size is not None and len(size) == 2 and ".py" not in text:
+        raise CnnlabError(
+            f"--input {input_text!r}: {text} takes an image: expected CxHxW such as 3x224x224, "
+            "or one number H for a square input with the model's channels"
+        )
     opts = parse_options(options)
     if ".py" in text and classes is not None:
         raise CnnlabError(
@@ -107,7 +125,7 @@ def _summary(args: argparse.Namespace) -> int:
     import torch
 
     from cnnlab.analysis import analyze
-    from cnnlab.analysis.render import render, rich_table
+    from cnnlab.analysis.render import _convention_lines, check_columns, render, rich_table
 
     if args.batch < 1:
         raise CnnlabError(f"--batch {args.batch}: must be at least 1")
@@ -121,17 +139,37 @@ def _summary(args: argparse.Namespace) -> int:
         dtype=getattr(torch, args.dtype),
         strict=args.strict,
     )
+    width = _table_width(args.width)
+    columns = check_columns(args.columns.split(",")) if args.columns else None
     if args.format == "table" and sys.stdout.isatty():
         from rich.console import Console
 
-        console = Console(width=args.width)
-        console.print(rich_table(result, args.depth, title=f"{target.label}: {result.model}"))
-        for key, text in result.conventions.items():
-            console.print(f"[dim]{key}: {text}[/dim]")
+        console = Console(width=width)
+        title = f"{target.label}: {result.model}"
+        console.print(rich_table(result, args.depth, title=title, width=width, columns=columns))
+        console.print("[dim]" + "\n".join(_convention_lines(result, width)) + "[/dim]")
         return 0
-    out = render(result, args.format, args.depth, width=args.width or 200)
+    out = render(result, args.format, args.depth, width=width, columns=columns)
     sys.stdout.write(out)
     return 0
+
+
+_MIN_WIDTH = 40
+
+
+def _table_width(given: int | None) -> int:
+    """--width, else the terminal's width ($COLUMNS first, as shells set it), else 200 when
+    piped with no $COLUMNS (a log keeps whole rows)."""
+    import os
+    import shutil
+
+    if given is not None:
+        if given < _MIN_WIDTH:
+            raise CnnlabError(f"--width {given}: expected at least {_MIN_WIDTH} characters")
+        return given
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return max(shutil.get_terminal_size((200, 24)).columns, _MIN_WIDTH)
+    return 200
 
 
 # ------------------------------------------------------------------------------------- arith

@@ -25,23 +25,26 @@ class Target:
     model: Any  # torch.nn.Module
     kind: str  # "zoo", "spec" or "file"
     label: str  # what to call it in headings
-    input_size: tuple[int, int, int]  # (C, H, W) it was built for
+    input_size: tuple[int, ...]  # one example's shape it was built for: (C, H, W) for images
     info: Any = None  # ModelInfo for zoo models
     spec_text: str | None = None  # normalized notation for spec models
     options: dict[str, Any] | None = None  # the zoo options it was built with, typed
 
 
-def parse_input_size(text: str, what: str = "--input") -> tuple[int, int, int] | tuple[int, int]:
-    """``"3x224x224"`` -> (3, 224, 224); ``"224"`` -> (224, 224) (channels from the model)."""
+def parse_input_size(text: str, what: str = "--input") -> tuple[int, ...]:
+    """One example's shape: ``"3x224x224"`` -> (3, 224, 224), ``"2x20"`` -> (2, 20) (a Conv1d
+    input), ``"1x4x6x6"`` (Conv3d); ``"224"`` -> (224,), which :func:`load_target` reads as a
+    square image with the model's channels (and a file's model as one example of 224 values)."""
     parts = text.lower().replace("×", "x").split("x")
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
         values = ()
-    if len(values) not in (1, 3) or any(v < 1 for v in values):
+    if not values or any(v < 1 for v in values):
         raise CnnlabError(
-            f"{what} {text!r}: expected CxHxW such as 3x224x224 or 1x28x28, "
-            "or one number H for a square input with the model's channels"
+            f"{what} {text!r}: expected one example's shape such as 3x224x224 or 1x28x28 "
+            "(2x20 for a Conv1d, 1x4x6x6 for a Conv3d), or one number H for a square input "
+            "with the model's channels"
         )
     for v in values:
         if v > _MAX_SIDE:
@@ -49,9 +52,7 @@ def parse_input_size(text: str, what: str = "--input") -> tuple[int, int, int] |
                 f"{what} {text!r}: {v:,} is larger than any size torch can index "
                 f"(at most {_MAX_SIDE:,} per dimension)"
             )
-    if len(values) == 1:
-        return (values[0], values[0])
-    return values  # type: ignore[return-value]
+    return values
 
 
 # What --classes and --input say; an --option may not say it again.
@@ -127,6 +128,22 @@ def _needs_arguments(fn: Any) -> bool:
     return any(p.default is p.empty and p.kind in (*kinds, p.KEYWORD_ONLY) for p in params)
 
 
+def _image_size(text: str, size: tuple[int, ...] | None) -> tuple[int | None, tuple | None]:
+    """(channels or None, (H, W) or None) of an image size given for a zoo model or spec."""
+    if size is None:
+        return None, None
+    if len(size) == 1:
+        return None, (size[0], size[0])
+    if len(size) == 2:
+        return None, (size[0], size[1])
+    if len(size) == 3:
+        return size[0], (size[1], size[2])
+    shown = "x".join(map(str, size))
+    raise CnnlabError(
+        f"{text}: takes an image, CxHxW (e.g. 3x224x224), not a {len(size)}-D input {shown}"
+    )
+
+
 def load_target(
     text: str,
     *,
@@ -136,8 +153,9 @@ def load_target(
 ) -> Target:
     """Build what ``text`` names: a registered model, ``file.py:factory``, or a spec.
 
-    ``input_size`` is (C, H, W) or (H, W); it is passed to builders that size their layers
-    from it (``input_size=(H, W)``, ``in_channels=C``).
+    ``input_size`` is one example's shape.  Zoo models and specs take an image: (C, H, W),
+    (H, W) or (S,) for a square; it is passed to builders that size their layers from it
+    (``input_size=(H, W)``, ``in_channels=C``).  A file's model takes any shape, as given.
     """
     import torch
     from torch import nn
@@ -148,8 +166,7 @@ def load_target(
     for key in options:
         if key in _COMMON:
             raise CnnlabError(f"option {key!r}: give it as {_COMMON[key]}, not as an option")
-    channels = input_size[0] if input_size is not None and len(input_size) == 3 else None
-    hw = tuple(input_size[-2:]) if input_size is not None else None
+    given = tuple(input_size) if input_size is not None else None
 
     if text.endswith(".py") or ".py:" in text:
         if ".py:" not in text:
@@ -167,10 +184,11 @@ def load_target(
             )
         if not isinstance(model, nn.Module):
             raise CnnlabError(f"{text} returned {type(model).__name__}, not a torch.nn.Module")
-        if input_size is None or len(input_size) != 3:
-            raise CnnlabError(f"{text}: give the input size as --input CxHxW")
-        return Target(model, "file", text, tuple(input_size))  # type: ignore[arg-type]
+        if given is None:
+            raise CnnlabError(f"{text}: give one example's shape, as --input CxHxW (or 2x20...)")
+        return Target(model, "file", text, given)
 
+    channels, hw = _image_size(text, given)
     if text in list_models(aliases=True) or text.lower() in list_models(aliases=True):
         info = model_info(text)
         texts = {k: v for k, v in options.items() if isinstance(v, str)}
