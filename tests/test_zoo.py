@@ -422,3 +422,29 @@ def test_unknown_names_suggest(typo, suggestion):
 def test_bad_options_are_clear_errors(name, options, words):
     with pytest.raises(CnnlabError, match=f"{name.split('_')[0]}.*{words}"):
         create_model(name, **options)
+
+
+def test_stored_facts_equal_the_registry():
+    """`cnnlab models` answers from stored facts (no torch); they must be the registry's."""
+    from cnnlab.zoo._facts import FACTS, live_facts
+
+    assert list(FACTS) == live_facts(), (
+        "the zoo changed: rewrite the stored facts with `python -m cnnlab.zoo._facts`"
+    )
+
+
+def test_listing_models_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, io, contextlib\n"
+        "from cnnlab.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    assert main(['models', 'vgg1?', '--format', 'json']) == 0\n"
+        "assert 'vgg_d' in out.getvalue()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -39,22 +39,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_rows(pattern: str) -> list[dict]:
-    from cnnlab.zoo import list_models, model_info
+    # the stored facts: listing the zoo imports no torch and builds nothing
+    from cnnlab.zoo._facts import facts
 
     rows = []
-    for name in list_models(pattern):
-        info = model_info(name)
-        c, h, w = info.input_size
+    for f in facts(pattern):
+        c, h, w = f["input_size"]
         rows.append(
             {
-                "name": name,
-                "aliases": list(info.aliases),
-                "params": info.params,
-                "macs": info.macs,
+                "name": f["name"],
+                "aliases": list(f["aliases"]),
+                "params": f["params"],
+                "macs": f["macs"],
                 "input": f"{w}x{h}x{c}",
-                "classes": info.num_classes,
-                "paper": info.paper,
-                "top5": info.top5,
+                "classes": f["num_classes"],
+                "paper": f["paper"],
+                "top5": f["top5"],
             }
         )
     return rows
@@ -62,13 +62,12 @@ def _model_rows(pattern: str) -> list[dict]:
 
 def _models(args: argparse.Namespace) -> int:
     from cnnlab.errors import UnknownModelError
-    from cnnlab.zoo import list_models
+    from cnnlab.zoo._facts import FACTS
 
     rows = _model_rows(args.pattern)
     if not rows:
-        raise UnknownModelError(
-            f"no model matches {args.pattern!r}; names look like {', '.join(list_models()[:6])}..."
-        )
+        names = ", ".join(f["name"] for f in FACTS[:6])
+        raise UnknownModelError(f"no model matches {args.pattern!r}; names look like {names}...")
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0

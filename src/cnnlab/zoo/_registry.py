@@ -27,7 +27,7 @@ from cnnlab.errors import CnnlabError, UnknownModelError
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["REGISTRY", "ModelInfo", "Registry"]
+__all__ = ["REGISTRY", "ModelInfo", "Registry", "matches"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,13 @@ def _hints(builder: Callable[..., Any]) -> dict[str, Any]:
     return typing.get_type_hints(fn)
 
 
+def matches(pattern: str, name: str, aliases: tuple[str, ...] | list[str] = ()) -> bool:
+    """Whether a glob matches a model, case-insensitively, by its name or one of its aliases
+    (``vgg1?`` finds ``vgg_a``, ``vgg_b``, ``vgg_d`` and ``vgg_e`` through vgg11 ... vgg19)."""
+    pattern = pattern.lower()
+    return any(fnmatch.fnmatchcase(n.lower(), pattern) for n in (name, *aliases))
+
+
 class Registry:
     """A name -> :class:`ModelInfo` table, strict about duplicates."""
 
@@ -133,16 +140,10 @@ class Registry:
         return wrap
 
     def names(self, pattern: str = "*", aliases: bool = False) -> list[str]:
-        """Model names matching a glob (case-insensitive).  A pattern that matches an alias
-        finds its model too (``vgg1*`` finds ``vgg_a``, ``vgg_b``, ``vgg_d``, ``vgg_e``);
-        with ``aliases`` the aliases are listed as well."""
+        """Model names matching a glob (see :func:`matches`); with ``aliases`` the aliases
+        that match are listed as well."""
+        out = [n for n, info in self._models.items() if matches(pattern, n, info.aliases)]
         pattern = pattern.lower()
-        out = [
-            n
-            for n, info in self._models.items()
-            if fnmatch.fnmatchcase(n.lower(), pattern)
-            or any(fnmatch.fnmatchcase(a.lower(), pattern) for a in info.aliases)
-        ]
         if aliases:
             out += [a for a in self._aliases if fnmatch.fnmatchcase(a.lower(), pattern)]
         return out
