@@ -68,7 +68,7 @@ def test_option_texts_outside_the_bool_words_are_refused():
 def test_the_python_api_refuses_a_string_where_a_bool_is_expected():
     with pytest.raises(CnnlabError, match=r"zero_init_residual='false': expected true or false"):
         create_model("resnet50", zero_init_residual="false")
-    with pytest.raises(CnnlabError, match=r"groups='2': expected an integer or none"):
+    with pytest.raises(CnnlabError, match=r"groups='2': expected int [|] none"):
         create_model("alexnet", groups="2")
     with torch.device("meta"):
         assert create_model("alexnet", groups=None) is not None
@@ -80,7 +80,7 @@ def test_typed_options_of_other_kinds():
         assert z.conv3.out_channels == 512 and z.conv4.out_channels == 1024
         a = load_target("alexnet", options=parse_options(["groups=none"]))
         assert a.options == {"groups": None}
-    with pytest.raises(CnnlabError, match=r"conv345='1,2': expected 3 integers"):
+    with pytest.raises(CnnlabError, match=r"conv345='1,2': expected 3 int values"):
         load_target("zfnet", options=parse_options(["conv345=1,2"]))
 
 

@@ -22,7 +22,7 @@ __all__ = ["TypedValueError", "check_value", "did_you_mean", "parse_text", "type
 
 _TRUE = ("true", "yes", "1")
 _FALSE = ("false", "no", "0")
-_NONE = ("none", "null")
+_NONE = ("none", "null", "")
 
 
 class TypedValueError(CnnlabError):
@@ -48,25 +48,18 @@ def _is_union(hint: Any) -> bool:
 
 
 def type_name(hint: Any) -> str:
-    """How a hint reads in a message: ``"an integer or none"``, ``"true or false"``."""
+    """How a hint reads in a message: ``"int | none"``, ``"true or false"``, ``"list of
+    float"``, ``"3 int values"``."""
     if _is_union(hint):
-        return " or ".join(type_name(a) for a in typing.get_args(hint))
+        return " | ".join(type_name(a) for a in typing.get_args(hint))
     if typing.get_origin(hint) is tuple:
         args = typing.get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_plural(args[0])}"
-        return f"{len(args)} {_plural(args[0])} (a,b,...)"
-    return {
-        bool: "true or false",
-        int: "an integer",
-        float: "a number",
-        str: "text",
-        type(None): "none",
-    }.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def _plural(hint: Any) -> str:
-    return {int: "integers", float: "numbers", str: "texts", bool: "booleans"}.get(hint, "values")
+            return f"list of {type_name(args[0])}"
+        return f"{len(args)} {type_name(args[0])} values (a,b,...)"
+    return {bool: "true or false", str: "text", type(None): "none"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
 
 
 def parse_text(text: str, hint: Any) -> Any:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cnnlab._typed import TypedValueError, parse_text, type_name
 from cnnlab.train.recipe import ConfigError, Options, Recipe
 from cnnlab.train.recipes import RECIPES, default_recipe
 
@@ -45,7 +46,7 @@ def describe_keys() -> list[tuple[str, str, str, str]]:
     rows = []
     for cls in (Recipe, Options):
         for name, f in _fields(cls).items():
-            rows.append((name, _type_name(_HINTS[cls][name]), repr(f.default), f.metadata["doc"]))
+            rows.append((name, type_name(_HINTS[cls][name]), repr(f.default), f.metadata["doc"]))
     return rows
 
 
@@ -121,51 +122,14 @@ def _unknown(what: str, name: str, valid: list[str]) -> str:
     return f"unknown {what} {name!r}{hint} (valid: {', '.join(valid)})"
 
 
-def _type_name(hint: Any) -> str:
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType):
-        return " | ".join(_type_name(a) for a in args)
-    if typing.get_origin(hint) is tuple:
-        return f"list of {_type_name(args[0])}"
-    return "none" if hint is type(None) else hint.__name__
-
-
 def _parse_text(key: str, text: str, where: str) -> Any:
-    """A ``--set`` value, read as the key's type."""
+    """A ``--set`` value, read as the key's type (:func:`cnnlab._typed.parse_text`)."""
     if key not in _OWNER:
         raise ConfigError(where + _unknown("key", key, list(_OWNER)))
-    hint = _HINTS[_OWNER[key]][key]
-    args = typing.get_args(hint)
-    optional = isinstance(hint, types.UnionType) and type(None) in args
-    base = next(a for a in args if a is not type(None)) if optional else hint
-    if optional and text.lower() in ("none", "null", ""):
-        return None
-    if typing.get_origin(base) is tuple:
-        inner = typing.get_args(base)[0]
-        parts = [p.strip() for p in text.strip("[]()").split(",") if p.strip()]
-        return tuple(_parse_scalar(key, p, inner, where, hint) for p in parts)
-    return _parse_scalar(key, text, base, where, hint)
-
-
-def _parse_scalar(key: str, text: str, typ: type, where: str, hint: Any) -> Any:
     try:
-        if typ is bool:
-            low = text.lower()
-            if low in ("true", "yes", "on", "1"):
-                return True
-            if low in ("false", "no", "off", "0"):
-                return False
-            raise ValueError
-        if typ is int:
-            return int(text.replace("_", ""))
-        if typ is float:
-            return float(text)
-    except ValueError:
-        raise ConfigError(
-            f"{where}{key}={text!r}: expected "
-            + ("true or false" if typ is bool else _type_name(hint))
-        ) from None
-    return text
+        return parse_text(text, _HINTS[_OWNER[key]][key])
+    except TypedValueError as exc:
+        raise ConfigError(f"{where}{key}={text!r}: {exc}") from None
 
 
 def _check_value(key: str, value: Any, where: str) -> Any:
@@ -185,10 +149,10 @@ def _check_value(key: str, value: Any, where: str) -> Any:
     if value is None:
         if optional:
             return None
-        raise bad(f"expected {_type_name(hint)}, not none")
+        raise bad(f"expected {type_name(hint)}, not none")
     if typing.get_origin(base) is tuple:
         if not isinstance(value, list | tuple):
-            raise bad(f"expected {_type_name(hint)}")
+            raise bad(f"expected {type_name(hint)}")
         inner = typing.get_args(base)[0]
         items = tuple(_scalar(key, v, inner, meta, hint, bad) for v in value)
         if key == "betas" and len(items) != 2:
@@ -206,10 +170,10 @@ def _scalar(key: str, value: Any, typ: type, meta: Mapping, hint: Any, bad) -> A
         return value
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise bad(f"expected {_type_name(hint)}")
+            raise bad(f"expected {type_name(hint)}")
     elif typ is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad(f"expected a number ({_type_name(hint)})")
+            raise bad(f"expected a number ({type_name(hint)})")
         value = float(value)
         if value != value or value in (float("inf"), float("-inf")):
             raise bad("expected a finite number")
