@@ -389,3 +389,14 @@ def test_input_of_any_rank_for_a_file_target(tmp_path, capsys, factory, size, ou
 def test_an_image_model_refuses_other_ranks(capsys):
     line = _error_line(capsys, ["summary", "lenet5", "--input", "1x2x28x28"])
     assert "takes an image, CxHxW" in line
+
+
+def test_a_usage_mistake_is_one_error_line_too(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["summary", "lenet5", "--batch", "1e20"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: cnnlab summary: argument --batch: invalid int value: '1e20' "
+        "(see cnnlab summary --help)"
+    ]
