@@ -63,6 +63,24 @@ def test_a_deeper_layer_shows_each_filters_strongest_channels_first():
     assert np.allclose(tiles.tiles[4], 1.0) and np.allclose(tiles.tiles[5], 0.5 - 0.5 / 3)
 
 
+def test_a_partially_connected_layer_shows_only_its_connections():
+    import cnnlab
+    from cnnlab.viz.source import conv_weight
+
+    c3 = cnnlab.create_model("lenet5").c3  # LeCun et al. 1998, Table I
+    weight, mask = conv_weight(c3)
+    tiles = filter_tiles(weight, mask=mask)
+    assert tiles.columns == 6 and len(tiles.tiles) == 16 * 6
+    for f, row in enumerate(c3.table):
+        shown = [ch for g, ch in zip(tiles.filters, tiles.channels, strict=True) if g == f]
+        assert [ch for ch in shown if ch != -1] == sorted(row)
+        assert shown.count(-1) == 6 - len(row)
+    # the last map sees all six inputs: its third tile is its kernel on input map 2
+    assert c3.table[15] == (0, 1, 2, 3, 4, 5) and tiles.channels[15 * 6 + 2] == 2
+    m = float(weight[15].abs().max())
+    assert np.allclose(tiles.tiles[15 * 6 + 2], 0.5 + 0.5 * weight[15, 2].numpy() / m)
+
+
 def test_an_rgb_first_layer_is_drawn_in_colour():
     conv = nn.Conv2d(3, 4, 2)
     with torch.no_grad():
@@ -81,8 +99,9 @@ def test_activation_maps_are_the_forwards_with_the_analysis_volumes():
     assert [lm.volume for lm in layers] == ["8x8x6", "4x4x6", "2x2x12"]
     assert np.allclose(layers[0].maps, net[0](x[None])[0].detach().numpy())
     fig = activation_figure(layers, "t")
-    assert [s._suptitle.get_text() for s in fig.subfigs] == ["0: 8x8x6", "2: 4x4x6", "3: 2x2x12"]
-    assert np.allclose(fig.subfigs[2].axes[11].images[0].get_array(), layers[2].maps[11])
+    titles = [s._suptitle.get_text() for s in fig.subfigs[1:]]
+    assert titles == ["0: 8x8x6", "2: 4x4x6", "3: 2x2x12"]
+    assert np.allclose(fig.subfigs[3].axes[11].images[0].get_array(), layers[2].maps[11])
 
 
 def test_a_layer_without_maps_is_refused_naming_it():
@@ -207,7 +226,7 @@ def test_filters_and_activations_of_a_run_and_of_a_model(small_runs, tmp_path, c
     [
         (["viz", "filters", "lenet5", "--normalize", "max"], "--normalize 'max': expected one"),
         (["viz", "filters", "lenet5", "--layer", "c9"], "--layer 'c9': the model has no such"),
-        (["viz", "filters", "lenet5", "--layer", "c3"], "the model's convolutions: c1, c5"),
+        (["viz", "filters", "lenet5", "--layer", "s2"], "the model's convolutions: c1, c3, c5"),
         (["viz", "activations", "lenet5"], "give one input: --image FILE or --index I"),
         (["viz", "activations", "lenet5", "--index", "0"], "an untrained model has no dataset"),
         (["viz", "arith", "--input", "0", "--filter", "3"], "size"),

@@ -181,6 +181,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", default="1500", metavar="N", help="Adam steps per net (1500)")
     p.add_argument("--seed", default="0", metavar="S", help="default 0")
+    p.add_argument("--threads", default="1", metavar="N", help="CPU threads (default 1)")
     _out_option(p, "approx.png")
     p.set_defaults(func=_approx)
 
@@ -254,22 +255,21 @@ def _beside(path: Path, tail: str) -> Path:
 def _filters(args: argparse.Namespace) -> int:
     from cnnlab.viz._figure import figure_bytes
     from cnnlab.viz.filters import NORMALIZATIONS, filter_figure, filter_tiles
-    from cnnlab.viz.source import module_named
+    from cnnlab.viz.source import conv_layers, conv_weight, module_named
 
     _choice("--normalize", args.normalize, NORMALIZATIONS)
     channels = _whole("--channels", args.channels)
     s = _subject(args)
     name, module = module_named(s.model, args.layer)
-    weight = getattr(module, "weight", None)
-    if weight is None or weight.dim() != 4:
-        from cnnlab.viz.source import conv_layers
-
+    found = conv_weight(module)
+    if found is None:
         convs = ", ".join(conv_layers(s.model)[:8]) or "none"
         raise CnnlabError(
-            f"--layer {name}: not a 2-D convolution (it has no K x C x kh x kw "
-            f"weight); the model's convolutions: {convs}"
+            f"--layer {name}: not a 2-D convolution (it has no K x C x kh x kw kernel); the "
+            f"model's convolutions: {convs}"
         )
-    tiles = filter_tiles(weight, normalize=args.normalize, max_channels=channels)
+    weight, mask = found
+    tiles = filter_tiles(weight, normalize=args.normalize, max_channels=channels, mask=mask)
     k, c, kh, kw = weight.shape
     shown = len(set(tiles.filters))
     count = f"{k} filters" if shown == k else f"the first {shown} of {k} filters"
@@ -545,10 +545,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _approx(args: argparse.Namespace) -> int:
+    import torch
+
     from cnnlab.viz._figure import figure_bytes
     from cnnlab.viz.approx import approx_figure, approximation_demo
 
     steps = _whole("--steps", args.steps)
+    # Networks of a few hundred parameters: one thread is fastest (more only wait on each
+    # other, the more so on a busy machine).
+    torch.set_num_threads(_whole("--threads", args.threads))
     grid, y, fits = approximation_demo(steps=steps, seed=_whole("--seed", args.seed, low=0))
     print("depth  width  params  RMS error")
     for f in sorted(fits, key=lambda f: (f.depth, f.params)):

@@ -66,7 +66,8 @@ def activation_maps(
 
 
 def activation_figure(layers: list[LayerMaps], title: str, *, max_maps: int = 64) -> Any:
-    """One section per layer (``fig.subfigs[i]``; its axes show maps 0, 1, ... in order),
+    """One section per layer (``fig.subfigs[i + 1]``, after the title's band; its axes show
+    maps 0, 1, ... in order),
     each map scaled to its own min..max (stated on the figure)."""
     from cnnlab.viz._figure import new_figure
 
@@ -77,8 +78,10 @@ def activation_figure(layers: list[LayerMaps], title: str, *, max_maps: int = 64
     cell = 0.55
     width = max(4.0, max(cols) * cell + 0.3)
     heights = [r * cell + 0.45 for r in rows]
-    fig = new_figure(width, sum(heights) + 0.6)
-    subs = fig.subfigures(len(layers), 1, height_ratios=heights, squeeze=False)[:, 0]
+    fig = new_figure(width, sum(heights) + 0.7)
+    # a header band for the title, then one section per layer
+    header, *subs = fig.subfigures(len(layers) + 1, 1, height_ratios=[0.7, *heights])
+    header.suptitle(title + "\neach map scaled to its own min..max", fontsize=9, y=0.9)
     for sub, lm, c, r in zip(subs, layers, cols, rows, strict=True):
         n = min(len(lm.maps), max_maps)
         more = f" (first {n} of {len(lm.maps)})" if n < len(lm.maps) else ""
@@ -94,5 +97,4 @@ def activation_figure(layers: list[LayerMaps], title: str, *, max_maps: int = 64
             lo = float(m.min())
             hi = max(float(m.max()), lo + 1e-12)  # a constant map is drawn flat, not as NaN
             ax.imshow(m, cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
-    fig.suptitle(title + "\neach map scaled to its own min..max", fontsize=9)
     return fig

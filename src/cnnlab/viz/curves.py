@@ -70,6 +70,8 @@ def curves_figure(c: Curves, title: str) -> Any:
     """Three panels, ``fig.axes[0..2]``: loss, top-1 accuracy (%), learning rate.  Each line's
     label is its metrics key; the test point is the marker labelled ``test_loss``/``test_top1``
     at the last epoch."""
+    from matplotlib.ticker import MaxNLocator
+
     from cnnlab.viz._figure import new_figure
 
     fig = new_figure(10.5, 3.3)
@@ -93,6 +95,7 @@ def curves_figure(c: Curves, title: str) -> Any:
         if test_key and test_key in c.test:
             ax.plot([last], [c.test[test_key] * factor], "k*", ms=10, label=test_key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if ax.get_lines():

@@ -25,7 +25,8 @@ NORMALIZATIONS = ("filter", "shared")
 class FilterTiles:
     """Tiles in grid order.  ``tiles``: float (N, kh, kw) grey or (N, kh, kw, 3) RGB in
     [0, 1]; ``filters[i]``/``channels[i]``: the output filter and input channel of tile i
-    (channel None for an RGB tile, which shows all three); ``columns`` of the grid."""
+    (channel None for an RGB tile, which shows all three; -1 for a blank cell);
+    ``columns`` of the grid."""
 
     tiles: np.ndarray
     filters: tuple[int, ...]
@@ -50,6 +51,7 @@ def filter_tiles(
     normalize: str = "filter",
     max_filters: int = 64,
     max_channels: int = 8,
+    mask: Any = None,
 ) -> FilterTiles:
     """The tiles of a convolution's weight (K, C, kh, kw).
 
@@ -78,15 +80,23 @@ def filter_tiles(
     if c == 1:
         columns = int(np.ceil(np.sqrt(k)))
         return FilterTiles(shown[:, 0], tuple(range(k)), (0,) * k, columns, normalize, False)
-    per_row = min(c, max_channels)
+    seen = np.ones((k, c), dtype=bool) if mask is None else np.asarray(mask)[:k]
+    per_row = min(int(seen.sum(axis=1).max()), max_channels)
     tiles, filters, channels = [], [], []
     for f in range(k):
         norms = np.sqrt((w[f] ** 2).sum(axis=(1, 2)))
-        order = np.argsort(-norms, kind="stable")[:per_row] if c > max_channels else range(c)
-        for ch in order:
+        connected = [int(ch) for ch in np.argsort(-norms, kind="stable") if seen[f, ch]]
+        if len(connected) <= max_channels:
+            connected.sort()  # all of them: in input order
+        row = connected[:per_row]
+        for ch in row:
             tiles.append(shown[f, ch])
             filters.append(f)
-            channels.append(int(ch))
+            channels.append(ch)
+        for _ in range(per_row - len(row)):  # a filter seeing fewer maps: blank cells
+            tiles.append(np.full(shown.shape[2:], np.nan))
+            filters.append(f)
+            channels.append(-1)
     return FilterTiles(np.stack(tiles), tuple(filters), tuple(channels), per_row, normalize, False)
 
 
@@ -104,13 +114,16 @@ def filter_figure(tiles: FilterTiles, title: str) -> Any:
         cols,
         left=0.02,
         right=0.98,
-        top=1 - 0.45 / fig.get_figheight(),
+        top=1 - 0.6 / fig.get_figheight(),
         bottom=0.4 / fig.get_figheight(),
         wspace=0.15,
         hspace=0.35,
     )
     for i in range(n):
         ax = fig.add_subplot(grid[i // cols, i % cols])
+        if tiles.channels[i] == -1:
+            ax.set_axis_off()
+            continue
         t = tiles.tiles[i]
         if tiles.rgb:
             ax.imshow(t, vmin=0, vmax=1, interpolation="nearest")

@@ -79,14 +79,16 @@ def crop_field(image: Any, field: Any, unit: tuple[int, int]) -> tuple[np.ndarra
 
 
 def strongest_channels(model: Any, layer: str, count: int) -> list[int]:
-    """The ``count`` output channels of a convolution with the largest weight norm."""
+    """The ``count`` output channels of a convolution with the largest kernel norm (the
+    first ``count`` for a layer without a kernel)."""
     import torch
 
-    module = dict(model.named_modules()).get(layer)
-    w = getattr(module, "weight", None)
-    if not isinstance(w, torch.Tensor) or w.dim() != 4:
+    from cnnlab.viz.source import conv_weight
+
+    found = conv_weight(dict(model.named_modules()).get(layer))
+    if found is None:  # not a convolution (a pooling layer): its first channels
         return list(range(count))
-    norms = w.detach().flatten(1).norm(dim=1)
+    norms = found[0].flatten(1).norm(dim=1)
     return [int(i) for i in torch.argsort(norms, descending=True, stable=True)[:count]]
 
 

@@ -101,7 +101,9 @@ def _deepest_map_layer(analysis: Any, convs: list[str]) -> str | None:
             f = analysis.row(name).field
         except KeyError:
             continue
-        if f is not None and f.jump is not None and not f.is_global and len(f.size) == 2:
+        maps = analysis.row(name).output_shape[2:]
+        wide = len(maps) == 2 and maps[0] * maps[1] > 1  # a 1x1 map is the whole image
+        if f is not None and f.jump is not None and not f.is_global and wide:
             return name
     return None
 
@@ -126,7 +128,7 @@ def report_html(
     from cnnlab.viz.filters import filter_figure, filter_tiles
     from cnnlab.viz.grid import image_grid
     from cnnlab.viz.maxact import max_activations, maxact_figure, strongest_channels
-    from cnnlab.viz.source import conv_layers
+    from cnnlab.viz.source import conv_layers, conv_weight
 
     model = run.build_model(weights)
     label = f"{run.record['target']} on {run.dataset}"
@@ -152,9 +154,9 @@ def report_html(
 
     convs = conv_layers(model)
     if convs:
-        weight = dict(model.named_modules())[convs[0]].weight
+        weight, mask = conv_weight(dict(model.named_modules())[convs[0]])
         k, c, kh, kw = weight.shape
-        tiles = filter_tiles(weight)
+        tiles = filter_tiles(weight, mask=mask)
         fig = filter_figure(tiles, f"{convs[0]}: {k} filters {kh}x{kw}x{c}")
         sections.append(
             (

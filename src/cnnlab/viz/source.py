@@ -9,7 +9,7 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["Subject", "conv_layers", "load_subject", "module_named"]
+__all__ = ["Subject", "conv_layers", "conv_weight", "load_subject", "module_named"]
 
 
 @dataclass
@@ -81,10 +81,26 @@ def load_subject(
 
 
 def conv_layers(model: Any) -> list[str]:
-    """Paths of the model's 2-D convolutions, in definition order."""
+    """Paths of the model's 2-D convolutions (``nn.Conv2d``, and layers that say what dense
+    kernel they compute, such as LeNet-5's C3), in definition order."""
+    return [n for n, m in model.named_modules() if n and conv_weight(m) is not None]
+
+
+def conv_weight(module: Any) -> tuple[Any, Any] | None:
+    """``(weight, mask)`` of a 2-D convolution: its dense kernel (K, C, kh, kw), and the
+    (K, C) boolean connection matrix of a partially connected layer (None when every filter
+    sees every input map); None for a module that is not a 2-D convolution."""
     from torch import nn
 
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if isinstance(module, nn.Conv2d):
+        return module.weight.detach(), None
+    dense = getattr(module, "dense_weight", None)
+    if callable(dense):
+        w = dense().detach()
+        if w.dim() == 4:
+            mask = module.mask() if callable(getattr(module, "mask", None)) else None
+            return w, mask
+    return None
 
 
 def module_named(model: Any, name: str | None, *, what: str = "--layer") -> tuple[str, Any]:
