@@ -10,7 +10,11 @@ from cnnlab.viz.approx import approx_figure, approximation_demo, mlp, target
 
 
 def test_wider_fits_better_and_the_deep_nets_match_the_parameters(tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
     grid, y, fits = approximation_demo(widths=(2, 32), depths=(2,), steps=300, seed=1)
+    assert torch.get_num_threads() == threads  # given back
     assert np.allclose(y, target(grid))
     by = {(f.depth, f.width): f for f in fits}
     narrow, wide = by[(1, 2)], by[(1, 32)]

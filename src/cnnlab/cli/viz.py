@@ -545,16 +545,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _approx(args: argparse.Namespace) -> int:
-    import torch
-
     from cnnlab.viz._figure import figure_bytes
     from cnnlab.viz.approx import approx_figure, approximation_demo
 
     steps = _whole("--steps", args.steps)
-    # Networks of a few hundred parameters: one thread is fastest (more only wait on each
-    # other, the more so on a busy machine).
-    torch.set_num_threads(_whole("--threads", args.threads))
-    grid, y, fits = approximation_demo(steps=steps, seed=_whole("--seed", args.seed, low=0))
+    grid, y, fits = approximation_demo(
+        steps=steps,
+        seed=_whole("--seed", args.seed, low=0),
+        threads=_whole("--threads", args.threads),
+    )
     print("depth  width  params  RMS error")
     for f in sorted(fits, key=lambda f: (f.depth, f.params)):
         print(f"{f.depth:5d}  {f.width:5d}  {f.params:6d}  {f.rms:.4f}")

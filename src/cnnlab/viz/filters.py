@@ -50,6 +50,7 @@ def filter_tiles(
     *,
     normalize: str = "filter",
     max_filters: int = 64,
+    max_tiles: int = 256,
     max_channels: int = 8,
     mask: Any = None,
 ) -> FilterTiles:
@@ -58,17 +59,22 @@ def filter_tiles(
     C = 3 gives one RGB tile per filter (``columns`` about sqrt(K)).  Otherwise each filter
     is one row of tiles, one per input channel; with more than ``max_channels`` channels a
     row shows that filter's strongest channels (largest L2 norm of ``w[k, c]``), strongest
-    first.  At most ``max_filters`` filters are shown, the first ones."""
+    first.  At most ``max_filters`` filters are shown, the first ones, and for a deeper layer
+    at most ``max_tiles`` tiles in all (so at most ``max_tiles // channels per row`` filters)."""
     import torch
 
     if normalize not in NORMALIZATIONS:
         raise CnnlabError(f"normalize {normalize!r}: expected one of {', '.join(NORMALIZATIONS)}")
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
         raise CnnlabError("filter_tiles needs a 2-D convolution's weight K x C x kh x kw")
+    c = weight.shape[1]
+    if c != 3 and c != 1:
+        seen_max = c if mask is None else int(torch.as_tensor(mask).sum(dim=1).max())
+        max_filters = min(max_filters, max(1, max_tiles // min(seen_max, max_channels)))
     w = weight.detach().to("cpu", torch.float64).numpy()[:max_filters]
-    k, c = w.shape[:2]
-    if normalize == "shared":
-        scale = np.full(k, np.abs(w).max())
+    k = w.shape[0]
+    if normalize == "shared":  # the whole layer's max |w|, shown filters or not
+        scale = np.full(k, float(weight.detach().abs().max()))
     else:
         scale = np.abs(w).reshape(k, -1).max(axis=1)
     scale = np.where(scale > 0, scale, 1.0)
