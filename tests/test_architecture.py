@@ -2,8 +2,8 @@
 
 Layers, lowest first (README, "Layout"); a module may import its own layer or lower ones:
 
-    errors, _io, _typed, geometry  <  layers  <  notation  <  zoo  <  analysis, data  <  train
-    <  viz  <  course  <  cli
+    errors, _io, _lazy, _typed, geometry  <  layers  <  notation  <  zoo  <  analysis, data
+    <  train  <  viz  <  course  <  cli
 
 and besides: ``analysis`` and ``data`` import neither each other nor the zoo (the analysis
 reads any nn.Module), and the bottom layer imports no torch.  The top-level lazy
@@ -29,6 +29,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "_io": 0,
+    "_lazy": 0,
     "_typed": 0,
     "geometry": 0,
     "layers": 1,
@@ -51,6 +52,7 @@ FORBIDDEN = {  # (importer layer, imported layer): why
 NO_THIRD_PARTY = {
     "errors": {"torch"},
     "_io": {"torch"},
+    "_lazy": {"torch"},
     "_typed": {"torch"},
     "geometry": {"torch", "numpy"},
 }

@@ -14,9 +14,7 @@ it lazily, so ``cnnlab data list`` stays fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from cnnlab._lazy import lazy_exports
 from cnnlab.data.catalog import DataFile, DatasetInfo, dataset_info, list_datasets
 from cnnlab.data.locate import Location, find_dataset, locate, search_dirs, user_cache_dir
 
@@ -53,13 +51,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cnnlab.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -16,9 +16,7 @@ Parsing and formatting need no torch; ``build_spec`` and ``SpecNet`` import it o
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from cnnlab._lazy import lazy_exports
 from cnnlab.notation.formatter import format_spec, spec_from_module
 from cnnlab.notation.kinds import (
     FC,
@@ -67,9 +65,4 @@ __all__ = [
 _LAZY = {"build_spec": "cnnlab.notation.build", "SpecNet": "cnnlab.notation.build"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:  # torch is imported only when a network is built
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cnnlab.notation' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
