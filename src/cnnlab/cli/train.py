@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -68,6 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="RUN",
         help="continue RUN from its newest valid checkpoint (only epochs, iterations and the "
         "settings of checkpoints, logging and threads may change)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine (starts torchrun; DDP, gloo on the CPU, "
+        "NCCL on CUDA); the global batch is split across them",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -268,9 +276,47 @@ def _resume_sources(args: argparse.Namespace) -> tuple[Path, dict[str, Any], Any
     return path, saved, ckpt
 
 
+def _launch(nproc: int) -> int:
+    """``cnnlab train --nproc N ...``: the same command as N processes under torchrun."""
+    import subprocess
+
+    from cnnlab.train.distributed import torchrun_command
+
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            argv.append(a)
+    return subprocess.call(torchrun_command(nproc, argv))
+
+
 def _train(args: argparse.Namespace) -> int:
     if args.list_keys:
         return _list_keys()
+    from cnnlab.train import distributed
+
+    w = distributed.world()
+    if args.nproc is not None and w.size == 1 and "RANK" not in os.environ:
+        return _launch(args.nproc)
+    if w.rank != 0:  # only rank 0 prints (errors still reach stderr from every rank)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    try:
+        return _train_ranked(args, w)
+    finally:
+        distributed.stop()
+
+
+def _train_ranked(args: argparse.Namespace, w: Any) -> int:
+    from cnnlab.train import distributed
+    from cnnlab.train.checkpoint import CHECKPOINT_DIR, checkpoint_paths
+
+    restarted = distributed.restart_count() > 0 and args.out is not None
+    if restarted and not args.resume and checkpoint_paths(Path(args.out) / CHECKPOINT_DIR):
+        # torchrun restarted the group after a failure: continue from the last checkpoint.
+        args.resume, args.target, args.data = args.out, None, None
     resume = None
     if args.resume:
         resume_path, saved, resume = _resume_sources(args)
@@ -302,8 +348,24 @@ def _train(args: argparse.Namespace) -> int:
 
     from cnnlab.train.device import configure_threads, placement
 
-    threads = configure_threads(options.threads)  # before any tensor work
+    threads = options.threads
+    if threads is None and w.size > 1:  # the machine's cores, shared by its ranks
+        from cnnlab.train.device import usable_cores
+
+        threads = max(1, usable_cores() // w.local_size)
+    threads = configure_threads(threads)  # before any tensor work
     where = placement(options.device, options.precision, options.channels_last)
+    if w.size > 1:
+        import dataclasses
+
+        device = where.device
+        if device.type == "cuda":
+            import torch
+
+            torch.cuda.set_device(w.local_rank)
+            device = torch.device("cuda", w.local_rank)
+        distributed.start(device.type)
+        where = dataclasses.replace(where, device=device, rank=w.rank, world_size=w.size)
 
     import torch
 
@@ -396,6 +458,8 @@ def _train(args: argparse.Namespace) -> int:
     # What a checkpoint keeps, and a resume compares (the environment may change).
     resolved = json.loads(json.dumps({k: v for k, v in config.items() if k != "data_dir"}))
     env = {**environment(threads, where.device), "command": "cnnlab " + shlex.join(sys.argv[1:])}
+    if w.size > 1:
+        env["ranks"] = w.size
     if resume is not None:
         try:
             compare_config(resume.config, resolved, MAY_CHANGE)
@@ -405,14 +469,21 @@ def _train(args: argparse.Namespace) -> int:
         resumes = list(saved.get("environment", {}).get("resumed", []))
         resumes.append(f"step {resume.step}: {env['command']}")
         env = {**saved.get("environment", {}), "resumed": resumes}
-    else:
+    elif w.rank == 0:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         dataset_label = train.name.replace("folder:", "").replace("/", "_").strip("_") or "data"
-        path = create_run_dir(args.out, f"{label}-{dataset_label}-{stamp}")
-    run = RunWriter(path, record)
-    run.write_config({**config, "environment": env})
-    if resume is None:
-        run.write_json("summary.json", summary.to_dict())
+        if restarted and Path(args.out).is_dir():  # restarted before its first checkpoint
+            path = Path(args.out)
+        else:
+            path = create_run_dir(args.out, f"{label}-{dataset_label}-{stamp}")
+    if w.size > 1:  # rank 0 named the folder; every rank reads the same run
+        path = Path(distributed.broadcast_text(str(path) if w.rank == 0 else None))
+    run = None
+    if w.rank == 0:
+        run = RunWriter(path, record)
+        run.write_config({**config, "environment": env})
+        if resume is None:
+            run.write_json("summary.json", summary.to_dict())
 
     peak = recipe.effective_lr()
     lr_text = f"lr {peak:g}" + (
@@ -438,7 +509,7 @@ def _train(args: argparse.Namespace) -> int:
         f"{len(data.test) if data.test is not None else 0:,} test; {where.device.type} "
         f"{where.precision}, {_plural(threads, 'thread')}"
     )
-    if not run.tensorboard:
+    if run is not None and not run.tensorboard:
         print(
             "note: tensorboard is not installed, so no TensorBoard curves (pip install "
             "'cnnlab[tensorboard]'); metrics.csv has the same numbers"
@@ -463,7 +534,7 @@ def _train(args: argparse.Namespace) -> int:
                 eval_test_every_epoch=options.eval_test_every_epoch,
                 eval_batch_size=options.eval_batch_size,
                 run=run,
-                on_event=display,
+                on_event=display if w.rank == 0 else None,
                 checkpoint_every=options.checkpoint_every,
                 resume=resume,
                 early_stop=options.early_stop,
@@ -476,7 +547,8 @@ def _train(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return EXIT_CHECKPOINT
     finally:
-        run.close()
+        if run is not None:
+            run.close()
     elapsed = time.perf_counter() - started
     final = result.final
     quoted = shlex.quote(str(path))
@@ -519,7 +591,7 @@ def _train(args: argparse.Namespace) -> int:
             f"best validation top-1 {_pct(final['best_val_top1'])} at epoch "
             f"{final['best_epoch']} (weights/best.safetensors)"
         )
-    if not args.no_report:
+    if not args.no_report and w.rank == 0:
         from cnnlab.viz.report import write_report
 
         try:

@@ -86,18 +86,29 @@ def evaluate(
     std: Sequence[float] | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Evaluation:
     """Evaluate ``model`` (already on ``device``) on a :class:`~cnnlab.data.Dataset` split.
 
     ``mean``/``std``: the normalisation the model was trained with (pixel/255 units; the
     dataset's own when None).  The model is put in eval mode and given back in the mode it
     had.  Raises :class:`CnnlabError` when the model's outputs do not match the classes.
+
+    With ``world_size > 1`` (every rank of a process group calls it), rank ``r`` measures
+    the ``r``-th of ``world_size`` contiguous slices of the split and the sums are reduced
+    across the ranks, so each image counts exactly once and every rank gets the result.
     """
     from cnnlab.data import BatchPipeline
+    from cnnlab.train.distributed import all_reduce_sum
 
     device = torch.device(device)
     ds = _with_stats(dataset, mean, std)
     k = ds.num_classes
+    n = len(ds)
+    if world_size > 1:
+        lo, hi = n * rank // world_size, n * (rank + 1) // world_size
+        ds = ds.subset(torch.arange(lo, hi))
     batches = BatchPipeline(ds, batch_size, device=device, shuffle=False)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top1 = torch.zeros((), dtype=torch.int64, device=device)
@@ -116,7 +127,8 @@ def evaluate(
             top1 += (best[:, 0] == y).sum()
             top5 += (best == y[:, None]).any(dim=1).sum()
             confusion += torch.bincount(y * k + best[:, 0], minlength=k * k)
-    n = len(ds)
+    if world_size > 1:
+        loss_sum, top1, top5, confusion = all_reduce_sum(loss_sum, top1, top5, confusion)
     matrix = confusion.view(k, k).cpu()
     counts = matrix.sum(dim=1)
     diag = matrix.diagonal()

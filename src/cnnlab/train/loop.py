@@ -229,7 +229,9 @@ def fit(
     step's loss and lr go to the run's ``steps.jsonl``.
     """
     from cnnlab.data import Augment, BatchPipeline
+    from cnnlab.data.dataset import derive_seed
     from cnnlab.train.checkpoint import restore, save_checkpoint
+    from cnnlab.train.distributed import all_gather_states, all_reduce_max, all_reduce_sum
 
     where = where or placement()
     emit = on_event or (lambda event: None)
@@ -282,6 +284,13 @@ def fit(
     model.to(where.device)
     if where.channels_last:
         model.to(memory_format=torch.channels_last)
+    distributed = where.world_size > 1
+    net: nn.Module = model  # what the forward runs: the model, or DDP around it
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [where.device.index] if where.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
     state = TrainState(
         model=model,
         optimizer=make_optimizer(model, recipe),
@@ -290,7 +299,9 @@ def fit(
     )
     # Dropout masks (and anything of the user's model that draws from Python's or NumPy's
     # global generators); the data order has its own (seed, epoch) stream.
-    torch.manual_seed(seed)
+    # Rank 0 draws what one process would; other ranks their own stream (their dropout
+    # masks differ from rank 0's).
+    torch.manual_seed(seed if where.rank == 0 else derive_seed(seed, "rank", where.rank))
     random.seed(seed)
     np.random.seed(seed)
     # The running sums of the epoch in progress (part of a mid-epoch checkpoint).
@@ -300,9 +311,18 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     if resume is not None:
         restore(state, resume)
-        loss_sum.copy_(resume.tensors["epoch/loss_sum"])
-        correct.copy_(resume.tensors["epoch/correct"])
-        seen, skipped = int(resume.state["seen"]), int(resume.state["skipped"])
+        # The epoch's running sums are saved summed over the ranks: rank 0 carries them on,
+        # so they stay right with another number of ranks.
+        if where.rank == 0:
+            loss_sum.copy_(resume.tensors["epoch/loss_sum"])
+            correct.copy_(resume.tensors["epoch/correct"])
+            seen = int(resume.state["seen"])
+        skipped = int(resume.state["skipped"])
+        own = f"rng/rank{where.rank}/torch"
+        if where.rank and own in resume.tensors:
+            torch.set_rng_state(resume.tensors[own])
+        elif where.rank:  # saved with fewer ranks: a fresh stream of this rank and step
+            torch.manual_seed(derive_seed(seed, "rank", where.rank, "step", resume.step))
         if run is not None:
             run.restart(state.history, state.step)
             if early_stop is not None and state.best_epoch is not None:
@@ -313,21 +333,30 @@ def fit(
     def checkpoint() -> Path | None:
         """Save a checkpoint of the state now (a step boundary); None without a folder."""
         nonlocal saved_step
-        if checkpoint_dir is None or saved_step == state.step:
+        if saved_step == state.step or (checkpoint_dir is None and not distributed):
             return None
-        if not _finite_model(model):
+        if not _finite_model(model):  # the same weights, so the same answer, on every rank
             raise _NonFiniteWeights
+        # Collectives first, on every rank: the epoch's sums and every rank's generator.
+        seen_t = torch.tensor(seen, dtype=torch.int64, device=where.device)
+        total_loss, total_correct, total_seen = all_reduce_sum(loss_sum, correct, seen_t)
+        tensors = {"epoch/loss_sum": total_loss, "epoch/correct": total_correct}
+        if distributed:
+            gathered = all_gather_states({"torch": torch.get_rng_state()})
+            for r, states in enumerate(gathered[1:], 1):
+                tensors[f"rng/rank{r}/torch"] = states["torch"]
+        saved_step = state.step
+        if checkpoint_dir is None:
+            return None
         extra = {
             "config": config,
             "record": dict(run.record) if run is not None else None,
-            "seen": seen,
+            "seen": int(total_seen),
             "skipped": skipped,
             "world_size": where.world_size,
-            "tensors": {"epoch/loss_sum": loss_sum, "epoch/correct": correct},
+            "tensors": tensors,
         }
-        path = save_checkpoint(checkpoint_dir, state, extra)
-        saved_step = state.step
-        return path
+        return save_checkpoint(checkpoint_dir, state, extra)
 
     def measure(split: Any) -> Evaluation:
         return evaluate(
@@ -337,6 +366,8 @@ def fit(
             device=where.device,
             precision=where.precision,
             channels_last=where.channels_last,
+            rank=where.rank,
+            world_size=where.world_size,
         )
 
     emit(
@@ -369,7 +400,7 @@ def fit(
                 if where.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast(where.device, where.precision):
-                    out = model(x)  # 2. forward ...
+                    out = net(x)  # 2. forward ...
                     loss, logits = loss_fn(out, y, recipe.label_smoothing, recipe.aux_weight)
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # 3. backward: the gradients
@@ -398,10 +429,12 @@ def fit(
                     loss_sum += loss.detach().double() * n
                     correct += (logits.detach().argmax(1) == y).sum()
                 boundary = True
-                if log_steps and run is not None:
-                    run.log_step(
-                        {"step": state.step, "epoch": epoch + 1, "loss": loss.item(), "lr": lr}
-                    )
+                if log_steps:  # the global batch's loss: the mean of the ranks' means
+                    (step_loss,) = all_reduce_sum(loss.detach().double())
+                    step_loss = float(step_loss) / where.world_size
+                    if run is not None:
+                        row = {"step": state.step, "epoch": epoch + 1, "loss": step_loss, "lr": lr}
+                        run.log_step(row)
                 now = time.perf_counter()
                 if on_event is not None and now - last_report >= report_every:
                     last_report = now
@@ -420,8 +453,10 @@ def fit(
                             "images_per_s": (seen - seen_before) / (now - started),
                         }
                     )
-                if stopper.signal is not None:
-                    stopped, halt = STOP_REASONS[stopper.signal], True
+                # Every rank stops at the same step (a signal may reach them at different ones).
+                sig = all_reduce_max(int(stopper.signal or 0)) if distributed else stopper.signal
+                if sig:
+                    stopped, halt = STOP_REASONS[sig], True
                     break
                 if state.step >= total:
                     break
@@ -433,11 +468,13 @@ def fit(
                 break
             boundary = False
             train_seconds = time.perf_counter() - started
+            seen_t = torch.tensor(seen, dtype=torch.int64, device=where.device)
+            all_loss, all_correct, all_seen = all_reduce_sum(loss_sum, correct, seen_t)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "step": state.step,
-                "train_loss": float(loss_sum) / max(seen, 1),
-                "train_top1": int(correct) / max(seen, 1),
+                "train_loss": float(all_loss) / max(int(all_seen), 1),
+                "train_top1": int(all_correct) / max(int(all_seen), 1),
                 "lr": state.schedule.lr(state.step - 1),
             }
             if skipped:
@@ -455,7 +492,12 @@ def fit(
                     test_loss=test.loss, test_top1=test.top1, test_top5=test.top5, test_peek=True
                 )
             row["seconds"] = time.perf_counter() - started
-            row["images_per_s"] = (seen - seen_before) / train_seconds if train_seconds else None
+            images = (
+                (int(all_seen) - seen_before * where.world_size)
+                if distributed
+                else seen - seen_before
+            )
+            row["images_per_s"] = images / train_seconds if train_seconds else None
             score = row.get("val_top1")
             improved = score is not None and score > state.best_top1
             if improved:
@@ -483,8 +525,9 @@ def fit(
             ):
                 stopped = "early-stopped"
                 break
-            if stopper.signal is not None:
-                stopped = STOP_REASONS[stopper.signal]
+            sig = all_reduce_max(int(stopper.signal or 0)) if distributed else stopper.signal
+            if sig:
+                stopped = STOP_REASONS[sig]
                 break
     except KeyboardInterrupt:
         stopped = "interrupted"
