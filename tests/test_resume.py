@@ -46,12 +46,13 @@ def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "cnnlab", "train", SPEC, "--data", f"folder:{data}",
         "--batch-size", "8", "--epochs", str(EPOCHS), "--lr", "0.4", "--threads", "1",
-        "--set", "log_steps=true", "--out", str(out), "--quiet", *extra,
+        "--set", "log_steps=true", "--out", str(out), "--quiet", "--no-report", *extra,
     ]  # fmt: skip
 
 
 def resume_argv(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "cnnlab", "train", "--resume", str(out), "--quiet", *extra]
+    return [sys.executable, "-m", "cnnlab", "train", "--resume", str(out), "--quiet", "--no-report",
+            *extra]  # fmt: skip
 
 
 def run(argv: list[str]) -> subprocess.CompletedProcess:

@@ -99,7 +99,8 @@ def tiny_run(tmp_path_factory):
     out = root / "run"
     code = main(["train", "conv3-4-relu-maxpool-fc-10", "--data", f"folder:{data}",
                  "--batch-size", "16", "--epochs", "2", "--threads",
-                 str(torch.get_num_threads()), "--out", str(out), "--quiet"])  # fmt: skip
+                 str(torch.get_num_threads()), "--out", str(out), "--quiet",
+                 "--no-report"])  # fmt: skip
     assert code == 0
     assert len(checkpoint_paths(out / "checkpoints")) == 2
     return out

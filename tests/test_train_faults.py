@@ -49,7 +49,7 @@ def cnnlab(*argv, limit: int | None = None) -> subprocess.CompletedProcess:
 
 def train_argv(folder: Path, out: Path, *extra) -> list:
     return ["train", SPEC, "--data", f"folder:{folder}", "--batch-size", "8", "--threads", "1",
-            "--out", out, "--quiet", *extra]  # fmt: skip
+            "--out", out, "--quiet", "--no-report", *extra]  # fmt: skip
 
 
 def test_a_diverging_run_stops_naming_step_epoch_and_lr_with_status_3(folder, tmp_path):
@@ -131,7 +131,7 @@ def test_a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_and_says
     weights = (out / "weights" / "best.safetensors").stat().st_size
     assert len(before) > 1.5 * weights  # so a limit between the two fails only checkpoints
     limit = (weights + len(before)) // 2
-    full = cnnlab("train", "--resume", out, "--epochs", "2", "--quiet", limit=limit)
+    full = cnnlab("train", "--resume", out, "--epochs", "2", "--quiet", "--no-report", limit=limit)
     assert full.returncode == 4, full.stderr  # documented in the README
     lines = full.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write the checkpoint (File too large)" in lines[0]
@@ -140,7 +140,8 @@ def test_a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_and_says
     assert checkpoint_paths(out / "checkpoints") == [previous]
     assert previous.read_bytes() == before
     assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
-    again = cnnlab("train", "--resume", out, "--epochs", "2", "--quiet")  # room again
+    # room on the disk again
+    again = cnnlab("train", "--resume", out, "--epochs", "2", "--quiet", "--no-report")
     assert again.returncode == 0, again.stderr
     assert load_checkpoint(out / "checkpoints").step == 2 * 18
 
