@@ -27,6 +27,7 @@ from cnnlab.notation import (
     LRN,
     MAX_LAYERS,
     Activation,
+    AdaptiveAvgPool,
     BatchNorm,
     Conv,
     Dropout,
@@ -36,6 +37,7 @@ from cnnlab.notation import (
     Softmax,
     Spec,
     SpecNet,
+    Subsample,
     build_spec,
     format_spec,
     parse_spec,
@@ -68,7 +70,7 @@ def test_random_text_raises_only_spec_error(text):
     _parse_or_spec_error(text)
 
 
-_ALPHABET = list("conv3-64relumaxpolfcgapbdtsnhikx()[]*/=,.? \n\t×→>0123456789_ECONVRLU")
+_ALPHABET = list("conv3-64relumaxpolfcgapbdtsnhikx()[]*/=,.? \n\t×→>0123456789_ECONVRLU+")
 
 
 @settings(max_examples=3_000, deadline=None)
@@ -84,6 +86,9 @@ _PIECES = [
     "dropout", "flatten", "fc-10", "fc-4096", "softmax", "input", "(name=a)", "(name=b)",
     "(", ")", "[", "]", "*2", "*0", "*N", "*", "×3", "-", ",", " ", "->", "→", "?", "=", "x",
     "/2", "64", "-0.5", "conv", "cnov3-8", "fc-", "(stride=2)", "(pad=same)", "e-5", ".",
+    "subsample", "subsample3/2", "SUBSAMPLING", "adaptavg6", "adaptavg2x3", "adaptavg",
+    "conv5-16(table=lenet5)", "conv3-2(table=0+1/1)", "(table=0+1)", "(table=x)", "+", "/",
+    "table=", "0+", "+1/",
 ]  # fmt: skip
 
 
@@ -151,7 +156,11 @@ def _specs(draw):
     channels = in_channels
     layers = []
     for _ in range(draw(st.integers(0, 5))):
-        kind = draw(st.sampled_from(["conv", "conv", "pool", "act", "bn", "lrn", "drop", "gap"]))
+        kind = draw(
+            st.sampled_from(
+                ["conv", "conv", "pool", "act", "bn", "lrn", "drop", "gap", "sub", "adapt", "table"]
+            )
+        )
         if kind == "conv":
             out = draw(st.integers(1, 8))
             groups = draw(st.sampled_from([g for g in (1, 2, 3) if channels % g == out % g == 0]))
@@ -188,6 +197,22 @@ def _specs(draw):
             layers.append(LRN(size=draw(st.integers(1, 5)), k=draw(st.sampled_from([1.0, 2.0]))))
         elif kind == "gap":
             layers.append(GlobalAvgPool())
+        elif kind == "sub":
+            k = draw(st.integers(1, 3))
+            layers.append(Subsample(kernel=k, stride=draw(st.integers(1, 3))))
+        elif kind == "adapt":
+            sizes = st.tuples(st.integers(1, 4), st.integers(1, 4))
+            size = draw(sizes.filter(lambda s: s != (1, 1)))
+            layers.append(AdaptiveAvgPool(size))
+        elif kind == "table":
+            maps = st.lists(st.integers(0, channels - 1), min_size=1, max_size=4, unique=True)
+            table = tuple(tuple(row) for row in draw(st.lists(maps, min_size=1, max_size=5)))
+            k = draw(st.sampled_from([1, 3]))
+            padding = draw(st.sampled_from([None, 0]))
+            layers.append(
+                Conv(k, len(table), stride=draw(st.integers(1, 2)), padding=padding, table=table)
+            )
+            channels = len(table)
         else:
             layers.append(_pointwise(draw, kind))
     if draw(st.booleans()):

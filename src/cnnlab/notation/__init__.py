@@ -23,6 +23,7 @@ from cnnlab.notation.kinds import (
     KINDS,
     LRN,
     Activation,
+    AdaptiveAvgPool,
     BatchNorm,
     Conv,
     Dropout,
@@ -31,6 +32,7 @@ from cnnlab.notation.kinds import (
     Layer,
     Pool,
     Softmax,
+    Subsample,
     layer_text,
 )
 from cnnlab.notation.lecture import lecture_pattern
@@ -43,6 +45,7 @@ __all__ = [
     "LRN",
     "MAX_LAYERS",
     "Activation",
+    "AdaptiveAvgPool",
     "BatchNorm",
     "Conv",
     "Dropout",
@@ -54,6 +57,7 @@ __all__ = [
     "Spec",
     "SpecNet",
     "Step",
+    "Subsample",
     "build_spec",
     "format_spec",
     "layer_text",

@@ -83,7 +83,7 @@ def _better_later(items: list[Any], i: int, p: int, c: int) -> bool:
 
 def _is_pool(item: Any) -> bool:
     # A pooling layer ends a stage, so a repeated unit should end with it, not start with it.
-    return isinstance(item, str) and item.startswith(("maxpool", "avgpool", "gap"))
+    return isinstance(item, str) and item.startswith(("maxpool", "avgpool", "gap", "subsample"))
 
 
 def _render(item: Any) -> str:

@@ -174,6 +174,8 @@ class LayerReader(Scanner):
             if self.pos == start:
                 raise self.error("expected a name (letters, digits, '_')")
             return self.text[start : self.pos]
+        if kind == "table":
+            return self.table(key)
         c = self.peek()
         if c and (c in DIGITS or (c == "." and self.peek(1) in DIGITS and self.peek(1))):
             if kind in ("pair", "pad"):
@@ -197,6 +199,38 @@ class LayerReader(Scanner):
             raise self.error(f"{key} must be {valid}, got {word!r}", start)
         raise self.error(f"expected a value for {key!r}, got {self.describe()}")
 
+    def table(self, key: str) -> str | tuple[tuple[int, ...], ...]:
+        """A connection table: a name (``lenet5``) or rows of input maps, the maps of one
+        output map joined by ``+`` and the rows by ``/`` (``0+1+2/1+2+3``)."""
+        start = self.pos
+        if self.peek() in LETTERS and self.peek():
+            while self.peek() in NAME_CHARS and self.peek():
+                self.pos += 1
+            return self.text[start : self.pos].lower()
+        rows: list[tuple[int, ...]] = []
+        row: list[int] = []
+        while True:
+            if not (self.peek() in DIGITS and self.peek()):
+                raise self.error(
+                    f"{key} must be lenet5 (the paper's C3 table) or rows of input maps such "
+                    f"as 0+1+2/1+2+3, got {self.describe()}"
+                )
+            at = self.pos
+            value, is_int = self.number()
+            if not is_int:
+                raise self.error(f"{key}: an input map is a whole number", at)
+            row.append(value)
+            c = self.peek()
+            if c == "+":
+                self.pos += 1
+            elif c == "/":
+                self.pos += 1
+                rows.append(tuple(row))
+                row = []
+            else:
+                rows.append(tuple(row))
+                return tuple(rows)
+
     # -- from the written parts to a layer -------------------------------------------------
 
     def make(self, w: _Written) -> Layer | None:
@@ -210,14 +244,14 @@ class LayerReader(Scanner):
         self.check_parts(kind, w)
         values: dict[str, Any] = kind.fixed_by_word(w.canon)
         at: dict[str, int] = {}  # field -> offset of the text that set it
-        written = {"kernel": w.kernel, "stride": w.stride}
+        written = {kind.size_field or "kernel": w.kernel, "stride": w.stride}
         if w.param is not None:
             written[kind.param.field] = w.param[0]  # type: ignore[union-attr]
             at[kind.param.field] = w.at["param"]  # type: ignore[union-attr]
         for key, value in written.items():
             if value is not None:
                 values[key] = value
-                at.setdefault(key, w.at.get(key, w.start))
+                at.setdefault(key, w.at.get("kernel" if key == kind.size_field else key, w.start))
         for target, (value, pos) in w.options.items():
             values[target], at[target] = value, pos
         try:
@@ -232,7 +266,7 @@ class LayerReader(Scanner):
         def refuse(what: str, part: str, hint: str = "") -> SpecError:
             return self.error(f"{w.word} takes no {what}{hint}", w.at[part])
 
-        if w.kernel is not None and not kind.windowed:
+        if w.kernel is not None and not (kind.windowed or kind.size_field):
             raise refuse("kernel size", "kernel")
         if w.stride is not None and not kind.windowed:
             raise refuse("stride", "stride")
@@ -251,7 +285,8 @@ class LayerReader(Scanner):
                 raise self.error(f"the width of {w.word} must be a whole number", w.at["param"])
         if kind.kernel_help and w.kernel is None:
             pos = w.at["param"] - 1 if "param" in w.at else self.pos
-            raise self.error(f"{w.word} needs a kernel size: {kind.kernel_help}", pos)
+            what = "an output size" if kind.size_field else "a kernel size"
+            raise self.error(f"{w.word} needs {what}: {kind.kernel_help}", pos)
         if w.stride is not None and "stride" in w.options:
             raise self.error("the stride is given twice", w.options["stride"][1])
         if w.param is not None and param.field in w.options:  # type: ignore[union-attr]

@@ -33,9 +33,9 @@ def format_spec(obj: Spec | str | nn.Module, compact: bool = True) -> str:
 
     ``compact=False`` writes every layer out instead of folding repetitions.  A model must be
     an ``nn.Sequential`` of layers the notation knows (Conv2d, MaxPool2d, AvgPool2d,
-    AdaptiveAvgPool2d(1), ReLU, Tanh, Sigmoid, cnnlab's ScaledTanh and LocalResponseNorm,
-    BatchNorm1d/2d, Dropout, Flatten, Linear); anything else raises :class:`SpecError`
-    naming the module.
+    AdaptiveAvgPool2d, ReLU, Tanh, Sigmoid, BatchNorm1d/2d, Dropout, Flatten, Linear and
+    cnnlab's ScaledTanh, LocalResponseNorm, Subsampling and ConnectionTableConv2d); anything
+    else raises :class:`SpecError` naming the module.
     """
     if isinstance(obj, Spec):
         spec = obj

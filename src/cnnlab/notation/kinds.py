@@ -10,6 +10,7 @@ from typing import Any
 from cnnlab import geometry
 from cnnlab.errors import GeometryError, SpecError
 from cnnlab.notation._values import (
+    MAX_INT,
     FieldError,
     NoNotation,
     Pair,
@@ -25,6 +26,7 @@ from cnnlab.notation.layer import Layer, Option, Param, layer_text
 __all__ = [
     "ACTIVATIONS",
     "FC",
+    "AdaptiveAvgPool",
     "KINDS",
     "LRN",
     "Activation",
@@ -36,6 +38,7 @@ __all__ = [
     "Layer",
     "Pool",
     "Softmax",
+    "Subsample",
     "layer_text",
 ]
 
@@ -51,6 +54,38 @@ def _ints(value: Any) -> Pair:
     return tuple(value) if isinstance(value, tuple | list) else (value, value)  # type: ignore
 
 
+def _checked_table(value: Any) -> tuple[tuple[int, ...], ...]:
+    """A connection table as rows of distinct input maps (``"lenet5"``: the paper's)."""
+    if isinstance(value, str):
+        if value != "lenet5":
+            raise FieldError(
+                "table",
+                f"unknown connection table {value!r}: lenet5 (the paper's C3) or rows of "
+                f"input maps such as 0+1+2/1+2+3",
+            )
+        from cnnlab.layers import LENET5_C3_TABLE
+
+        return LENET5_C3_TABLE
+    if not isinstance(value, tuple | list) or not value:
+        raise FieldError("table", f"a connection table is rows of input maps, got {value!r}")
+    rows = []
+    for o, row in enumerate(value):
+        if (
+            not isinstance(row, tuple | list)
+            or not row
+            or any(
+                not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < MAX_INT for i in row
+            )  # fmt: skip
+        ):
+            raise FieldError(
+                "table", f"row {o} of the connection table must list input maps >= 0, got {row!r}"
+            )
+        if len(set(row)) != len(row):
+            raise FieldError("table", f"row {o} of the connection table repeats a map: {row!r}")
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
 # --------------------------------------------------------------------------- windows
 
 
@@ -61,6 +96,13 @@ class Conv(Layer):
     ``padding=None`` (or ``"same"``) means the lecture's usual "same" padding ``(F-1)/2`` per
     axis (for the effective, dilated kernel); an even kernel has none and needs an explicit
     padding.  ``"valid"`` is 0.
+
+    ``table``: a partial connection table (LeCun et al. 1998, Table I, LeNet-5's C3): output
+    map ``o`` sees only the input maps ``table[o]``, and only those kernels are parameters
+    (:class:`~cnnlab.layers.ConnectionTableConv2d`).  Written ``table=lenet5`` (the paper's
+    16 rows over 6 maps, :data:`~cnnlab.layers.LENET5_C3_TABLE`) or as rows
+    ``table=0+1+2/1+2+3/...``; one row per filter, no groups or dilation with it.  A spec with
+    a table imports torch (the paper's table is kept with its layer).
     """
 
     words = (("conv", "convolution"),)
@@ -73,6 +115,7 @@ class Conv(Layer):
         Option("dilation", "pair"),
         Option("groups", "int"),
         Option("bias", "bool"),
+        Option("table", "table"),
     )
     needs_volume = True
     role = "conv"
@@ -85,6 +128,7 @@ class Conv(Layer):
     dilation: Pair = (1, 1)
     groups: int = 1
     bias: bool = True
+    table: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -107,6 +151,26 @@ class Conv(Layer):
         settle(self, "padding", check_pair("padding", padding, 0))
         if self.out % self.groups:
             raise FieldError("groups", f"groups={self.groups} must divide the {self.out} filters")
+        if self.table is not None:
+            settle(self, "table", _checked_table(self.table))
+            if len(self.table) != self.out:
+                raise FieldError(
+                    "table",
+                    f"the connection table has {len(self.table)} rows, one per output map, "
+                    f"but the conv has {self.out} filters; write conv{write_value(self.kernel)}-"
+                    f"{len(self.table)}",
+                )
+            if self.groups != 1 or self.dilation != (1, 1):
+                raise FieldError("table", "a connection table takes no groups or dilation")
+
+    def option_text(self, field, value):
+        if field == "table":
+            from cnnlab.layers import LENET5_C3_TABLE
+
+            if value == LENET5_C3_TABLE:
+                return "lenet5"
+            return "/".join("+".join(map(str, row)) for row in value)
+        return super().option_text(field, value)
 
     def same_padding(self) -> Pair | None:
         """``(F-1)/2`` per axis for the dilated kernel, or None if an axis is even."""
@@ -133,14 +197,29 @@ class Conv(Layer):
             raise SpecError(
                 f"{self.where(name)}: groups={self.groups} must divide its {c} input channels"
             )
-        fan_in = (c // self.groups) * self.kernel[0] * self.kernel[1]
-        params = self.out * fan_in + (self.out if self.bias else 0)
-        macs = None if hw[0] is None else hw[0] * hw[1] * self.out * fan_in
+        area = self.kernel[0] * self.kernel[1]
+        if self.table is not None:
+            top = max(max(row) for row in self.table)
+            if top >= c:
+                raise SpecError(
+                    f"{self.where(name)}: its connection table reads input map {top}, but the "
+                    f"input has {c} map{'s' if c > 1 else ''} (0..{c - 1})"
+                )
+            weights = sum(len(row) for row in self.table) * area  # connected pairs only
+        else:
+            weights = self.out * (c // self.groups) * area
+        params = weights + (self.out if self.bias else 0)
+        macs = None if hw[0] is None else hw[0] * hw[1] * weights
         return (self.out, *hw), params, macs
 
     def module(self, shape):
         from torch import nn
 
+        if self.table is not None:
+            from cnnlab.layers import ConnectionTableConv2d
+
+            return ConnectionTableConv2d(shape[0], self.table, self.kernel, self.stride,
+                                         self.padding, self.bias)  # type: ignore  # fmt: skip
         return nn.Conv2d(shape[0], self.out, self.kernel, self.stride, self.padding,  # type: ignore
                          self.dilation, self.groups, self.bias)  # fmt: skip
 
@@ -148,6 +227,11 @@ class Conv(Layer):
     def read(cls, m, name):
         from torch import nn
 
+        from cnnlab.layers import ConnectionTableConv2d
+
+        if type(m) is ConnectionTableConv2d:
+            return cls(m.kernel_size, m.out_channels, stride=m.stride, padding=m.padding,
+                       bias=m.bias is not None, table=m.table, name=name)  # fmt: skip
         if type(m) is not nn.Conv2d:
             return None
         if m.padding_mode != "zeros":
@@ -244,6 +328,58 @@ class Pool(Layer):
 
 
 @dataclass(frozen=True)
+class Subsample(Layer):
+    """``subsample`` (2x2/2), ``subsample3/2``: LeNet-5's trainable subsampling, S2 and S4
+    (LeCun et al. 1998, section II-B): each map's window sum times the map's coefficient plus
+    its bias (:class:`~cnnlab.layers.Subsampling`; 2 parameters per map, no MACs in the
+    conv + linear count).  Square windows; ``stride=None`` means ``stride = kernel``."""
+
+    words = (("subsample", "subsampling", "subsamp"),)
+    word = "subsample"
+    windowed = True
+    options = (Option("stride", "pair"),)
+    needs_volume = True
+    role = "pool"
+
+    kernel: Pair = (2, 2)
+    stride: Pair | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        settle(self, "kernel", check_pair("kernel", self.kernel, 1))
+        stride = self.kernel if self.stride is None else self.stride
+        settle(self, "stride", check_pair("stride", stride, 1))
+        for key in ("kernel", "stride"):
+            a, b = getattr(self, key)
+            if a != b:
+                raise FieldError(key, f"subsampling takes a square {key}, got {a}x{b}")
+
+    def head(self) -> str:
+        if self.kernel == (2, 2) and self.stride == (2, 2):
+            return "subsample"
+        return f"subsample{write_value(self.kernel)}/{write_value(self.stride)}"
+
+    def windows(self):
+        return _windows(self.kernel, self.stride, (0, 0), (1, 1))  # type: ignore
+
+    def infer(self, name, shape, hw):
+        return (shape[0], *hw), 2 * shape[0], 0
+
+    def module(self, shape):
+        from cnnlab.layers import Subsampling
+
+        return Subsampling(shape[0], self.kernel[0], self.stride[0])  # type: ignore[index]
+
+    @classmethod
+    def read(cls, m, name):
+        from cnnlab.layers import Subsampling
+
+        if type(m) is not Subsampling:
+            return None
+        return cls(kernel=m.kernel_size, stride=m.stride, name=name)
+
+
+@dataclass(frozen=True)
 class GlobalAvgPool(Layer):
     """``gap``: average over the whole map, ``C x H x W -> C x 1 x 1`` (Lin et al. 2014)."""
 
@@ -270,8 +406,58 @@ class GlobalAvgPool(Layer):
         if type(m) is not nn.AdaptiveAvgPool2d:
             return None
         if _ints(m.output_size) != (1, 1):
-            raise NoNotation(f"output_size={m.output_size!r}; only 1 (gap)")
+            return None  # adaptavg's
         return cls(name=name)
+
+
+@dataclass(frozen=True)
+class AdaptiveAvgPool(Layer):
+    """``adaptavg6``, ``adaptavg6x7``: average each map down to ``size`` (H, W) cells, whatever
+    the input's size (PyTorch's adaptive bins); torchvision's AlexNet (6x6) and VGG (7x7) put
+    it before the classifier so that any input size gives the fc the same width.  To 1x1 it
+    is ``gap``."""
+
+    words = (("adaptavg", "adaptive_avgpool", "adaptiveavgpool"),)
+    word = "adaptavg"
+    needs_volume = True
+    size_field = "size"
+    kernel_help = "adaptavg6 averages each map to 6x6 cells (adaptavg6x7: 6 rows, 7 columns)"
+
+    size: Pair = (1, 1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        settle(self, "size", check_pair("size", self.size, 1, "output size"))
+        if self.size == (1, 1):
+            raise FieldError("size", "averaging to 1x1 is global average pooling: write gap")
+
+    def head(self) -> str:
+        return f"adaptavg{write_value(self.size)}"
+
+    def prefix(self) -> str:
+        return "avgpool"
+
+    def cells(self, axis, n):
+        return self.size[axis]
+
+    def infer(self, name, shape, hw):
+        return (shape[0], *self.size), 0, 0
+
+    def module(self, shape):
+        from torch import nn
+
+        return nn.AdaptiveAvgPool2d(self.size)
+
+    @classmethod
+    def read(cls, m, name):
+        from torch import nn
+
+        if type(m) is not nn.AdaptiveAvgPool2d:
+            return None
+        size = _ints(m.output_size)
+        if any(v is None for v in size):
+            raise NoNotation(f"output_size={m.output_size!r} keeps a side of the input")
+        return None if size == (1, 1) else cls(size, name=name)
 
 
 # --------------------------------------------------------------------------- vectors
@@ -372,5 +558,6 @@ class Softmax(Layer):
 
 # The kinds, in the order error messages list their words.
 KINDS: tuple[type[Layer], ...] = (
-    Conv, Pool, GlobalAvgPool, FC, Activation, BatchNorm, LRN, Dropout, Flatten, Softmax,
+    Conv, Pool, Subsample, GlobalAvgPool, AdaptiveAvgPool, FC, Activation, BatchNorm, LRN,
+    Dropout, Flatten, Softmax,
 )  # fmt: skip

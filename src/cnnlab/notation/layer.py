@@ -6,8 +6,9 @@ spellings of one layer compare equal.  The field defaults are the notation's def
 its fields, each kind's class says, in one place:
 
 - ``words``: how the text names it (canonical spelling first, then aliases, per word);
-- what the text may write after the word: a kernel and ``/stride`` (``windowed``), a number
-  after ``-`` (``param``), and the ``options`` in brackets (``name=`` is always allowed);
+- what the text may write after the word: a kernel and ``/stride`` (``windowed``) or an
+  output size (``size_field``: ``adaptavg6``), a number after ``-`` (``param``), and the
+  ``options`` in brackets (``name=`` is always allowed);
 - :meth:`~Layer.head` and :meth:`~Layer.text`: its canonical text (options at their default
   left out);
 - :meth:`~Layer.infer`: output shape, parameters and multiply-adds (pure integer math);
@@ -43,7 +44,8 @@ Shape = tuple[Any, ...]  # (C, H, W) with H, W None when unknown, or (features,)
 class Option:
     """An option written ``key=value`` in brackets; it sets the field ``field`` (default: the
     key).  ``value``: how it is read: ``pair`` (3 or 1x7), ``pad`` (a pair, ``same`` or
-    ``valid``), ``int``, ``float`` or ``bool``."""
+    ``valid``), ``int``, ``float``, ``bool`` or ``table`` (a connection table:
+    ``lenet5`` or rows of input maps, ``0+1+2/1+2+3``)."""
 
     key: str
     value: str
@@ -82,6 +84,7 @@ class Layer:
     flattens: ClassVar[bool] = False  # the data is a flat vector after it
     role: ClassVar[str] = "follows"  # naming rule: conv, pool, fc, flatten, marker, follows
     kernel_help: ClassVar[str] = ""  # set: the text must write a kernel (how, for the message)
+    size_field: ClassVar[str] = ""  # set: the number after the word sets this field, not a window
 
     name: str | None = field(default=None, kw_only=True)
     pos: int | None = field(default=None, kw_only=True, compare=False, repr=False)
@@ -119,13 +122,17 @@ class Layer:
         if self.param is not None:
             in_head.add(self.param.field)
         opts = [
-            f"{o.key}={write_value(getattr(self, o.target))}"
+            f"{o.key}={self.option_text(o.target, getattr(self, o.target))}"
             for o in self.options
             if o.target not in in_head and getattr(self, o.target) != self.default(o.target)
         ]
         if with_name and self.name is not None:
             opts.append(f"name={self.name}")
         return self.head() + (f"({','.join(opts)})" if opts else "")
+
+    def option_text(self, field: str, value: Any) -> str:
+        """How the text writes the value of option field ``field``."""
+        return write_value(value)
 
     # -- shapes, modules, naming ----------------------------------------------------------
 

@@ -14,10 +14,15 @@ Layer words (aliases in brackets) and their options (``key=value``; pairs as ``A
 ====================================  =========================================================
 ``conv3-64``, ``conv7/2-64``           conv [convolution]: kernel, ``/stride``, ``-filters``;
 ``conv1x7-64``                         stride, pad (default "same" ``(F-1)/2``; a number, AxB,
-                                       ``same`` or ``valid``), dilation, groups, bias
+``conv5-16(table=lenet5)``             ``same`` or ``valid``), dilation, groups, bias, table
+                                       (a connection table: ``lenet5``, LeNet-5's C3, or rows
+                                       of input maps ``0+1+2/1+2+3``)
 ``maxpool``, ``maxpool3/2``            maxpool [pool, max_pool], avgpool [avg_pool]: default
 ``avgpool7/1``                         2x2/2; stride (default: the kernel), pad, ceil
+``subsample``, ``subsample3/2``        LeNet-5's trainable S2/S4 [subsampling]: default 2x2/2
 ``gap``                                global average pooling [global_avgpool]
+``adaptavg6``, ``adaptavg6x7``         adaptive average pooling to 6x6 (6x7) cells
+                                       [adaptive_avgpool]
 ``fc-4096``                            fc [linear, dense]: ``-outputs``; bias
 ``relu`` ``tanh`` ``sigmoid``          activations; ``stanh`` [scaled_tanh] is LeCun's
 ``stanh``                              1.7159*tanh(2a/3)
