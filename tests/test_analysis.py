@@ -19,6 +19,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab.analysis import AnalysisError, analyze
+from cnnlab.analysis.render import render
 from cnnlab.errors import CnnlabError, GeometryError
 from cnnlab.layers import Inception
 
@@ -540,3 +541,27 @@ def test_a_forward_that_raises_is_named_with_its_type_and_line():
     holder = nn.Sequential(nn.Conv2d(3, 3, 1), scripted)
     with pytest.raises(CnnlabError, match=r"^1 is a TorchScript module"):
         analyze(holder, (3, 8, 8))
+
+
+def test_a_model_with_several_inputs():
+    class ImageAndTokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.embed = nn.Embedding(20, 4)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, image, tokens):
+            return self.fc(self.conv(image).mean((2, 3)) + self.embed(tokens).mean(1))
+
+    model = ImageAndTokens()
+    a = analyze(model, [(3, 8, 8), (5,)], batch=2, dtype=[torch.float32, torch.long])
+    real = model(torch.randn(2, 3, 8, 8), torch.randint(0, 20, (2, 5)))
+    assert a.output_shapes == (tuple(real.shape),)
+    assert a.input_shapes == ((2, 3, 8, 8), (2, 5)) and a.input_shape == (2, 3, 8, 8)
+    assert a.totals.macs == 2 * (4 * 36 * 27 + 4 * 2)
+    assert a.totals.input_values == 2 * (3 * 64 + 5)
+    assert a.totals.activation_bytes >= 2 * (3 * 64 * 4 + 5 * 8)  # the indices are int64
+    assert "ImageAndTokens on 2x3x8x8, 2x5" in render(a, "markdown")
+    with pytest.raises(CnnlabError, match=r"one per input \(2\)"):
+        analyze(model, [(3, 8, 8), (5,)], dtype=[torch.float32])

@@ -30,16 +30,18 @@ __all__ = ["analyze"]
 
 def analyze(
     model: nn.Module,
-    input_size: Sequence[int],
+    input_size: Sequence[int] | Sequence[Sequence[int]],
     batch: int = 1,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | Sequence[torch.dtype] = torch.float32,
     strict: bool = False,
     rules: Mapping[Any, Any] | None = None,
 ) -> Analysis:
     """Shapes, parameters, memory, multiply-adds and receptive fields of ``model``, per layer.
 
     ``input_size`` is one example's ``(C, H, W)`` (or ``(C, L)``, ``(C, D, H, W)``); the model
-    sees a batch of ``batch`` such examples of ``dtype``.  Works on any ``nn.Module``: every
+    sees a batch of ``batch`` such examples of ``dtype``.  A model with several inputs takes
+    one size per input, ``[(3, 32, 32), (10,)]``, and one dtype for all or one per input
+    (``[torch.float32, torch.long]``).  Works on any ``nn.Module``: every
     module call and every functional op of its forward becomes a row (see
     :mod:`cnnlab.analysis.tracer` for how, without allocating activations or touching the
     model).  ``strict=True`` raises :class:`~cnnlab.errors.GeometryError` at the first window
@@ -66,21 +68,33 @@ def analyze(
             "forward is compiled and cannot be traced op by op; analyze the nn.Module it was "
             "made from"
         )
-    size = _check_size(input_size)
+    several = (
+        isinstance(input_size, list | tuple)
+        and bool(input_size)
+        and all(isinstance(s, list | tuple | torch.Size) for s in input_size)
+    )
+    sizes = [_check_size(s) for s in input_size] if several else [_check_size(input_size)]
+    size = sizes[0]
     check_int("batch", batch)
-    if not isinstance(dtype, torch.dtype):
-        raise CnnlabError(f"dtype must be a torch.dtype, got {dtype!r}")
+    dtypes = list(dtype) if isinstance(dtype, list | tuple) else [dtype] * len(sizes)
+    if len(dtypes) != len(sizes) or not all(isinstance(d, torch.dtype) for d in dtypes):
+        raise CnnlabError(
+            f"dtype must be a torch.dtype or one per input ({len(sizes)}), got {dtype!r}"
+        )
     table = R.DEFAULT_RULES.with_overrides(rules)
-    x = torch.empty((batch, *size), dtype=dtype, device="meta")
+    xs = tuple(
+        torch.empty((batch, *s), dtype=d, device="meta") for s, d in zip(sizes, dtypes, strict=True)
+    )
+    x = xs[0]
     # Tracing creates many short-lived objects next to torch's large heap, and the cyclic
     # garbage collector's full passes were half the time of a first analysis; collect after.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         try:
-            result = trace(model, x, strict=strict, rules=table)
+            result = trace(model, xs, strict=strict, rules=table)
         except (AnalysisError, GeometryError) as exc:
-            if len(size) >= 3 and size[0] == 1 and batch == 1:
+            if not several and len(size) >= 3 and size[0] == 1 and batch == 1:
                 # torchinfo's habit: input_size=(1, 3, 224, 224) with the batch in it.
                 raise type(exc)(
                     f"{exc}; note: the input size is one example's, without the batch "
@@ -99,12 +113,13 @@ def analyze(
     return Analysis(
         model=type(model).__name__,
         input_shape=tuple(x.shape),
-        dtype=str(dtype).replace("torch.", ""),
+        dtype=str(x.dtype).replace("torch.", ""),
         rows=tuple(rows),
         totals=totals,
         conventions=dict(R.CONVENTIONS),
         strict=strict,
         output_shapes=result.root.output_shapes,
+        input_shapes=tuple(tuple(t.shape) for t in xs),
     )
 
 

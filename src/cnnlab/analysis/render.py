@@ -46,6 +46,11 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape)) if shape else "-"
 
 
+def _inputs(a: Analysis) -> str:
+    """The input's shape, or every input's (``1x3x32x32, 1x10``) for a model with several."""
+    return ", ".join(_shape(s) for s in a.input_shapes) if a.input_shapes else _shape(a.input_shape)
+
+
 def _hyper(row: Row) -> str:
     layer = row.layer
     if layer is None:
@@ -212,7 +217,7 @@ def _totals_lines(a: Analysis) -> list[str]:
     if q:
         macs += f", not counting {', '.join(sorted(t.uncounted))}"
     lines = [
-        f"Input: {_shape(a.input_shape)} ({a.dtype}, {itemsize:g} bytes per value"
+        f"Input: {_inputs(a)} ({a.dtype}, {itemsize:g} bytes per value"
         + ("; other dtypes (masks, indices) at their own size" if mixed else "")
         + ")",
         f"Parameters: {t.params:,} ({t.trainable:,} trainable, {t.frozen:,} frozen; "
@@ -272,7 +277,7 @@ def rich_table(
             f"(--width, or --columns {','.join(shown + dropped)})"
         )
     table = Table(
-        title=title or f"{a.model} on {_shape(a.input_shape)}",
+        title=title or f"{a.model} on {_inputs(a)}",
         caption="\n".join(caption),
         caption_justify="left",
         show_lines=False,
@@ -317,7 +322,7 @@ def render_table(
 
 def render_markdown(a: Analysis, depth: int | None = None) -> str:
     cols = _columns()
-    out = [f"### {a.model} on {_shape(a.input_shape)}", ""]
+    out = [f"### {a.model} on {_inputs(a)}", ""]
     out.append("| " + " | ".join(cols) + " |")
     out.append("|" + "|".join("---:" if 5 <= i <= 8 else "---" for i in range(len(cols))) + "|")
     for row in a.visible(depth):

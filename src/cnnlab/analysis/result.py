@@ -266,6 +266,8 @@ class Analysis:
     conventions: dict[str, str] = field(default_factory=dict)
     strict: bool = False
     output_shapes: tuple[tuple[int, ...], ...] = ()  # every tensor the model returns
+    # Every input the model takes (N x ... each); input_shape and dtype are the first one's.
+    input_shapes: tuple[tuple[int, ...], ...] = ()
 
     def visible(self, depth: int | None = None) -> list[Row]:
         """Rows down to ``depth`` (1 = the model's children; None = everything).
@@ -303,6 +305,7 @@ class Analysis:
             "dtype": self.dtype,
             "strict": self.strict,
             "output_shapes": [list(o) for o in self.output_shapes],
+            "input_shapes": [list(i) for i in self.input_shapes],
             "conventions": dict(self.conventions),
             "totals": self.totals.to_dict(),
             "rows": [r.to_dict() for r in self.rows],

@@ -170,12 +170,12 @@ def _shapes(value: Any) -> tuple[tuple[int, ...], ...]:
 
 
 class _Tracer(TorchFunctionMode):
-    def __init__(self, root: Frame, strict: bool, rules: R.RuleTable, x: torch.Tensor):
+    def __init__(self, root: Frame, strict: bool, rules: R.RuleTable, xs: tuple[torch.Tensor, ...]):
         super().__init__()
         self.stack: list[Frame] = [root]
         self.strict = strict
         self.rules = rules
-        self.input_id = id(x)
+        self.input_ids = {id(x) for x in xs}
         self.producer: dict[int, OpRecord] = {}  # id(tensor) -> the op that returned it
         self.info: dict[int, _TI] = {}
         self.keep: list[torch.Tensor] = []  # keeps traced tensors alive, so ids stay unique
@@ -208,7 +208,7 @@ class _Tracer(TorchFunctionMode):
         parameters and buffers, and constants, are not activations), without repeats."""
         out: list[OpRecord | None] = []
         for t in tensors:
-            if id(t) == self.input_id:
+            if id(t) in self.input_ids:
                 src = None
             elif id(t) in self.producer:
                 src = self.producer[id(t)]
@@ -692,13 +692,13 @@ def _unchanged(obj: Any, contents: list) -> bool:
 _MISSING = object()
 
 
-def _forward(model: nn.Module, x: torch.Tensor, tracer: _Tracer) -> Any:
+def _forward(model: nn.Module, xs: tuple[torch.Tensor, ...], tracer: _Tracer) -> Any:
     """``model(x)``; an exception raised by the model's own code (or by PyTorch for it) becomes
     an AnalysisError naming the layer that was running, the exception's type and message and
     the line of the model's code that raised it (the original stays its ``__cause__``).  An
     exception raised inside the analysis itself is a bug of cnnlab and propagates as it is."""
     try:
-        return model(x)
+        return model(*xs)
     except CnnlabError:
         raise
     except Exception as exc:
@@ -708,8 +708,8 @@ def _forward(model: nn.Module, x: torch.Tensor, tracer: _Tracer) -> Any:
         at = _user_line(exc)
         raise AnalysisError(
             f"{frame.path or '(model)'} ({frame.type}): the forward failed on an input of "
-            f"shape {_shape_text(x.shape)}: {type(exc).__name__}: {_first_line(exc)}"
-            + (f" (at {at})" if at else "")
+            f"shape {', '.join(_shape_text(x.shape) for x in xs)}: {type(exc).__name__}: "
+            f"{_first_line(exc)}" + (f" (at {at})" if at else "")
         ) from exc
 
 
@@ -753,18 +753,19 @@ def _user_line_of(frames: list[tuple[str, int | None]]) -> str:
 
 def trace(
     model: nn.Module,
-    x: torch.Tensor,
+    x: torch.Tensor | tuple[torch.Tensor, ...],
     strict: bool = False,
     rules: R.RuleTable = R.DEFAULT_RULES,
 ) -> TraceResult:
     """Run ``model`` on the shape-only tensor ``x`` under ``rules`` and return the tree of
     calls."""
     root = Frame(path="", module=model, parent=None, depth=0, call=1)
-    tracer = _Tracer(root, strict, rules, x)
+    xs = x if isinstance(x, tuple) else (x,)
+    tracer = _Tracer(root, strict, rules, xs)
     tracer.state = {id(t) for t in (*model.parameters(), *model.buffers())}
     tracer.params = {id(p) for p in model.parameters()}
-    x_info = _TI(tuple(Field() for _ in range(max(x.dim() - 2, 0))))
-    tracer._remember(x, x_info)
+    for t in xs:
+        tracer._remember(t, _TI(tuple(Field() for _ in range(max(t.dim() - 2, 0)))))
     state = _ModelState(model)
     hooks = _Hooks(model, tracer)
     handles = []
@@ -773,7 +774,7 @@ def trace(
             handles.append(m.register_forward_pre_hook(hooks.pre))
             handles.append(m.register_forward_hook(hooks.post, always_call=True))
         with tracer, torch.no_grad():
-            output = _forward(model, x, tracer)
+            output = _forward(model, xs, tracer)
     finally:
         for h in handles:
             h.remove()
@@ -786,7 +787,7 @@ def trace(
         root=root,
         output=output,
         saved_bytes=saved,
-        input_values=x.numel(),
-        input_bytes=x.numel() * x.element_size(),
+        input_values=sum(t.numel() for t in xs),
+        input_bytes=sum(t.numel() * t.element_size() for t in xs),
         used=tracer.used,
     )
