@@ -565,3 +565,15 @@ def test_a_model_with_several_inputs():
     assert "ImageAndTokens on 2x3x8x8, 2x5" in render(a, "markdown")
     with pytest.raises(CnnlabError, match=r"one per input \(2\)"):
         analyze(model, [(3, 8, 8), (5,)], dtype=[torch.float32])
+
+
+def test_sizes_no_tensor_can_have_are_refused_by_name():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3))
+    with pytest.raises(CnnlabError, match=r"3x99999999999999999999x9 with batch 1 is 2.7e\+21"):
+        analyze(model, (3, 99999999999999999999, 9))
+    with pytest.raises(CnnlabError, match=r"batch 100000000000000000000 is"):
+        analyze(model, (3, 9, 9), batch=10**20)
+    grows = nn.Sequential(nn.Upsample(scale_factor=2**20), nn.Conv2d(3, 4, 3))
+    with pytest.raises(CnnlabError, match=r"^0 \(Upsample\): an output of shape 1x3x1099511627776"):
+        analyze(grows, (3, 2**20, 2**20))
+    assert analyze(model, (3, 2**20, 2**20)).row("0").output_shape == (1, 4, 2**20 - 2, 2**20 - 2)

@@ -81,6 +81,13 @@ def analyze(
         raise CnnlabError(
             f"dtype must be a torch.dtype or one per input ({len(sizes)}), got {dtype!r}"
         )
+    for s, d in zip(sizes, dtypes, strict=True):
+        n = batch * _numel(s)
+        if n * d.itemsize >= 2**63:
+            raise CnnlabError(
+                f"input size {'x'.join(map(str, s))} with batch {batch} is {n:.3g} values, more "
+                f"than a PyTorch tensor can hold (2^63 bytes); give a smaller size or batch"
+            )
     table = R.DEFAULT_RULES.with_overrides(rules)
     xs = tuple(
         torch.empty((batch, *s), dtype=d, device="meta") for s, d in zip(sizes, dtypes, strict=True)

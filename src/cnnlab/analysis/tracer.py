@@ -45,8 +45,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.analysis import rules as R
-from cnnlab.analysis.rules.base import ModuleCount
-from cnnlab.errors import AnalysisError, CnnlabError, GeometryError
+from cnnlab.analysis.rules.base import ModuleCount, TooLargeError
+from cnnlab.errors import AnalysisError, CnnlabError, GeometryError, ShapeError
 from cnnlab.geometry import Field, check_fit, fit, fitting_paddings, fitting_strides
 
 __all__ = ["AnalysisError", "Frame", "OpRecord", "trace"]
@@ -270,7 +270,10 @@ class _Tracer(TorchFunctionMode):
     def _apply(self, rule: R.OpRule, args, kwargs, tensors) -> Any:
         """Run ``rule`` instead of the function, and record the call."""
         call = self._call(rule, args, kwargs)
-        effect = rule(call)
+        try:
+            effect = rule(call)
+        except TooLargeError as exc:
+            raise ShapeError(f"{call.where}: {exc}") from None
         self._record(rule.name, self.stack[-1], effect, tensors, call)
         return effect.output
 

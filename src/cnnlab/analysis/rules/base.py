@@ -37,6 +37,7 @@ __all__ = [
     "CONVENTIONS",
     "GLOBAL",
     "SAME",
+    "TooLargeError",
     "UNKNOWN",
     "Call",
     "Effect",
@@ -320,9 +321,21 @@ def numel(shape: Sequence[int]) -> int:
     return reduce(operator.mul, shape, 1)
 
 
+class TooLargeError(ShapeError):
+    """A shape no tensor can have; the tracer adds the layer's name."""
+
+
 def new_tensor(shape: Sequence[int], like: torch.Tensor, dtype: torch.dtype | None = None):
-    """A fresh shape-only tensor: what PyTorch would allocate for this output."""
-    return torch.empty(tuple(int(s) for s in shape), dtype=dtype or like.dtype, device="meta")
+    """A fresh shape-only tensor: what PyTorch would allocate for this output.  Raises
+    :class:`~cnnlab.errors.ShapeError` for a shape no PyTorch tensor can have."""
+    shape = tuple(int(s) for s in shape)
+    dtype = dtype or like.dtype
+    if numel(shape) * dtype.itemsize >= 2**63:
+        raise TooLargeError(
+            f"an output of shape {'x'.join(map(str, shape))} would be {numel(shape):.3g} values, "
+            "more than a PyTorch tensor can hold (2^63 bytes)"
+        )
+    return torch.empty(shape, dtype=dtype, device="meta")
 
 
 def as_tuple(value: Any, n: int, what: str, where: str) -> tuple[int, ...]:
