@@ -252,3 +252,100 @@ def test_recurrent_layers_keep_what_autograd_keeps(make):
     model = Recurrent(make()).train()
     a = analyze(model, (3, 8), batch=5)  # (time, batch, features): batch 3, 5 steps
     assert a.totals.training.saved_activations == _measured_saved_bytes(model, torch.randn(5, 3, 8))
+
+
+# Functions a forward calls between layers, each with the tensors autograd keeps for it as its
+# rule says (input, result, indices, masks, nothing), checked one by one.
+_OPS = {
+    "clamp": lambda x: x.clamp(0, 1),
+    "clamp_min": lambda x: x.clamp_min(0),
+    "clamp_max": lambda x: x.clamp_max(0),
+    "normalize": lambda x: F.normalize(x, dim=1),
+    "norm": lambda x: x.norm(dim=1),
+    "norm_all": lambda x: x.norm(),
+    "var": lambda x: x.var(1),
+    "std": lambda x: x.std(1),
+    "max_dim": lambda x: x.max(1)[0],
+    "max": lambda x: x.max(),
+    "min_dim": lambda x: x.min(1)[0],
+    "amax": lambda x: x.amax(1),
+    "argmax": lambda x: x.argmax(1).float(),
+    "topk": lambda x: x.topk(2, 1)[0],
+    "sort": lambda x: x.sort(1)[0],
+    "unfold": lambda x: F.unfold(x, 3),
+    "detach": lambda x: x.detach() * 1,
+    "type": lambda x: x.type(torch.float64),
+    "erf": torch.erf,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "rsqrt": torch.rsqrt,
+    "reciprocal": torch.reciprocal,
+    "square": torch.square,
+    "exp": torch.exp,
+    "log": torch.log,
+    "sqrt": torch.sqrt,
+    "abs": torch.abs,
+    "prod": lambda x: x.prod(1),
+    "logsumexp": lambda x: x.logsumexp(1),
+    "sum": lambda x: x.sum(1),
+    "mean": lambda x: x.mean(1),
+    "index_select": lambda x: x.index_select(1, torch.tensor([0, 2])),
+    "gather": lambda x: x.gather(1, torch.zeros(2, 1, 6, 6, dtype=torch.long)),
+    "floordiv": lambda x: x // 2,
+    "mod": lambda x: x % 2,
+    "repeat_interleave": lambda x: x.repeat_interleave(2, 1),
+    "cumsum": lambda x: x.cumsum(1),
+    "channel_shuffle": lambda x: F.channel_shuffle(x, 2),
+    "hstack": lambda x: torch.hstack([x, x]),
+    "addcmul": lambda x: torch.addcmul(x, x, x),
+    "lerp": lambda x: torch.lerp(x, x * 2, 0.5),
+    "pow2": lambda x: x.pow(2),
+    "pow_t": lambda x: x**x,
+    "rpow": lambda x: 2**x,
+    "rdiv": lambda x: 2 / x,
+    "div_s": lambda x: x / 2,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "softplus": F.softplus,
+    "gelu": F.gelu,
+    "elu": F.elu,
+    "selu": F.selu,
+    "celu": F.celu,
+    "leaky": F.leaky_relu,
+    "logsigmoid": F.logsigmoid,
+    "softsign": F.softsign,
+    "tanhshrink": F.tanhshrink,
+    "mish": F.mish,
+    "maximum": lambda x: torch.maximum(x, x * 2),
+    "where_t": lambda x: torch.where(x > 0, x, x * 2),
+    "neg": lambda x: -x,
+    "interp_bilinear": lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"),
+    "interp_nearest": lambda x: F.interpolate(x, scale_factor=2),
+    "stack": lambda x: torch.stack([x, x]),
+    "cat": lambda x: torch.cat([x, x]),
+    "pad": lambda x: F.pad(x, (1, 1)),
+    "roll": lambda x: x.roll(1, 2),
+    "contig": lambda x: x.transpose(2, 3).contiguous(),
+}
+
+
+class _After(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self.conv(x))
+
+
+@pytest.mark.parametrize("name", sorted(_OPS))
+def test_each_function_keeps_what_autograd_keeps(name):
+    torch.manual_seed(0)
+    model = _After(_OPS[name]).train()
+    a = analyze(model, (3, 6, 6), batch=2)
+    assert a.totals.uncounted == {}
+    assert a.output_shapes[0] == tuple(_OPS[name](torch.randn(2, 4, 6, 6)).shape)
+    assert a.totals.training.saved_activations == _measured_saved_bytes(
+        model, torch.randn(2, 3, 6, 6)
+    )

@@ -397,10 +397,12 @@ class _Tracer(TorchFunctionMode):
             rec.alloc_bytes += o.numel() * o.element_size()
         for o in outs:
             self._remember(o, info)
-        if any(self.needs_grad(t) for t in tensors):
-            # Autograd records this call: its outputs need gradients, and it keeps tensors.
+        if not effect.detached and any(self.needs_grad(t) for t in tensors):
+            # Autograd records this call: its floating-point outputs need gradients (indices,
+            # masks and counts have none), and it keeps tensors.
             for o in outs:
-                self.grad.add(id(o))
+                if o.is_floating_point() or o.is_complex():
+                    self.grad.add(id(o))
             kept = [*effect.saved, *(t for t, op in effect.saved_for if self.needs_grad(op))]
             for t in kept:
                 self._keep_for_backward(t)

@@ -165,6 +165,7 @@ class Effect:
     # since noise needs none).  Nothing at all is kept when no input needs a gradient.
     saved_for: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
     inplace: bool = False  # output is (a view of) an input: allocates nothing
+    detached: bool = False  # the outputs need no gradient whatever the inputs (detach)
 
 
 Rule = Callable[[Call], Effect]

@@ -28,7 +28,12 @@ __all__ = ["OPS"]
 _ops: dict = {}
 _add = rule_adder(_ops)
 
-_SAVES_RESULT = {"relu", "sigmoid", "tanh", "elu", "softmax", "log_softmax"}
+# What autograd keeps of an element-wise function, measured with saved_tensors_hooks (torch
+# 2.13): its result, nothing, or (the others) its input; a few composites keep one more
+# tensor of the input's size besides.
+_SAVES_RESULT = {"relu", "sigmoid", "tanh", "exp", "sqrt", "rsqrt", "reciprocal"}
+_SAVES_NOTHING = {"neg", "floor_divide", "remainder", "sign", "round", "floor", "ceil", "trunc"}
+_SAVES_EXTRA = {"logsigmoid": (True, 1), "softsign": (True, 1), "tanhshrink": (False, 1)}
 # In place, these keep their result (the same storage); the others need their input, which
 # the in-place call overwrites, so autograd keeps a copy of it made before the call (measured
 # with saved_tensors_hooks, torch 2.13: relu6/hardtanh, silu, hardswish, hardsigmoid, mish
@@ -44,6 +49,12 @@ def _activation(name: str, inplace_default: bool = False) -> Rule:
             kept = x if name in _INPLACE_SAVES_RESULT else new_tensor(x.shape, x)
             return Effect(x, other_ops=x.numel(), saved=(kept,), inplace=True)
         out = new_tensor(x.shape, x)
+        if name in _SAVES_NOTHING:
+            return Effect(out, other_ops=x.numel())
+        if name in _SAVES_EXTRA:
+            keeps_input, n = _SAVES_EXTRA[name]
+            kept = ((x,) if keeps_input else ()) + tuple(new_tensor(x.shape, x) for _ in range(n))
+            return Effect(out, other_ops=x.numel(), saved=kept)
         kept = out if name in _SAVES_RESULT else x
         return Effect(out, other_ops=x.numel(), saved=(kept,))
 
@@ -77,6 +88,20 @@ for _name, _funcs, _params in (
     ("sqrt", (torch.sqrt, torch.Tensor.sqrt), ("input",)),
     ("abs", (torch.abs, torch.Tensor.abs), ("input",)),
     ("neg", (torch.neg, torch.Tensor.neg, torch.Tensor.__neg__), ("input",)),
+    ("rsqrt", (torch.rsqrt, torch.Tensor.rsqrt), ("input",)),
+    ("reciprocal", (torch.reciprocal, torch.Tensor.reciprocal), ("input",)),
+    ("square", (torch.square, torch.Tensor.square), ("input",)),
+    ("erf", (torch.erf, torch.Tensor.erf), ("input",)),
+    ("sin", (torch.sin, torch.Tensor.sin), ("input",)),
+    ("cos", (torch.cos, torch.Tensor.cos), ("input",)),
+    ("sign", (torch.sign, torch.Tensor.sign), ("input",)),
+    ("round", (torch.round, torch.Tensor.round), ("input",)),
+    ("floor", (torch.floor, torch.Tensor.floor), ("input",)),
+    ("ceil", (torch.ceil, torch.Tensor.ceil), ("input",)),
+    ("trunc", (torch.trunc, torch.Tensor.trunc), ("input",)),
+    ("clamp", (torch.clamp, torch.clip, torch.Tensor.clamp, torch.Tensor.clip), ("input",)),
+    ("clamp_min", (torch.clamp_min, torch.Tensor.clamp_min), ("input",)),
+    ("clamp_max", (torch.clamp_max, torch.Tensor.clamp_max), ("input",)),
 ):
     _add(_funcs, _name, _params)(_activation(_name))
 
@@ -137,7 +162,8 @@ def _binary(name: str, inplace: bool = False) -> Rule:
             pairs = ((b, b),)
         elif name == "pow" and is_tensor(a):
             pairs = ((a, a),) + (((out, b), (a, b)) if is_tensor(b) else ())
-        return Effect(out, other_ops=numel(shape), saved_for=pairs, inplace=inplace)
+        saved = tuple(tensors) if name in ("maximum", "minimum") and len(tensors) == 2 else ()
+        return Effect(out, other_ops=numel(shape), saved=saved, saved_for=pairs, inplace=inplace)
 
     return rule
 
@@ -149,11 +175,13 @@ for _name, _funcs, _inplace in (
     ("sub_", (_T.sub_, _T.__isub__), True),
     ("mul", (torch.mul, _T.mul, _T.__mul__, _T.__rmul__), False),
     ("mul_", (_T.mul_, _T.__imul__), True),
-    ("div", (torch.div, _T.div, _T.__truediv__, _T.__rtruediv__), False),
+    ("div", (torch.div, _T.div, _T.__truediv__), False),
     ("div_", (_T.div_, _T.__itruediv__), True),
     ("maximum", (torch.maximum, _T.maximum), False),
     ("minimum", (torch.minimum, _T.minimum), False),
     ("pow", (torch.pow, _T.pow, _T.__pow__), False),
+    ("floor_divide", (torch.floor_divide, _T.floor_divide, _T.__floordiv__), False),
+    ("remainder", (torch.remainder, _T.remainder, _T.__mod__), False),
 ):
     _add(_funcs, _name, ("input", "other"))(_binary(_name.rstrip("_"), _inplace))
 
@@ -185,6 +213,60 @@ for _name, _funcs, _boolean in (
     ("bitwise_not", (_T.__invert__,), False),
 ):
     _add(_funcs, _name, ("input", "other"))(_compare(_boolean))
+
+
+def _reflected(name: str) -> Rule:
+    def rule(call: Call) -> Effect:
+        # number / x and number ** x (Python's reflected operators: ``input`` is the tensor
+        # on the right).  Measured: the quotient keeps one tensor of the result's size, the
+        # power its exponent and its result.
+        x = call["input"]
+        out = new_tensor(x.shape, x, result_dtype(x))
+        saved = (new_tensor(x.shape, x),) if name == "rdiv" else (x, out)
+        return Effect(out, other_ops=x.numel(), saved=saved)
+
+    return rule
+
+
+_add((_T.__rtruediv__,), "rdiv", ("input", "other"))(_reflected("rdiv"))
+_add((_T.__rpow__,), "rpow", ("input", "other"))(_reflected("rpow"))
+
+
+@_add((torch.addcmul, _T.addcmul), "addcmul", ("input", "tensor1", "tensor2", "value"))
+def _addcmul(call: Call) -> Effect:
+    # input + value * tensor1 * tensor2: a product (each factor kept for the other's
+    # gradient) and an addition per element.
+    a, t1, t2 = call["input"], call["tensor1"], call["tensor2"]
+    tensors = [t for t in (a, t1, t2) if is_tensor(t)]
+    shape = broadcast([tuple(t.shape) for t in tensors], call.where)
+    out = new_tensor(shape, tensors[0], result_dtype(*tensors))
+    return Effect(out, other_ops=2 * numel(shape), saved_for=((t2, t1), (t1, t2)))
+
+
+@_add((torch.lerp, _T.lerp), "lerp", ("input", "end", "weight"))
+def _lerp(call: Call) -> Effect:
+    a, b, w = call["input"], call["end"], call["weight"]
+    tensors = [t for t in (a, b, w) if is_tensor(t)]
+    shape = broadcast([tuple(t.shape) for t in tensors], call.where)
+    out = new_tensor(shape, tensors[0], result_dtype(*tensors))
+    # A number as the weight keeps nothing; a tensor weight is kept with both ends.
+    saved = tuple(tensors) if is_tensor(w) else ()
+    return Effect(out, other_ops=2 * numel(shape), saved=saved)
+
+
+@_add((F.normalize,), "normalize", ("input", "p", "dim", "eps"), {"p": 2.0, "dim": 1})
+def _normalize(call: Call) -> Effect:
+    # x / max(||x||_p, eps) along dim: a norm, a clamp and a division per element.  Autograd
+    # keeps the input, the norms and the clamped norms.
+    x = call["input"]
+    dim = int(call["dim"]) % max(x.dim(), 1)
+    reduced = x.numel() // max(int(x.shape[dim]), 1)
+    return Effect(
+        new_tensor(x.shape, x),
+        other_ops=3 * x.numel(),
+        saved=(x,),
+        saved_extra_bytes=2 * reduced * x.element_size(),
+    )
 
 
 @_add(

@@ -52,8 +52,21 @@ def _reduce(name: str) -> Rule:
         )
         spatial_dims = set(range(2, x.dim()))
         spatial = GLOBAL if dims & spatial_dims else SAME
-        saved = (x,) if name in ("amax", "amin", "max", "min", "norm") else ()
-        return Effect(new_tensor(shape, x), other_ops=x.numel(), spatial=spatial, saved=saved)
+        if name in ("argmax", "argmin"):
+            return Effect(new_tensor(shape, x, torch.int64), other_ops=x.numel(), spatial=spatial)
+        out = new_tensor(shape, x)
+        if name in ("max", "min") and call.args.get("dim") is not None:
+            # (values, indices); backward scatters through the indices it keeps.
+            indices = new_tensor(shape, x, torch.int64)
+            return Effect((out, indices), other_ops=x.numel(), spatial=spatial, saved=(indices,))
+        # Measured with saved_tensors_hooks (torch 2.13): sums and means keep nothing, a
+        # variance its input, the others their input and their result.
+        saved: tuple = ()
+        if name == "var":
+            saved = (x,)
+        elif name not in ("mean", "sum"):
+            saved = (x, out)
+        return Effect(out, other_ops=x.numel(), spatial=spatial, saved=saved)
 
     return rule
 
@@ -63,8 +76,50 @@ for _name, _funcs in {
     "sum": (torch.sum, _T.sum),
     "amax": (torch.amax, _T.amax),
     "amin": (torch.amin, _T.amin),
+    "max": (torch.max, _T.max),
+    "min": (torch.min, _T.min),
+    "argmax": (torch.argmax, _T.argmax),
+    "argmin": (torch.argmin, _T.argmin),
+    "prod": (torch.prod, _T.prod),
+    "logsumexp": (torch.logsumexp, _T.logsumexp),
+    "var": (torch.var, _T.var),
+    "std": (torch.std, _T.std),
 }.items():
     _add(_funcs, _name, ("input", "dim", "keepdim"))(_reduce(_name))
+
+
+@_add((torch.norm, _T.norm), "norm", ("input", "p", "dim", "keepdim"), {"p": "fro"})
+def _norm(call: Call) -> Effect:
+    return _reduce("norm")(Call(call.name, {**call.args, "p": None}, call.where))
+
+
+@_add((torch.cumsum, _T.cumsum, torch.cumprod, _T.cumprod), "cumsum", ("input", "dim"))
+def _cumsum(call: Call) -> Effect:
+    # A running sum (or product) along one dimension: one op per element; a sum keeps
+    # nothing for backward (a product would keep more; not measured).
+    x = call["input"]
+    return Effect(new_tensor(x.shape, x), other_ops=x.numel(), spatial=UNKNOWN)
+
+
+def _ordered(name: str) -> Rule:
+    def rule(call: Call) -> Effect:
+        # topk/sort: the values and their int64 indices; backward keeps the indices.
+        x = call["input"]
+        dim = int(call.get("dim", -1)) % max(x.dim(), 1)
+        shape = list(x.shape)
+        if name == "topk":
+            shape[dim] = int(call["k"])
+        n = max(int(x.shape[dim]), 2)
+        indices = new_tensor(shape, x, torch.int64)
+        out = (new_tensor(shape, x), indices)
+        return Effect(out, other_ops=x.numel() * max(1, n.bit_length()), spatial=UNKNOWN,
+                      saved=(indices,))  # fmt: skip
+
+    return rule
+
+
+_add((torch.topk, _T.topk), "topk", ("input", "k", "dim"))(_ordered("topk"))
+_add((torch.sort, _T.sort), "sort", ("input", "dim"))(_ordered("sort"))
 
 
 @_add((torch.cat, torch.concat, torch.concatenate), "cat", ("tensors", "dim"), {"dim": 0})
@@ -407,6 +462,103 @@ def _embedding(call: Call) -> Effect:
     out = new_tensor((*idx.shape, int(w.shape[-1])), idx, w.dtype)
     # Backward scatters the gradient back to the rows: autograd keeps the indices.
     return Effect(out, spatial=UNKNOWN, saved=(idx,))
+
+
+@_add((torch.index_select, _T.index_select), "index_select", ("input", "dim", "index"))
+def _index_select(call: Call) -> Effect:
+    x, index = call["input"], call["index"]
+    dim = int(call["dim"]) % max(x.dim(), 1)
+    shape = list(x.shape)
+    shape[dim] = int(index.numel())
+    return Effect(new_tensor(shape, x), spatial=UNKNOWN, saved=(index,))
+
+
+@_add((torch.gather, _T.gather), "gather", ("input", "dim", "index"))
+def _gather(call: Call) -> Effect:
+    x, index = call["input"], call["index"]
+    # The output has the index's shape; backward keeps the index and the input.
+    return Effect(new_tensor(index.shape, x), spatial=UNKNOWN, saved=(index, x))
+
+
+@_add((torch.repeat_interleave, _T.repeat_interleave), "repeat_interleave",
+      ("input", "repeats", "dim"))  # fmt: skip
+def _repeat_interleave(call: Call) -> Effect:
+    x, reps, dim = call["input"], call["repeats"], call.args.get("dim")
+    if not isinstance(reps, int):
+        raise ShapeError(f"{call.where}: repeat_interleave by a tensor has value-dependent sizes")
+    if dim is None:
+        return Effect(new_tensor((x.numel() * reps,), x), spatial=UNKNOWN)
+    shape = list(x.shape)
+    shape[int(dim) % x.dim()] *= reps
+    return Effect(new_tensor(shape, x), spatial=UNKNOWN)
+
+
+@_add((F.channel_shuffle, torch.channel_shuffle), "channel_shuffle", ("input", "groups"))
+def _channel_shuffle(call: Call) -> Effect:
+    x = call["input"]
+    return Effect(new_tensor(x.shape, x), spatial=SAME)
+
+
+def _stack_like(name: str) -> Rule:
+    def rule(call: Call) -> Effect:
+        ts = [t for t in call["tensors"] if is_tensor(t)]
+        # hstack joins 1-D tensors along 0, others along 1; vstack makes each at least 2-D.
+        shapes = [tuple(t.shape) if t.dim() > 1 or name == "hstack" else (1, t.numel()) for t in ts]
+        dim = 0 if name == "vstack" or len(shapes[0]) == 1 else 1
+        shape = list(shapes[0])
+        shape[dim] = sum(int(s[dim]) for s in shapes)
+        return Effect(new_tensor(shape, ts[0], result_dtype(*ts)), spatial=UNKNOWN)
+
+    return rule
+
+
+_add((torch.hstack,), "hstack", ("tensors",))(_stack_like("hstack"))
+_add((torch.vstack,), "vstack", ("tensors",))(_stack_like("vstack"))
+
+
+@_add((F.unfold,), "unfold", ("input", "kernel_size", "dilation", "padding", "stride"),
+      {"dilation": 1, "padding": 0, "stride": 1})  # fmt: skip
+def _unfold(call: Call) -> Effect:
+    # im2col: every window's values as one column, (N, C x kH x kW, windows).
+    x = call["input"]
+    k = as_tuple(call["kernel_size"], 2, "kernel_size", call.where)
+    d = as_tuple(call["dilation"], 2, "dilation", call.where)
+    p = as_tuple(call["padding"], 2, "padding", call.where)
+    st = as_tuple(call["stride"], 2, "stride", call.where)
+    sizes = [(n + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+             for n, kk, dd, pp, ss in zip(x.shape[-2:], k, d, p, st, strict=True)]  # fmt: skip
+    if min(sizes) < 1:
+        raise GeometryError(
+            f"{call.where}: unfold's {k[0]}x{k[1]} window does not fit {tuple(x.shape[-2:])}"
+        )
+    c = int(x.shape[-3]) * k[0] * k[1]
+    shape = (*x.shape[:-3], c, sizes[0] * sizes[1])
+    return Effect(new_tensor(shape, x), spatial=UNKNOWN)
+
+
+@_add((_T.detach, torch.detach), "detach", ("input",))
+def _detach(call: Call) -> Effect:
+    # A view that stops the gradient: nothing flows back through it.
+    x = call["input"]
+    return Effect(x.view(x.shape), inplace=True, detached=True)
+
+
+_TYPE_NAMES = {
+    "torch.FloatTensor": torch.float32,
+    "torch.DoubleTensor": torch.float64,
+    "torch.HalfTensor": torch.float16,
+    "torch.LongTensor": torch.int64,
+}
+
+
+@_add((_T.type,), "type", ("input", "dtype"))
+def _type(call: Call) -> Effect:
+    x, dtype = call["input"], call.args.get("dtype")
+    if isinstance(dtype, str):
+        dtype = _TYPE_NAMES.get(dtype)
+    if not isinstance(dtype, torch.dtype) or dtype == x.dtype:
+        return Effect(x, inplace=True)
+    return Effect(new_tensor(x.shape, x, dtype))
 
 
 @_add((F.interpolate,), "interpolate", ("input", "size", "scale_factor", "mode"))
