@@ -24,9 +24,13 @@ How it works, and why the model is left exactly as it was:
   ``finally`` block, also when the forward fails.
 
 Per tensor the tracer keeps the receptive field (one :class:`~cnnlab.geometry.Field` per
-spatial axis), whether it owns new storage, and which recorded op produced it, from which it
-derives the rows' receptive fields, forward allocations, the tensors autograd would keep for
-backward, and the graph (which calls feed which).
+spatial axis), whether it owns new storage, whether a training forward would give it a
+gradient (it depends on a parameter that requires one; only such calls keep anything for
+backward, and a product keeps an operand only for another that needs a gradient), and which
+recorded op produced it, from which it derives the rows' receptive fields, forward
+allocations, the tensors autograd would keep for backward, and the graph (which calls feed
+which).  It also notes the first call that reads each parameter, so that a module using a
+child's weights itself is given them.
 
 The rules come from a :class:`~cnnlab.analysis.rules.RuleTable` given per trace; the tracer
 keeps no state between traces.
@@ -762,8 +766,8 @@ def trace(
     strict: bool = False,
     rules: R.RuleTable = R.DEFAULT_RULES,
 ) -> TraceResult:
-    """Run ``model`` on the shape-only tensor ``x`` under ``rules`` and return the tree of
-    calls."""
+    """Run ``model`` on the shape-only tensor ``x`` (or tensors, one per input) under
+    ``rules`` and return the tree of calls."""
     root = Frame(path="", module=model, parent=None, depth=0, call=1)
     xs = x if isinstance(x, tuple) else (x,)
     tracer = _Tracer(root, strict, rules, xs)
