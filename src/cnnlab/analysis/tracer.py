@@ -647,7 +647,11 @@ class _ModelState:
         self.attrs = [(m, dict(m.__dict__)) for m in model.modules()]
         self.containers: dict[int, tuple[Any, Any]] = {}
         for _, attrs in self.attrs:
-            self._take([v for v in attrs.values() if isinstance(v, _CONTAINERS)])
+            # PyTorch's hook tables are left out (a dozen per module, and a forward does not
+            # register hooks; the analysis removes its own by their handles).
+            self._take(
+                [v for k, v in attrs.items() if isinstance(v, _CONTAINERS) and "hooks" not in k]
+            )
         self.rng = torch.random.get_rng_state()
 
     def _take(self, stack: list) -> None:
