@@ -622,7 +622,10 @@ class _Hooks:
         tracer.stack.pop()
         frame.output_shapes = _shapes(output)
         outs = _tensors(output)
-        frame.itemsize = outs[0].element_size() if outs else 0
+        # The producing op knows its output's itemsize; asking the tensor here would be one
+        # more intercepted call per module.
+        rec = tracer.producer.get(id(outs[0])) if outs else None
+        frame.itemsize = rec.itemsize if rec is not None else 0
         frame.out_info = tracer.info_of(outs[0]) if outs else None
         rule = tracer.rules.module(module)
         if rule is not None:
