@@ -400,3 +400,36 @@ def test_a_usage_mistake_is_one_error_line_too(capsys):
         "error: cnnlab summary: argument --batch: invalid int value: '1e20' "
         "(see cnnlab summary --help)"
     ]
+
+
+_TWO_INPUTS = """\
+from torch import nn
+
+
+class Two(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.emb = nn.Embedding(10, 8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, image, label):
+        return self.fc(self.conv(image).mean((2, 3)) + self.emb(label))
+
+
+def make():
+    return Two()
+"""
+
+
+def test_a_model_with_several_inputs_from_the_cli(tmp_path, capsys):
+    f = tmp_path / "two.py"
+    f.write_text(_TWO_INPUTS)
+    argv = ["summary", f"{f}:make", "--input", "3x16x16", "--input", "1", "--format", "csv"]
+    assert main([*argv, "--dtype", "float32,int64"]) == 0
+    rows = {r.split(",")[0]: r.split(",") for r in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["emb"][12] == "80" and rows["fc"][10] == "1x1x4"  # params; output shape
+    line = _error_line(capsys, [*argv, "--dtype", "float32,int64,int64"])
+    assert "one per --input (2)" in line
+    line = _error_line(capsys, ["summary", "lenet5", "--input", "28", "--input", "2"])
+    assert "only file.py:factory models take several inputs" in line

@@ -13,7 +13,7 @@ from cnnlab.errors import CnnlabError
 if TYPE_CHECKING:
     from cnnlab.viz.arithmetic import WindowArithmetic
 
-_DTYPES = ("float32", "float16", "bfloat16", "float64")
+_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32")  # ints: indices
 _FORMATS = ("table", "markdown", "csv", "json", "lecture")
 
 
@@ -28,10 +28,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "notation (e.g. 'conv3-64, relu, maxpool, fc-10') or path/to/file.py:factory.",
     )
     p.add_argument("target", metavar="TARGET", help="model name, spec text, or file.py:factory")
-    p.add_argument("--input", help="input size CxHxW, e.g. 3x224x224 (default: the model's)")
+    p.add_argument(
+        "--input",
+        action="append",
+        metavar="SIZE",
+        help="one example's size, CxHxW such as 3x224x224 (default: the model's); any rank "
+        "for file.py:factory (2x20, 1x4x6x6), and once per input for a model with several",
+    )
     p.add_argument("--depth", type=int, default=None, help="deepest nesting level to list")
     p.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
-    p.add_argument("--dtype", choices=_DTYPES, default="float32", help="activation dtype")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        metavar="DTYPE",
+        help=f"input dtype ({', '.join(_DTYPES)}); one per --input, comma-separated, for "
+        "several inputs (default float32)",
+    )
     p.add_argument("--format", choices=_FORMATS, default="table")
     p.add_argument(
         "--strict",
@@ -121,22 +133,43 @@ def build_for_analysis(text: str, input_text: str | None, classes: int | None, o
         return load_target(text, **kwargs)
 
 
-def _summary(args: argparse.Namespace) -> int:
+def _dtypes(text: str, n: int) -> list:
+    """``--dtype float32`` (for every input) or ``float32,int64`` (one per input)."""
     import torch
 
+    names = [s.strip() for s in text.split(",")]
+    for name in names:
+        if name not in _DTYPES:
+            raise CnnlabError(f"--dtype {name!r}: expected one of {', '.join(_DTYPES)}")
+    if len(names) not in (1, n):
+        raise CnnlabError(f"--dtype {text!r}: give one dtype, or one per --input ({n})")
+    return [getattr(torch, name) for name in (names * n if len(names) == 1 else names)]
+
+
+def _summary(args: argparse.Namespace) -> int:
     from cnnlab.analysis import analyze
     from cnnlab.analysis.render import _convention_lines, check_columns, render, rich_table
+    from cnnlab.zoo.target import parse_input_size
 
     if args.batch < 1:
         raise CnnlabError(f"--batch {args.batch}: must be at least 1")
     if args.depth is not None and args.depth < 1:
         raise CnnlabError(f"--depth {args.depth}: must be at least 1")
-    target = build_for_analysis(args.target, args.input, args.classes, args.option)
+    inputs = args.input or []
+    if len(inputs) > 1 and ".py" not in args.target:
+        raise CnnlabError(
+            f"--input given {len(inputs)} times: only file.py:factory models take several inputs"
+        )
+    target = build_for_analysis(
+        args.target, inputs[0] if inputs else None, args.classes, args.option
+    )
+    sizes = [target.input_size] + [parse_input_size(text) for text in inputs[1:]]
+    dtypes = _dtypes(args.dtype, len(sizes))
     result = analyze(
         target.model,
-        target.input_size,
+        sizes if len(sizes) > 1 else sizes[0],
         batch=args.batch,
-        dtype=getattr(torch, args.dtype),
+        dtype=dtypes if len(dtypes) > 1 else dtypes[0],
         strict=args.strict,
     )
     width = _table_width(args.width)
