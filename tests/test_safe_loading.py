@@ -254,3 +254,26 @@ def test_the_source_never_unpickles_except_through_restricted_loaders():
                 assert isinstance(flags["weights_only"], ast.Constant), where
                 assert flags["weights_only"].value is True, where
     assert torch_loads >= 1  # the gate saw the one .pth reader
+
+
+@pytest.mark.parametrize("header_bytes", [640, 896, 1152, 1408])
+def test_a_safetensors_header_length_that_looks_like_a_pickle_is_still_safetensors(
+    tmp_path, header_bytes
+):
+    """A header of 640 bytes starts the file with 0x80 0x02, a pickle's first two bytes."""
+    import struct
+
+    from safetensors.torch import load, save
+
+    from cnnlab.train.run import foreign_format
+
+    data = {"w": torch.arange(6, dtype=torch.float32)}
+    blob = save(data, metadata={"pad": ""})
+    n = struct.unpack("<Q", blob[:8])[0]
+    blob = save(data, metadata={"pad": "x" * (header_bytes - n)})
+    assert struct.unpack("<Q", blob[:8])[0] == header_bytes  # safetensors keeps it as given
+    assert blob[:1] == b"\x80"
+    assert foreign_format(blob) is None
+    assert torch.equal(load(blob)["w"], data["w"])
+    pickled = pickle.dumps({"w": [1.0, 2.0]}, protocol=2)
+    assert foreign_format(pickled) == "a Python pickle"

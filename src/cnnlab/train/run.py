@@ -169,7 +169,15 @@ def build_from_record(record: Mapping[str, Any], where: str = "record") -> Any:
 
 def foreign_format(blob: bytes) -> str | None:
     """What a file that should be safetensors is instead, when it can be told from its first
-    bytes: a pickle, or a ``torch.save`` archive (a zip holding a pickle); else None."""
+    bytes: a pickle, or a ``torch.save`` archive (a zip holding a pickle); else None.
+
+    A safetensors file starts with its header's length (8 bytes, little-endian) and then the
+    header's ``{``; a length of 640, 896, 1152 or 1408 bytes starts with the same two bytes as
+    a pickle of protocol 2 to 5, so that shape is recognised first."""
+    if len(blob) >= 9:
+        (n,) = struct.unpack("<Q", blob[:8])
+        if 2 <= n <= len(blob) - 8 and blob[8:9] == b"{":
+            return None
     if blob[:1] == b"\x80" and blob[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "a Python pickle"
     if blob[:4] == b"PK\x03\x04":
