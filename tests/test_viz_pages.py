@@ -82,3 +82,19 @@ def test_the_page_agrees_with_the_geometry_over_many_settings(browser, arith_htm
     for s, (fits, output, formula) in zip(settings, got, strict=True):
         f = fit(*s)
         assert (fits, output, formula) == (f.fits, f.output, f.formula()), s
+
+
+def test_a_missing_browser_fails_when_required_and_is_skipped_with_the_reason_otherwise(
+    monkeypatch,
+):
+    import shutil
+
+    import browser as harness
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no chromium, no chromedriver
+    monkeypatch.setenv("CNNLAB_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="CNNLAB_REQUIRE_BROWSER=1: headless"):
+        harness.start_browser()
+    monkeypatch.delenv("CNNLAB_REQUIRE_BROWSER")
+    with pytest.raises(pytest.skip.Exception, match="chromedriver and selenium are needed"):
+        harness.start_browser()
