@@ -211,9 +211,8 @@ def test_curves_plot_the_numbers_in_metrics_jsonl(small_runs, tmp_path):
 def test_filters_and_activations_of_a_run_and_of_a_model(small_runs, tmp_path, capsys):
     run = str(small_runs[0])
     assert main(["viz", "filters", run, "--out", str(tmp_path / "f.png")]) == 0
-    assert (
-        main(["viz", "filters", "lenet5", "--layer", "c5", "--out", str(tmp_path / "g.png")]) == 0
-    )
+    deeper = ["viz", "filters", "lenet5", "--layer", "c5", "--channels", "1"]
+    assert main([*deeper, "--out", str(tmp_path / "g.png")]) == 0
     args = ["viz", "activations", run, "--index", "3", "--out", str(tmp_path / "a.png")]
     assert main(args) == 0
     shot = Image.open(io.BytesIO((tmp_path / "a.png").read_bytes()))
