@@ -433,3 +433,17 @@ def test_a_model_with_several_inputs_from_the_cli(tmp_path, capsys):
     assert "one per --input (2)" in line
     line = _error_line(capsys, ["summary", "lenet5", "--input", "28", "--input", "2"])
     assert "only file.py:factory models take several inputs" in line
+
+
+def test_a_failing_forward_on_a_grey_image_gets_no_batch_hint(tmp_path, capsys):
+    """The torchinfo-habit hint (batch inside the size) only where dropping the 1 runs."""
+    f = tmp_path / "broken.py"
+    f.write_text(
+        "from torch import nn\n\n\nclass Net(nn.Module):\n    def forward(self, x):\n"
+        "        raise RuntimeError('my forward is broken')\n\n\ndef make():\n    return Net()\n"
+    )
+    line = _error_line(capsys, ["summary", f"{f}:make", "--input", "1x28x28"])
+    assert "my forward is broken" in line and f"{f}:6" in line
+    assert "without the batch" not in line
+    assert main(["summary", f"{f}:make", "--input", "1x28x28", "--traceback"]) == 2
+    assert "raise RuntimeError('my forward is broken')" in capsys.readouterr().err

@@ -102,7 +102,14 @@ def analyze(
             result = trace(model, xs, strict=strict, rules=table)
         except (AnalysisError, GeometryError) as exc:
             if not several and len(size) >= 3 and size[0] == 1 and batch == 1:
-                # torchinfo's habit: input_size=(1, 3, 224, 224) with the batch in it.
+                # torchinfo's habit: input_size=(1, 3, 224, 224) with the batch in it; said
+                # only when the size without that leading 1 really runs (a 1x28x28 image
+                # whose model fails for its own reasons gets no such hint).
+                try:
+                    inner = torch.empty((1, *size[1:]), dtype=dtypes[0], device="meta")
+                    trace(model, (inner,), strict=False, rules=table)
+                except Exception:  # noqa: BLE001 - it does not run either way: no hint
+                    raise exc from exc.__cause__
                 raise type(exc)(
                     f"{exc}; note: the input size is one example's, without the batch "
                     f"(which is given separately): try {size[1:]}"

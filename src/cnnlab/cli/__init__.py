@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError, UserCodeError
@@ -62,12 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         return int(args.func(args) or 0)
-    except UserCodeError as exc:
-        if show_traceback:
-            print(exc.traceback_text(), file=sys.stderr, end="")
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except CnnlabError as exc:
+        # the user's own code failed (a factory, a forward): --traceback shows where
+        cause = exc.cause if isinstance(exc, UserCodeError) else exc.__cause__
+        if show_traceback and cause is not None:
+            print("".join(traceback.format_exception(cause)), file=sys.stderr, end="")
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
