@@ -8,6 +8,10 @@
 * :func:`open_run` / :class:`Run` / :func:`read_record` (:mod:`cnnlab.train.run`): the run
   folder a training leaves behind, and the model it rebuilds.
 * :func:`evaluate` / :func:`probabilities` (:mod:`cnnlab.train.evaluate`).
+* :func:`load_checkpoint` / :func:`save_checkpoint` (:mod:`cnnlab.train.checkpoint`):
+  everything a run needs to continue exactly; :func:`load_pretrained`
+  (:mod:`cnnlab.train.pretrained`): a torchvision-style state_dict, never unpickled
+  unsafely; :mod:`cnnlab.train.distributed`: torchrun's environment and the collectives.
 
 Everything is imported lazily (torch is heavy), so ``import cnnlab.train`` is cheap.
 """
@@ -18,6 +22,13 @@ from cnnlab._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "Checkpoint": "cnnlab.train.checkpoint",
+    "CheckpointError": "cnnlab.train.checkpoint",
+    "load_checkpoint": "cnnlab.train.checkpoint",
+    "read_checkpoint": "cnnlab.train.checkpoint",
+    "save_checkpoint": "cnnlab.train.checkpoint",
+    "load_pretrained": "cnnlab.train.pretrained",
+    "read_state_dict": "cnnlab.train.pretrained",
     "FitResult": "cnnlab.train.loop",
     "TrainData": "cnnlab.train.loop",
     "TrainState": "cnnlab.train.loop",

@@ -48,6 +48,7 @@ __all__ = [
     "compare_config",
     "load_checkpoint",
     "read_checkpoint",
+    "restore",
     "save_checkpoint",
 ]
 
