@@ -277,3 +277,27 @@ def test_a_safetensors_header_length_that_looks_like_a_pickle_is_still_safetenso
     assert torch.equal(load(blob)["w"], data["w"])
     pickled = pickle.dumps({"w": [1.0, 2.0]}, protocol=2)
     assert foreign_format(pickled) == "a Python pickle"
+
+
+def test_a_safetensors_header_that_begins_like_a_pickle_still_loads(tmp_path):
+    """A header of 640..1407 bytes begins with the bytes 0x80 0x02..0x05, as a pickle does:
+    only a file that is not valid safetensors is taken for a pickle."""
+    import struct
+
+    from cnnlab.train.run import load_weights, save_weights
+
+    model = cnnlab.build_spec("fc-10", in_channels=1, input_size=4)
+    record = {"kind": "notation", "target": "fc-10", "kwargs": {}, "in_channels": 1,
+              "input_size": [4, 4], "num_classes": 10, "classes": [str(i) for i in range(10)],
+              "mean": [0.5], "std": [0.25], "dataset": ""}  # fmt: skip
+    path = tmp_path / "w.safetensors"
+    for pad in range(0, 1200):
+        save_weights(path, model, {**record, "dataset": "x" * pad})
+        head = path.read_bytes()[:2]
+        if head[0] == 0x80 and head[1] in (2, 3, 4, 5):
+            break
+    else:
+        pytest.fail("no padding gave a header length of 0x0280..0x0580")
+    assert struct.unpack("<Q", path.read_bytes()[:8])[0] >= 640
+    saved, tensors = load_weights(path)
+    assert saved["dataset"] == "x" * pad and set(tensors) == set(model.state_dict())

@@ -185,14 +185,21 @@ def checkpoint_paths(folder: str | Path) -> list[Path]:
 
 def _split(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
     """(header, tensor bytes) of a safetensors file's bytes, without trusting it."""
-    from cnnlab.train.run import foreign_format
+    try:
+        return _parse(blob, where)
+    except CheckpointError:
+        from cnnlab.train.run import foreign_format
 
-    foreign = foreign_format(blob)
-    if foreign is not None:
+        foreign = foreign_format(blob)  # a pickle is named as such, and never unpickled
+        if foreign is None:
+            raise
         raise CheckpointError(
             f"{where}: refused: it is {foreign}, not a safetensors checkpoint; cnnlab never "
             "unpickles a checkpoint (unpickling can run any code)"
-        )
+        ) from None
+
+
+def _parse(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
     if len(blob) < 8:
         raise CheckpointError(f"{where}: damaged checkpoint ({len(blob)} bytes, not safetensors)")
     (n,) = struct.unpack("<Q", blob[:8])

@@ -187,12 +187,20 @@ def foreign_format(blob: bytes) -> str | None:
 
 def _split(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
     """(header JSON, tensor payload) of a safetensors file's bytes."""
-    foreign = foreign_format(blob)
-    if foreign is not None:
+    try:
+        return _parse(blob, where)
+    except CnnlabError:
+        # Not safetensors: say what it is when that is a pickle (never unpickled here).
+        foreign = foreign_format(blob)
+        if foreign is None:
+            raise
         raise CnnlabError(
             f"{where}: refused: it is {foreign}, not safetensors; cnnlab never unpickles a "
             "weights file (unpickling can run any code)"
-        )
+        ) from None
+
+
+def _parse(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
     if len(blob) < 8:
         raise CnnlabError(f"{where}: damaged weights file ({len(blob)} bytes, not safetensors)")
     (n,) = struct.unpack("<Q", blob[:8])
