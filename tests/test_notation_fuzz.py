@@ -29,10 +29,12 @@ from cnnlab.notation import (
     Activation,
     AdaptiveAvgPool,
     BatchNorm,
+    Branch,
     Conv,
     Dropout,
     Flatten,
     GlobalAvgPool,
+    Identity,
     Pool,
     Softmax,
     Spec,
@@ -70,7 +72,7 @@ def test_random_text_raises_only_spec_error(text):
     _parse_or_spec_error(text)
 
 
-_ALPHABET = list("conv3-64relumaxpolfcgapbdtsnhikx()[]*/=,.? \n\t×→>0123456789_ECONVRLU+")
+_ALPHABET = list("conv3-64relumaxpolfcgapbdtsnhikx()[]{}|*/=,.? \n\t×→>0123456789_ECONVRLU+")
 
 
 @settings(max_examples=3_000, deadline=None)
@@ -88,7 +90,8 @@ _PIECES = [
     "/2", "64", "-0.5", "conv", "cnov3-8", "fc-", "(stride=2)", "(pad=same)", "e-5", ".",
     "subsample", "subsample3/2", "SUBSAMPLING", "adaptavg6", "adaptavg2x3", "adaptavg",
     "conv5-16(table=lenet5)", "conv3-2(table=0+1/1)", "(table=0+1)", "(table=x)", "+", "/",
-    "table=", "0+", "+1/",
+    "table=", "0+", "+1/", "{", "}", "|", "}cat", "}add", "id", "{relu|id}add",
+    "{conv3-8|conv1-4}cat", "{conv3/2-8|id}add(name=r)", "cat", "add",
 ]  # fmt: skip
 
 
@@ -109,6 +112,17 @@ def _shallow(fn):
         return fn()
     finally:
         sys.setrecursionlimit(old)
+
+
+def test_ten_thousand_levels_of_branches_parse():
+    text = "{" * 16 + "relu" + "|id}add" * 16
+    spec = parse_spec(text)
+    assert len(spec) == 1 and format_spec(spec) == text
+    assert build_spec(spec)(torch.ones(1, 1, 1, 1)).item() == 17.0  # relu(1) + 16 shortcuts
+    with pytest.raises(SpecError, match="branches nest at most 16 deep"):
+        parse_spec("{" * DEPTH + "relu" + "|id}add" * DEPTH)
+    with pytest.raises(SpecError, match="more than 10,000"):
+        parse_spec("({relu|id}add)*5000")
 
 
 def test_ten_thousand_levels_of_brackets_parse():
@@ -158,7 +172,20 @@ def _specs(draw):
     for _ in range(draw(st.integers(0, 5))):
         kind = draw(
             st.sampled_from(
-                ["conv", "conv", "pool", "act", "bn", "lrn", "drop", "gap", "sub", "adapt", "table"]
+                [
+                    "conv",
+                    "conv",
+                    "pool",
+                    "act",
+                    "bn",
+                    "lrn",
+                    "drop",
+                    "gap",
+                    "sub",
+                    "adapt",
+                    "table",
+                    "branch",
+                ]
             )
         )
         if kind == "conv":
@@ -204,6 +231,18 @@ def _specs(draw):
             sizes = st.tuples(st.integers(1, 4), st.integers(1, 4))
             size = draw(sizes.filter(lambda s: s != (1, 1)))
             layers.append(AdaptiveAvgPool(size))
+        elif kind == "branch":  # shapes that agree at the merge: 'same' convs, stride 1
+            merge = draw(st.sampled_from(["cat", "add"]))
+            widths = [channels] * 2 if merge == "add" else [draw(st.integers(1, 4)) for _ in "ab"]
+            paths = []
+            for width in widths:
+                k = draw(st.sampled_from([1, 3]))
+                path = [Conv(k, width), _pointwise(draw, draw(st.sampled_from(["act", "bn"])))]
+                if merge == "add" and draw(st.booleans()):
+                    path = [Identity()]
+                paths.append(tuple(path))
+            layers.append(Branch(tuple(paths), merge))
+            channels = sum(widths) if merge == "cat" else channels
         elif kind == "table":
             maps = st.lists(st.integers(0, channels - 1), min_size=1, max_size=4, unique=True)
             table = tuple(tuple(row) for row in draw(st.lists(maps, min_size=1, max_size=5)))
@@ -309,7 +348,7 @@ def _torch_refuses_too(spec: Spec, in_channels: int, height: int, width: int) ->
     for layer in spatial:
         net = build_spec(Spec((dataclasses.replace(layer, name=None),)), in_channels=channels)
         modules.extend(net.eval().children())
-        channels = layer.out if isinstance(layer, Conv) else channels
+        channels = Spec((layer,)).output_shape(channels)[0]  # a conv's or a branch's width
     x = torch.randn(2, in_channels, height, width)
     with pytest.raises(RuntimeError), torch.no_grad():
         for module in modules:

@@ -17,6 +17,7 @@ Parsing and formatting need no torch; ``build_spec`` and ``SpecNet`` import it o
 from __future__ import annotations
 
 from cnnlab._lazy import lazy_exports
+from cnnlab.notation.branch import Branch
 from cnnlab.notation.formatter import format_spec, spec_from_module
 from cnnlab.notation.kinds import (
     FC,
@@ -29,6 +30,7 @@ from cnnlab.notation.kinds import (
     Dropout,
     Flatten,
     GlobalAvgPool,
+    Identity,
     Layer,
     Pool,
     Softmax,
@@ -47,10 +49,12 @@ __all__ = [
     "Activation",
     "AdaptiveAvgPool",
     "BatchNorm",
+    "Branch",
     "Conv",
     "Dropout",
     "Flatten",
     "GlobalAvgPool",
+    "Identity",
     "Layer",
     "Pool",
     "Softmax",

@@ -43,7 +43,7 @@ def _rule_names(layers: tuple[Layer, ...]) -> list[str | None]:
         if layer.role == "conv":
             conv_i += 1
             suffix = f"{stage}_{conv_i}"
-            names.append(f"conv{suffix}")
+            names.append(f"{layer.prefix()}{suffix}")
         elif layer.role == "pool":
             names.append(f"pool{stage}")
             stage, conv_i, suffix = stage + 1, 0, str(stage)

@@ -16,7 +16,7 @@ from cnnlab.notation.kinds import Softmax
 from cnnlab.notation.parser import parse_with_counts
 from cnnlab.notation.spec import Spec
 
-__all__ = ["INITS", "SpecNet", "build_spec"]
+__all__ = ["INITS", "BranchModule", "SpecNet", "build_spec"]
 
 INITS = ("he", "torch")
 _KEYWORDS = ("in_channels", "input_size", "num_classes", "init")
@@ -37,6 +37,36 @@ class SpecNet(nn.Sequential):
 
     def extra_repr(self) -> str:
         return "ends_with_softmax=True" if self.ends_with_softmax else ""
+
+
+class BranchModule(nn.Module):
+    """A branch of the notation (``{a | b}cat``, ``{a | b}add``): each path (a
+    :class:`SpecNet`, child ``path1``, ``path2``, ...) runs on the input; the outputs are
+    concatenated along the channels (``cat``) or summed (``add``)."""
+
+    def __init__(self, paths: list[nn.Module], merge: str):
+        super().__init__()
+        for i, path in enumerate(paths, start=1):
+            self.add_module(f"path{i}", path)
+        self.merge = merge
+
+    @property
+    def paths(self) -> list[nn.Module]:
+        return list(self.children())
+
+    def forward(self, x):
+        import torch
+
+        outs = [path(x) for path in self.children()]
+        if self.merge == "cat":
+            return torch.cat(outs, dim=1)
+        total = outs[0]
+        for out in outs[1:]:
+            total = total + out  # not in place: hooks may hold the first path's output
+        return total
+
+    def extra_repr(self) -> str:
+        return f"merge={self.merge}"
 
 
 def build_spec(

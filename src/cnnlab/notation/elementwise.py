@@ -17,7 +17,7 @@ from cnnlab.notation._values import (
 )
 from cnnlab.notation.layer import Layer, Option, Param
 
-__all__ = ["ACTIVATIONS", "LRN", "Activation", "BatchNorm", "Dropout"]
+__all__ = ["ACTIVATIONS", "LRN", "Activation", "BatchNorm", "Dropout", "Identity"]
 
 
 # Activation functions the notation knows; "stanh" is LeCun's 1.7159*tanh(2a/3).
@@ -178,3 +178,22 @@ class Dropout(Layer):
         from torch import nn
 
         return cls(m.p, name=name) if type(m) is nn.Dropout else None
+
+
+@dataclass(frozen=True)
+class Identity(Layer):
+    """``id``: passes its input on unchanged (the shortcut path of a residual block)."""
+
+    words = (("id", "identity"),)
+    word = "id"
+
+    def module(self, shape):
+        from torch import nn
+
+        return nn.Identity()
+
+    @classmethod
+    def read(cls, m, name):
+        from torch import nn
+
+        return cls(name=name) if type(m) is nn.Identity else None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from cnnlab.errors import SpecError
 from cnnlab.notation._values import NoNotation
+from cnnlab.notation.branch import Branch
 from cnnlab.notation.kinds import KINDS, Layer, Softmax
 from cnnlab.notation.parser import parse_spec
 from cnnlab.notation.spec import Spec
@@ -76,7 +77,7 @@ def spec_from_module(model: nn.Module) -> Spec:
 def _layer_of(name: str, m: nn.Module) -> Layer:
     """The layer of the first kind that reads ``m`` back (see ``Layer.read``)."""
     try:
-        for kind in KINDS:
+        for kind in (*KINDS, Branch):
             layer = kind.read(m, name)
             if layer is not None:
                 return layer

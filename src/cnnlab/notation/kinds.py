@@ -20,7 +20,7 @@ from cnnlab.notation._values import (
     settle,
     write_value,
 )
-from cnnlab.notation.elementwise import ACTIVATIONS, LRN, Activation, BatchNorm, Dropout
+from cnnlab.notation.elementwise import ACTIVATIONS, LRN, Activation, BatchNorm, Dropout, Identity
 from cnnlab.notation.layer import Layer, Option, Param, layer_text
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "Dropout",
     "Flatten",
     "GlobalAvgPool",
+    "Identity",
     "Layer",
     "Pool",
     "Softmax",
@@ -559,5 +560,5 @@ class Softmax(Layer):
 # The kinds, in the order error messages list their words.
 KINDS: tuple[type[Layer], ...] = (
     Conv, Pool, Subsample, GlobalAvgPool, AdaptiveAvgPool, FC, Activation, BatchNorm, LRN,
-    Dropout, Flatten, Softmax,
+    Dropout, Identity, Flatten, Softmax,
 )  # fmt: skip

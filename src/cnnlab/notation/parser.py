@@ -4,7 +4,8 @@ Grammar (case-insensitive keywords; whitespace is free except that it separates 
 
     spec    := item (SEP item)*              SEP: '-', ',', '->', '→' or whitespace
     item    := atom (('*' | '×') COUNT)*      COUNT: a number, or a name bound by the caller
-    atom    := '(' spec ')' | '[' spec ']' | layer
+    atom    := '(' spec ')' | '[' spec ']' | branch | layer
+    branch  := '{' spec ('|' spec)+ '}' MERGE [options]    MERGE: 'cat' or 'add'
     layer   := WORD [KERNEL] ['/' STRIDE] ['-' NUMBER] ['/' STRIDE] [options]
     KERNEL, STRIDE := INT | INT 'x' INT       (conv3, conv1x7, maxpool3/2, conv7x7/2-64)
     options := '(' KEY '=' VALUE (',' KEY '=' VALUE)* ')'
@@ -52,17 +53,21 @@ from typing import Any
 
 from cnnlab._typed import did_you_mean
 from cnnlab.errors import SpecError
-from cnnlab.notation._read_layer import LIST, WORDS, LayerReader
+from cnnlab.notation._read_layer import _NAME, LIST, WORDS, LayerReader
 from cnnlab.notation._scan import DIGITS, LETTERS, NAME_CHARS, SPACE
+from cnnlab.notation.branch import MERGES, Branch
 from cnnlab.notation.kinds import Layer
 from cnnlab.notation.spec import Spec
 
 __all__ = ["MAX_LAYERS", "WORDS", "parse_spec"]
 
 MAX_LAYERS = 10_000  # after expanding repetition; VGG-19 has 45, ResNet-1202 about 2,400
+# A branch is a layer holding specs, and its text, shapes and modules are computed through
+# them recursively: the depth is bounded (a real network nests one or two deep).
+MAX_BRANCH_DEPTH = 16
 
-_OPEN = {"(": ")", "[": "]"}
-_CLOSE = frozenset(")]")
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_CLOSE = frozenset(")]}")
 _TIMES = frozenset("*×")
 _EXPECTED_LAYER = f"a layer ({LIST}, softmax) or a group '(...)'"
 
@@ -114,6 +119,8 @@ class _Frame:
     layers: list[Layer] = field(default_factory=list)
     opener: str = ""
     pos: int = 0
+    paths: list[list[Layer]] = field(default_factory=list)  # a branch's paths before this one
+    weight: int = 0  # layers held (all paths, a branch's paths counted): MAX_LAYERS caps it
 
 
 class _Parser(LayerReader):
@@ -143,6 +150,8 @@ class _Parser(LayerReader):
         """Open a group or skip the 'input' marker (returning what the next item follows), or
         read a layer with its repetitions into the open frame (None)."""
         c = self.peek()
+        if c == "{" and sum(f.opener == "{" for f in stack) >= MAX_BRANCH_DEPTH:
+            raise self.error(f"branches nest at most {MAX_BRANCH_DEPTH} deep")
         if c in _OPEN and c:
             stack.append(_Frame(opener=c, pos=self.pos))
             self.pos += 1
@@ -161,13 +170,16 @@ class _Parser(LayerReader):
             self.separator(False, after_input=True)
             return "'input'"
         items = [layer]
-        self.repeat(items)
-        self.add(stack[-1], items)
+        self.add(stack[-1], items, self.repeat(items, 1))
         return None
 
     def expected(self, after: str) -> SpecError:
         """No item where one must be: say what was found instead."""
         c = self.peek()
+        if c in ("|", "}") and c and after in ("'{'", "'|'"):
+            return self.error(
+                "an empty path: write id for a path that passes its input on (a shortcut)"
+            )
         if c in _CLOSE and c:
             if after in ("'('", "'['"):
                 return self.error(f"empty group: expected {_EXPECTED_LAYER} after {after}")
@@ -194,6 +206,17 @@ class _Parser(LayerReader):
                     top = stack[-1]
                     raise self.error(f"'{top.opener}' is never closed", top.pos)
                 return stack[0].layers
+            if c == "|":
+                if stack[-1].opener != "{":
+                    raise self.error(
+                        "'|' separates the paths of a branch, as in {conv1-64 | conv3-64}cat; "
+                        "here no '{' is open"
+                    )
+                top = stack[-1]
+                top.paths.append(top.layers)
+                top.layers = []  # the frame's weight counts all its paths
+                self.pos += 1
+                return "'|'"
             if c not in _CLOSE:
                 break
             self.close(stack, c)
@@ -214,10 +237,65 @@ class _Parser(LayerReader):
             )
         self.pos += 1
         stack.pop()
-        self.total -= len(top.layers)
-        items = top.layers
-        self.repeat(items)
-        self.add(stack[-1], items)
+        self.total -= top.weight
+        if top.opener == "{":
+            branch = self.branch(top)  # one layer, holding its paths'
+            items, weight = [branch], top.weight + 1
+        else:
+            items, weight = top.layers, top.weight
+        self.add(stack[-1], items, self.repeat(items, weight))
+
+    def branch(self, top: _Frame) -> Branch:
+        """The branch whose '}' was just read: its merge word and options follow."""
+        close = self.pos - 1
+        paths = [*top.paths, top.layers]
+        if len(paths) < 2:
+            raise self.error(
+                "a branch needs two or more paths separated by '|', as in {conv3-64 | id}add",
+                top.pos,
+            )
+        start = self.pos
+        while self.peek() in LETTERS and self.peek():
+            self.pos += 1
+        merge = self.text[start : self.pos].lower()
+        if merge not in MERGES:
+            raise self.error(
+                "a branch ends with its merge right after '}': cat (the paths' channels "
+                f"concatenated) or add (summed){', got ' + repr(merge) if merge else ''}",
+                start if merge else close,
+            )
+        name = self.branch_name()
+        try:
+            return Branch(tuple(tuple(p) for p in paths), merge, text_=self.text, name=name,
+                          pos=close)  # fmt: skip
+        except SpecError as exc:
+            if exc.text:
+                raise
+            raise self.error(exc.reason, close) from None
+
+    def branch_name(self) -> str | None:
+        """A branch takes one option, ``(name=...)``."""
+        save = self.pos
+        self.skip_space()
+        if self.peek() != "(" or not self._looks_like_options():
+            self.pos = save
+            return None
+        self.pos += 1
+        self.skip_space()
+        kstart = self.pos
+        while self.peek() in NAME_CHARS and self.peek():
+            self.pos += 1
+        if self.text[kstart : self.pos].lower() != "name":
+            raise self.error("a branch takes one option, name=", kstart)
+        self.skip_space()
+        self.pos += 1  # the '=' (_looks_like_options saw it)
+        self.skip_space()
+        name = self.value(_NAME)
+        self.skip_space()
+        if self.peek() != ")":
+            raise self.error(f"expected ')' after the branch's name, got {self.describe()}")
+        self.pos += 1
+        return name
 
     def _first_pos(self) -> int:
         i = 0
@@ -265,34 +343,38 @@ class _Parser(LayerReader):
             f"this layer, got {self.describe()}"
         )
 
-    def add(self, frame: _Frame, items: list[Layer]) -> None:
+    def add(self, frame: _Frame, items: list[Layer], weight: int) -> None:
+        """Add ``items``, holding ``weight`` layers (a branch's paths counted), to ``frame``."""
         frame.layers.extend(items)
-        self.total += len(items)
+        frame.weight += weight
+        self.total += weight
         if self.total > MAX_LAYERS:
             raise self.error(
                 f"the spec expands to more than {MAX_LAYERS:,} layers; is a repetition count "
                 "too large?"
             )
 
-    def repeat(self, items: list[Layer]) -> None:
-        """Apply ``*N`` suffixes (in place) to the items of the atom just read."""
+    def repeat(self, items: list[Layer], weight: int) -> int:
+        """Apply ``*N`` suffixes (in place) to the items of the atom just read, which hold
+        ``weight`` layers; return the weight after repetition."""
         while True:
             save = self.pos
             self.skip_space()
             if self.peek() not in _TIMES or not self.peek():
                 self.pos = save
-                return
+                return weight
             star = self.pos
             self.pos += 1
             self.skip_space()
             count = self.count(star)
-            if len(items) * count + self.total > MAX_LAYERS:
+            if weight * count + self.total > MAX_LAYERS:
                 raise self.error(
                     f"the spec expands to more than {MAX_LAYERS:,} layers; is a repetition "
                     "count too large?",
                     star,
                 )
             items[:] = items * count
+            weight *= count
 
     def count(self, star: int) -> int:
         start = self.pos

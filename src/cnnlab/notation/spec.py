@@ -201,6 +201,8 @@ class Spec:
         try:
             return layer.infer(name, shape, hw)
         except SpecError as exc:  # the kind's own reason; point at the layer in the text
+            if exc.pos is not None and exc.text:  # a layer inside a branch: its own caret
+                raise
             raise SpecError(exc.reason, self.text, layer.pos) from None
 
     def _sizes(self, name, layer, hw):
