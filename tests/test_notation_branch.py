@@ -98,3 +98,14 @@ def test_the_analysis_sees_the_paths():
         "branch1_2.path2.conv1_1",
     }
     assert report.row("branch1_2").params == (4 * 9 * 4 + 4) + (4 * 4 + 4)
+
+
+def test_repeated_blocks_fold_as_the_lecture_writes_them():
+    block = "{conv3-16-bn-relu-conv3-16-bn|id}add-relu"
+    down = "{conv3/2-32-bn-relu-conv3-32-bn|conv1/2-32-bn}add-relu"
+    text = f"conv3-16-bn-relu-({block})*3-{down}-({block.replace('16', '32')})*2-gap-fc-10"
+    # each block ends with its relu: not (relu-{...}add)*3-relu
+    assert format_spec(text) == text
+    assert format_spec(f"conv3-16-bn-relu-{block}-{block}-{block}-gap-fc-10") == (
+        f"conv3-16-bn-relu-({block})*3-gap-fc-10"
+    )

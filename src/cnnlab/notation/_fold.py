@@ -69,9 +69,12 @@ def _run(items: list[Any], i: int, p: int) -> int:
 
 
 def _better_later(items: list[Any], i: int, p: int, c: int) -> bool:
-    """Whether a run a few items later, of a unit that ends with a pool (a stage), repeats as
-    often as the run at ``i`` whose unit has a pool inside but not at its end."""
+    """Whether a run a few items later repeats as often as the run at ``i`` and reads better:
+    its unit ends with a pool (a stage) where the one at ``i`` has a pool inside, or it starts
+    one item later where the one at ``i`` starts with an activation or normalisation."""
     unit = items[i : i + p]
+    if p > 1 and _follows(unit[0]) and _run(items, i + 1, p) >= c:
+        return True  # (relu-{...}add)*3-relu reads worse than relu-({...}add-relu)*3
     if _is_pool(unit[-1]) or not any(_is_pool(x) for x in unit):
         return False
     for shift in range(1, p):
@@ -79,6 +82,15 @@ def _better_later(items: list[Any], i: int, p: int, c: int) -> bool:
         if end < len(items) and _is_pool(items[end]) and _run(items, i + shift, p) >= c:
             return True
     return False
+
+
+def _follows(item: Any) -> bool:
+    # An activation or normalisation belongs to the layer before it, so a repeated unit should
+    # end with it, not start with it.
+    return isinstance(item, str) and item.split("(")[0] in _FOLLOWERS
+
+
+_FOLLOWERS = frozenset({"relu", "tanh", "sigmoid", "stanh", "bn", "lrn", "dropout"})
 
 
 def _is_pool(item: Any) -> bool:
