@@ -448,3 +448,17 @@ def test_listing_models_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_the_zoo_lists_models_in_the_lecture_order_whatever_was_imported_first():
+    import subprocess
+    import sys
+
+    code = (
+        "import cnnlab.zoo.resnet, cnnlab.zoo.vgg\n"  # two families imported out of order
+        "from cnnlab.zoo import list_models\n"
+        "from cnnlab.zoo._facts import FACTS\n"
+        "assert list_models() == [f['name'] for f in FACTS], list_models()[:4]\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr

@@ -38,9 +38,19 @@ def _load_families() -> None:
 
 
 def list_models(pattern: str = "*", aliases: bool = False) -> list[str]:
-    """Registered model names matching a glob pattern (``"resnet*"``), in registration order."""
+    """Registered model names matching a glob pattern (``"resnet*"``): by family in the
+    lecture's order (:data:`FAMILIES`), then in each family's own order, whichever family
+    module happened to be imported first."""
     _load_families()
-    return REGISTRY.names(pattern, aliases=aliases)
+    names = REGISTRY.names(pattern, aliases=aliases)
+    return sorted(names, key=lambda n: _FAMILY_RANK[_family_of(REGISTRY.get(n).builder)])
+
+
+_FAMILY_RANK = {f"cnnlab.zoo.{family}": i for i, family in enumerate(FAMILIES)}
+
+
+def _family_of(builder: Any) -> str:
+    return getattr(builder, "func", builder).__module__  # through functools.partial
 
 
 def model_info(name: str) -> ModelInfo:
