@@ -7,7 +7,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo "sudo -n")
-PYTEST_ARGS ?=
+# Two test processes of one torch thread each: the two cores of a CI machine, without torch's
+# threads competing for them (`make test PYTEST_ARGS=` runs in one process).
+PYTEST_ARGS ?= -n 2
+CNNLAB_TEST_THREADS ?= 1
 
 .PHONY: setup data browser run test lint bench bench-analysis bench-data clean
 
@@ -53,7 +56,7 @@ run: setup
 	$(PY) -m cnnlab train lenet5 --data fashion-mnist
 
 test: setup
-	CNNLAB_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
+	CNNLAB_REQUIRE_BROWSER=1 CNNLAB_TEST_THREADS=$(CNNLAB_TEST_THREADS) $(PY) -m pytest $(PYTEST_ARGS)
 
 # ruff, and the import contract (imports only point down; tests/test_architecture.py, also
 # part of `make test`).
