@@ -256,6 +256,14 @@ def test_data_show_refuses_what_would_do_nothing_or_too_much(capsys):
     assert "no such folder" in line
 
 
+def test_a_data_dir_that_does_not_exist_is_refused_before_training(small_runs, capsys):
+    argv = ["train", "lenet5", "--data", "fashion-mnist", "--data-dir", "/no/such/dir"]
+    assert "data_dir /no/such/dir: no such folder" in _error_line(capsys, argv)
+    run = small_runs[0]
+    line = _error_line(capsys, ["eval", str(run), "--data-dir", "/no/such/dir"])
+    assert "no such folder" in line
+
+
 # ---- datasets and pipelines as torchvision users expect -----------------------------------------
 
 

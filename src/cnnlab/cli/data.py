@@ -114,17 +114,9 @@ class _Progress:
             print(f"downloading {what}{size}", file=sys.stderr, flush=True)
 
 
-def _check_data_dir(args: argparse.Namespace) -> None:
-    from cnnlab.errors import CnnlabError
-
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise CnnlabError(f"--data-dir {args.data_dir}: no such folder")
-
-
 def _load(args: argparse.Namespace, split: str):
     from cnnlab.data import load_dataset
 
-    _check_data_dir(args)
     with _Progress() as progress:
         return load_dataset(
             args.name,
@@ -142,7 +134,6 @@ def _list(args: argparse.Namespace) -> int:
     from cnnlab.data.catalog import CATALOG
     from cnnlab.data.locate import locate
 
-    _check_data_dir(args)
     rows = [("NAME", "IMAGES", "CLASSES", "TRAIN", "TEST", "FOUND")]
     for info in CATALOG.values():
         found, _ = locate(info, args.data_dir)

@@ -31,6 +31,7 @@ __all__ = [
     "FOLDER_PREFIX",
     "Location",
     "ProgressFn",
+    "check_data_dir",
     "download_dir",
     "find_dataset",
     "locate",
@@ -68,6 +69,15 @@ def search_dirs(
     places.append(("user cache", user_cache_dir() / info.name))
     places += [(why, Path(p).expanduser()) for p, why in info.system_dirs]
     return places
+
+
+def check_data_dir(data_dir: str | Path | None) -> None:
+    """A given ``data_dir`` must be a folder: a mistyped one would silently find nothing."""
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise DataError(
+            f"data_dir {data_dir}: no such folder (give an existing folder, or download to "
+            "fetch the files into it)"
+        )
 
 
 def download_dir(name: str | DatasetInfo, data_dir: str | Path | None = None) -> Path:
@@ -120,10 +130,14 @@ def _look(info: DatasetInfo, origin: str, folder: Path) -> tuple[Location | None
 
 
 def locate(
-    name: str | DatasetInfo, data_dir: str | Path | None = None
+    name: str | DatasetInfo, data_dir: str | Path | None = None, *, must_exist: bool = True
 ) -> tuple[Location | None, list[tuple[str, Path, str]]]:
-    """Search without downloading: (location or None, [(origin, folder, note), ...] looked at)."""
+    """Search without downloading: (location or None, [(origin, folder, note), ...] looked at).
+    A ``data_dir`` that is not a folder is a :class:`DataError` (it would find nothing),
+    unless not ``must_exist`` (a download creates it)."""
     info = resolve(name)
+    if must_exist:
+        check_data_dir(data_dir)
     looked: list[tuple[str, Path, str]] = []
     for origin, folder in search_dirs(info, data_dir):
         found, note = _look(info, origin, folder)
@@ -181,7 +195,7 @@ def find_dataset(
             raise DataError(f"{name}: {path} is not a folder (expected folder:PATH/TO/CLASSES)")
         return Location(name, path, "path")
     info = resolve(name)
-    found, looked = locate(info, data_dir)
+    found, looked = locate(info, data_dir, must_exist=not download)
     if found is not None:
         return found
     target = download_dir(info, data_dir)
