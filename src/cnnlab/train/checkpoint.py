@@ -28,7 +28,6 @@ import hashlib
 import json
 import random
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,37 +183,10 @@ def checkpoint_paths(folder: str | Path) -> list[Path]:
 
 
 def _split(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
-    """(header, tensor bytes) of a safetensors file's bytes, without trusting it."""
-    try:
-        return _parse(blob, where)
-    except CheckpointError:
-        from cnnlab.train.run import foreign_format
+    """(header, tensor bytes) of a checkpoint's bytes, without trusting it."""
+    from cnnlab.train.run import split_safetensors
 
-        foreign = foreign_format(blob)  # a pickle is named as such, and never unpickled
-        if foreign is None:
-            raise
-        raise CheckpointError(
-            f"{where}: refused: it is {foreign}, not a safetensors checkpoint; cnnlab never "
-            "unpickles a checkpoint (unpickling can run any code)"
-        ) from None
-
-
-def _parse(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
-    if len(blob) < 8:
-        raise CheckpointError(f"{where}: damaged checkpoint ({len(blob)} bytes, not safetensors)")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if n > len(blob) - 8:
-        raise CheckpointError(
-            f"{where}: damaged checkpoint (a header of {n} bytes in a file of {len(blob)}: "
-            "truncated, or not safetensors; a pickle is never loaded)"
-        )
-    try:
-        header = json.loads(blob[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{where}: damaged checkpoint (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{where}: damaged checkpoint (its header is not a JSON object)")
-    return header, blob[8 + n :]
+    return split_safetensors(blob, where, "checkpoint", CheckpointError)
 
 
 def _digest(header: dict[str, Any], payload: bytes) -> str:

@@ -117,7 +117,7 @@ def save_weights(path: str | Path, model: Any, record: Mapping[str, Any]) -> Pat
         for name, t in model.state_dict().items()
     }
     meta = {_META_KEY: json.dumps(dict(record), sort_keys=True)}
-    payload = _split(save(tensors, metadata=meta), str(path))[1]
+    payload = split_safetensors(save(tensors, metadata=meta), str(path))[1]
     meta[_HASH_KEY] = hashlib.sha256(payload).hexdigest()
     path = Path(path)
     _io.atomic_write_bytes(path, save(tensors, metadata=meta))
@@ -185,36 +185,43 @@ def foreign_format(blob: bytes) -> str | None:
     return None
 
 
-def _split(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
-    """(header JSON, tensor payload) of a safetensors file's bytes."""
+def split_safetensors(
+    blob: bytes, where: str, what: str = "weights file", error: type[CnnlabError] = CnnlabError
+) -> tuple[dict[str, Any], bytes]:
+    """(header JSON, tensor payload) of a safetensors file's bytes, trusting nothing: a
+    pickle or a ``torch.save`` archive is named and refused (never unpickled), anything else
+    malformed is ``error`` saying how the ``what`` is damaged.  Weights files and
+    checkpoints (:mod:`cnnlab.train.checkpoint`) are both read through it."""
     try:
-        return _parse(blob, where)
+        return _parse(blob, where, what, error)
     except CnnlabError:
         # Not safetensors: say what it is when that is a pickle (never unpickled here).
         foreign = foreign_format(blob)
         if foreign is None:
             raise
-        raise CnnlabError(
-            f"{where}: refused: it is {foreign}, not safetensors; cnnlab never unpickles a "
-            "weights file (unpickling can run any code)"
+        raise error(
+            f"{where}: refused: it is {foreign}, not a safetensors {what}; cnnlab never "
+            f"unpickles a {what} (unpickling can run any code)"
         ) from None
 
 
-def _parse(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
+def _parse(
+    blob: bytes, where: str, what: str, error: type[CnnlabError]
+) -> tuple[dict[str, Any], bytes]:
     if len(blob) < 8:
-        raise CnnlabError(f"{where}: damaged weights file ({len(blob)} bytes, not safetensors)")
+        raise error(f"{where}: damaged {what} ({len(blob)} bytes, not safetensors)")
     (n,) = struct.unpack("<Q", blob[:8])
     if n > len(blob) - 8:
-        raise CnnlabError(
-            f"{where}: damaged weights file (header of {n} bytes in a file of {len(blob)}; "
-            "truncated, or not safetensors)"
+        raise error(
+            f"{where}: damaged {what} (a header of {n} bytes in a file of {len(blob)}: "
+            "truncated, or not safetensors; a pickle is never loaded)"
         )
     try:
         header = json.loads(blob[8 : 8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CnnlabError(f"{where}: damaged weights file (its header is not JSON)") from None
+        raise error(f"{where}: damaged {what} (its header is not JSON)") from None
     if not isinstance(header, dict):
-        raise CnnlabError(f"{where}: damaged weights file (its header is not a JSON object)")
+        raise error(f"{where}: damaged {what} (its header is not a JSON object)")
     return header, blob[8 + n :]
 
 
@@ -225,7 +232,7 @@ def _read_checked(path: Path, verify_payload: bool) -> tuple[dict[str, Any], byt
         raise CnnlabError(f"{path}: no such weights file") from None
     except OSError as exc:
         raise CnnlabError(f"{path}: cannot read the weights file ({exc.strerror})") from None
-    header, payload = _split(blob, str(path))
+    header, payload = split_safetensors(blob, str(path))
     if verify_payload:
         expected = (header.get("__metadata__") or {}).get(_HASH_KEY)
         if expected is not None and hashlib.sha256(payload).hexdigest() != expected:
