@@ -265,7 +265,7 @@ def test_a_safetensors_header_length_that_looks_like_a_pickle_is_still_safetenso
 
     from safetensors.torch import load, save
 
-    from cnnlab.train.run import foreign_format
+    from cnnlab.train.tensorfile import foreign_format
 
     data = {"w": torch.arange(6, dtype=torch.float32)}
     blob = save(data, metadata={"pad": ""})

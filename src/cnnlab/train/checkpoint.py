@@ -37,6 +37,7 @@ import torch
 
 from cnnlab import _io
 from cnnlab.errors import CnnlabError
+from cnnlab.train.tensorfile import check_state, split_safetensors
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -184,8 +185,6 @@ def checkpoint_paths(folder: str | Path) -> list[Path]:
 
 def _split(blob: bytes, where: str) -> tuple[dict[str, Any], bytes]:
     """(header, tensor bytes) of a checkpoint's bytes, without trusting it."""
-    from cnnlab.train.run import split_safetensors
-
     return split_safetensors(blob, where, "checkpoint", CheckpointError)
 
 
@@ -259,18 +258,7 @@ def restore(state: Any, ckpt: Checkpoint) -> None:
     A checkpoint of another model is a :class:`CheckpointError` naming the tensor."""
     where = ckpt.path
     weights = ckpt.model_state()
-    expected = state.model.state_dict()
-    for name, t in expected.items():
-        if name not in weights:
-            raise CheckpointError(f"{where}: tensor {name!r} is missing (the model has it)")
-        if tuple(weights[name].shape) != tuple(t.shape):
-            raise CheckpointError(
-                f"{where}: tensor {name!r} has shape {tuple(weights[name].shape)}; the model "
-                f"needs {tuple(t.shape)}"
-            )
-    extra = sorted(set(weights) - set(expected))
-    if extra:
-        raise CheckpointError(f"{where}: tensor {extra[0]!r} does not belong to the model")
+    check_state(str(where), weights, state.model.state_dict(), CheckpointError)
     state.model.load_state_dict(weights)
 
     s = ckpt.state

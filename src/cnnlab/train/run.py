@@ -35,7 +35,6 @@ import hashlib
 import io
 import json
 import math
-import struct
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from typing import Any
 
 from cnnlab import _io
 from cnnlab.errors import CnnlabError
+from cnnlab.train.tensorfile import check_state, split_safetensors
 
 __all__ = [
     "CONFIG_FILE",
@@ -56,7 +56,6 @@ __all__ = [
     "build_from_record",
     "create_run_dir",
     "environment",
-    "foreign_format",
     "load_weights",
     "open_run",
     "read_record",
@@ -165,64 +164,6 @@ def build_from_record(record: Mapping[str, Any], where: str = "record") -> Any:
         options=dict(record.get("kwargs") or {}),
     )
     return target.model
-
-
-def foreign_format(blob: bytes) -> str | None:
-    """What a file that should be safetensors is instead, when it can be told from its first
-    bytes: a pickle, or a ``torch.save`` archive (a zip holding a pickle); else None.
-
-    A safetensors file starts with its header's length (8 bytes, little-endian) and then the
-    header's ``{``; a length of 640, 896, 1152 or 1408 bytes starts with the same two bytes as
-    a pickle of protocol 2 to 5, so that shape is recognised first."""
-    if len(blob) >= 9:
-        (n,) = struct.unpack("<Q", blob[:8])
-        if 2 <= n <= len(blob) - 8 and blob[8:9] == b"{":
-            return None
-    if blob[:1] == b"\x80" and blob[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return "a Python pickle"
-    if blob[:4] == b"PK\x03\x04":
-        return "a zip archive (torch.save's format, a pickle inside)"
-    return None
-
-
-def split_safetensors(
-    blob: bytes, where: str, what: str = "weights file", error: type[CnnlabError] = CnnlabError
-) -> tuple[dict[str, Any], bytes]:
-    """(header JSON, tensor payload) of a safetensors file's bytes, trusting nothing: a
-    pickle or a ``torch.save`` archive is named and refused (never unpickled), anything else
-    malformed is ``error`` saying how the ``what`` is damaged.  Weights files and
-    checkpoints (:mod:`cnnlab.train.checkpoint`) are both read through it."""
-    try:
-        return _parse(blob, where, what, error)
-    except CnnlabError:
-        # Not safetensors: say what it is when that is a pickle (never unpickled here).
-        foreign = foreign_format(blob)
-        if foreign is None:
-            raise
-        raise error(
-            f"{where}: refused: it is {foreign}, not a safetensors {what}; cnnlab never "
-            f"unpickles a {what} (unpickling can run any code)"
-        ) from None
-
-
-def _parse(
-    blob: bytes, where: str, what: str, error: type[CnnlabError]
-) -> tuple[dict[str, Any], bytes]:
-    if len(blob) < 8:
-        raise error(f"{where}: damaged {what} ({len(blob)} bytes, not safetensors)")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if n > len(blob) - 8:
-        raise error(
-            f"{where}: damaged {what} (a header of {n} bytes in a file of {len(blob)}: "
-            "truncated, or not safetensors; a pickle is never loaded)"
-        )
-    try:
-        header = json.loads(blob[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise error(f"{where}: damaged {what} (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise error(f"{where}: damaged {what} (its header is not a JSON object)")
-    return header, blob[8 + n :]
 
 
 def _read_checked(path: Path, verify_payload: bool) -> tuple[dict[str, Any], bytes]:
@@ -350,21 +291,7 @@ class Run:
         record, tensors = load_weights(path)
         model = build_from_record(record, str(path))
         expected = model.state_dict()
-        for name, t in expected.items():
-            if name not in tensors:
-                raise CnnlabError(f"{path}: tensor {name!r} is missing (the model has it)")
-            if tuple(tensors[name].shape) != tuple(t.shape):
-                raise CnnlabError(
-                    f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}; "
-                    f"the model needs {tuple(t.shape)}"
-                )
-            if tensors[name].is_floating_point() != t.is_floating_point():
-                raise CnnlabError(
-                    f"{path}: tensor {name!r} is {tensors[name].dtype}, not {t.dtype}"
-                )
-        extra = sorted(set(tensors) - set(expected))
-        if extra:
-            raise CnnlabError(f"{path}: tensor {extra[0]!r} does not belong to the model")
+        check_state(str(path), tensors, expected)
         model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
         model.to(device="cpu", dtype=torch.float32)
         return model.eval()
