@@ -22,3 +22,13 @@ def small_runs(tmp_path_factory):
     """Three real runs (a tiny notation network, seeds 0, 1, 2, trained briefly on real
     Fashion-MNIST) in one folder; built once per test process.  Read-only for the tests."""
     return make_runs(tmp_path_factory.mktemp("runs"), seeds=(0, 1, 2))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium (tests/browser.py) for every browser test of a test process."""
+    from browser import start_browser, stop_browser
+
+    d = start_browser()
+    yield d
+    stop_browser(d)

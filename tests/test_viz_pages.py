@@ -12,19 +12,10 @@ from browser import (
     open_page,
     requested_urls,
     screenshot,
-    start_browser,
-    stop_browser,
 )
 
 from cnnlab.geometry import fit
 from cnnlab.viz.arith_page import arith_page
-
-
-@pytest.fixture(scope="module")
-def browser():
-    d = start_browser()
-    yield d
-    stop_browser(d)
 
 
 @pytest.fixture(scope="module")

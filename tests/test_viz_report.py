@@ -13,21 +13,12 @@ from browser import (
     open_page,
     requested_urls,
     screenshot,
-    start_browser,
-    stop_browser,
 )
 
 from cnnlab.analysis import analyze
 from cnnlab.cli import main
 from cnnlab.train import open_run
 from cnnlab.viz.report import write_report
-
-
-@pytest.fixture(scope="module")
-def browser():
-    d = start_browser()
-    yield d
-    stop_browser(d)
 
 
 @pytest.fixture(scope="module")
