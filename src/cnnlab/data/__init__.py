@@ -6,6 +6,9 @@
   for the search order), downloading only when asked.
 * :class:`BatchPipeline` + :class:`Augment`: shuffled mini-batches on the training device,
   augmented and normalised as whole batches, deterministic per (seed, epoch), shardable.
+* :func:`load_dataset` with ``stream=True`` (or by itself, for an image folder larger than
+  memory) -> :class:`StreamDataset`, served by :class:`StreamPipeline` from disk, decoded in
+  worker processes, with the same batches; :func:`pipeline_for` picks the pipeline.
 * :func:`read_image`: one image file, decoded safely and converted to a mode and size.
 
 The catalogue (:func:`list_datasets`, :func:`dataset_info`) needs no torch; the rest imports
@@ -34,7 +37,10 @@ __all__ = [
     "load_dataset",
     "locate",
     "read_image",
+    "pipeline_for",
     "search_dirs",
+    "StreamDataset",
+    "StreamPipeline",
     "user_cache_dir",
 ]
 
@@ -48,6 +54,9 @@ _LAZY = {
     "load_dataset": "cnnlab.data.dataset",
     "DecodedImage": "cnnlab.data._folder",
     "read_image": "cnnlab.data._folder",
+    "StreamDataset": "cnnlab.data.stream",
+    "StreamPipeline": "cnnlab.data.stream",
+    "pipeline_for": "cnnlab.data.stream",
 }
 
 

@@ -39,7 +39,9 @@ __all__ = [
     "FORMATS",
     "DecodedImage",
     "FolderSplit",
+    "fits_in_memory",
     "folder_splits",
+    "memory_needed",
     "read_folder",
     "read_image",
     "scan_split",
@@ -211,18 +213,48 @@ def read_image(
     return DecodedImage(np.ascontiguousarray(a), *source)
 
 
+def memory_needed(split: FolderSplit, size: tuple[int, int] | None) -> int:
+    """Bytes that decoding ``split`` into memory would take at its peak: every image held
+    twice for a moment (decoded, then stacked), as colour (the worst case).  Without a
+    ``size`` the first file's header gives it (the images must all have one size)."""
+    if size is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(split.files[0][0], formats=FORMATS) as img:  # the header only
+                    size = (img.height, img.width)
+        except (
+            OSError,
+            ValueError,
+            SyntaxError,
+            EOFError,
+            _StructError,
+            Image.DecompressionBombError,
+        ):
+            return 0  # unknown: decoding the file will say what is wrong with it
+    h, w = size
+    return 2 * len(split.files) * 3 * h * w
+
+
+def fits_in_memory(split: FolderSplit, size: tuple[int, int] | None) -> bool:
+    """Whether :func:`memory_needed` is within the memory available now (True where that is
+    unknown)."""
+    have = available_memory()
+    return have is None or memory_needed(split, size) <= have
+
+
 def _check_memory(split: FolderSplit, size: tuple[int, int]) -> None:
-    """Refuse, before decoding anything, a size whose images would not fit in memory (each
-    image is held twice for a moment: decoded, then stacked)."""
+    """Refuse, before decoding anything, a size whose images would not fit in memory."""
     h, w = size
     n = len(split.files)
-    need = 2 * n * 3 * h * w  # bytes; colour is the worst case
+    need = memory_needed(split, size)
     have = available_memory()
     if have is not None and need > have:
         raise DataError(
             f"{split.root}: image_size {h}x{w} would need about {format_bytes(need)} of memory "
             f"for {n:,} images (up to 3x{h}x{w} bytes each, held twice while stacking); this "
-            f"machine has {format_bytes(have)} available; choose a smaller image_size"
+            f"machine has {format_bytes(have)} available; choose a smaller image_size, or "
+            "stream the images from disk (stream=True, --stream)"
         )
 
 

@@ -23,6 +23,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,7 +34,19 @@ from cnnlab.data.formats import FileCheck, Location, format_of, integrity_of
 from cnnlab.data.locate import FOLDER_PREFIX, ProgressFn, find_dataset, resolve
 from cnnlab.errors import DataError
 
-__all__ = ["Dataset", "FileCheck", "channel_stats", "derive_seed", "load_dataset"]
+if TYPE_CHECKING:
+    from cnnlab.data.stream import StreamDataset
+
+__all__ = [
+    "Dataset",
+    "FileCheck",
+    "channel_histograms",
+    "channel_stats",
+    "derive_seed",
+    "load_dataset",
+    "stats_of_histograms",
+    "validation_indices",
+]
 
 SPLITS = ("train", "test", "val")
 
@@ -141,31 +154,9 @@ class Dataset:
         dataset's ``mean``/``std`` (the training split's, as published for the dataset) and
         their original order.
         """
-        if not isinstance(fraction, float | int) or not 0 < fraction < 1:
-            raise DataError(f"validation fraction {fraction!r}: expected a number in (0, 1)")
-        n = len(self)
-        n_val = round(fraction * n)
-        if not 0 < n_val < n:
-            raise DataError(
-                f"dataset {self.name!r} ({self.split}): a validation fraction of {fraction} "
-                f"of {n} images leaves {n_val} for validation; need at least 1 on each side"
-            )
-        g = torch.Generator().manual_seed(derive_seed(seed, "validation"))
-        perm = torch.randperm(n, generator=g)
-        grouped = perm[torch.argsort(self.labels[perm], stable=True)]  # by class, random within
-        counts = torch.bincount(self.labels, minlength=self.num_classes).tolist()
-        exact = [fraction * k for k in counts]
-        quota = [int(e) for e in exact]
-        by_remainder = sorted(range(len(counts)), key=lambda c: (-(exact[c] - quota[c]), c))
-        for c in by_remainder[: n_val - sum(quota)]:
-            quota[c] += 1
-        val_parts, train_parts, start = [], [], 0
-        for c, k in enumerate(counts):
-            val_parts.append(grouped[start : start + quota[c]])
-            train_parts.append(grouped[start + quota[c] : start + k])
-            start += k
-        val_idx = torch.sort(torch.cat(val_parts)).values
-        train_idx = torch.sort(torch.cat(train_parts)).values
+        train_idx, val_idx = validation_indices(
+            self.labels, self.num_classes, fraction, seed, f"dataset {self.name!r} ({self.split})"
+        )
         return self.subset(train_idx, "train"), self.subset(val_idx, "val")
 
 
@@ -173,6 +164,39 @@ def derive_seed(seed: int, *parts: object) -> int:
     """A 63-bit generator seed from ``seed`` and labels, stable across runs and platforms."""
     text = ":".join(str(p) for p in (int(seed), *parts))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def validation_indices(
+    labels: torch.Tensor, num_classes: int, fraction: float, seed: int, where: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices into ``labels``, sorted: the stratified, seeded split of
+    :meth:`Dataset.split_validation` (also used by streamed datasets, so both agree)."""
+    if not isinstance(fraction, float | int) or not 0 < fraction < 1:
+        raise DataError(f"validation fraction {fraction!r}: expected a number in (0, 1)")
+    n = len(labels)
+    n_val = round(fraction * n)
+    if not 0 < n_val < n:
+        raise DataError(
+            f"{where}: a validation fraction of {fraction} of {n} images leaves {n_val} for "
+            "validation; need at least 1 on each side"
+        )
+    g = torch.Generator().manual_seed(derive_seed(seed, "validation"))
+    perm = torch.randperm(n, generator=g)
+    grouped = perm[torch.argsort(labels[perm], stable=True)]  # by class, random within
+    counts = torch.bincount(labels, minlength=num_classes).tolist()
+    exact = [fraction * k for k in counts]
+    quota = [int(e) for e in exact]
+    by_remainder = sorted(range(len(counts)), key=lambda c: (-(exact[c] - quota[c]), c))
+    for c in by_remainder[: n_val - sum(quota)]:
+        quota[c] += 1
+    val_parts, train_parts, start = [], [], 0
+    for c, k in enumerate(counts):
+        val_parts.append(grouped[start : start + quota[c]])
+        train_parts.append(grouped[start + quota[c] : start + k])
+        start += k
+    val_idx = torch.sort(torch.cat(val_parts)).values
+    train_idx = torch.sort(torch.cat(train_parts)).values
+    return train_idx, val_idx
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -183,10 +207,28 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     """
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] == 0:
         raise DataError("channel_stats needs a non-empty uint8 tensor N x C x H x W")
+    return stats_of_histograms(channel_histograms(images))
+
+
+def channel_histograms(images: torch.Tensor) -> torch.Tensor:
+    """int64 (C, 256): how many pixels of each channel of uint8 images (N, C, H, W) have
+    each value; histograms of several batches add up to the histogram of all of them."""
+    return torch.stack(
+        [
+            torch.bincount(images[:, c].reshape(-1).cpu(), minlength=256)
+            for c in range(images.shape[1])
+        ]
+    )
+
+
+def stats_of_histograms(
+    histograms: torch.Tensor,
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and population std, in [0, 1] units, of (C, 256) pixel histograms."""
     values = torch.arange(256, dtype=torch.float64) / 255.0
     means, stds = [], []
-    for c in range(images.shape[1]):
-        hist = torch.bincount(images[:, c].reshape(-1).cpu(), minlength=256).double()
+    for row in histograms:
+        hist = row.double()
         n = hist.sum()
         mean = (hist * values).sum() / n
         var = (hist * (values - mean) ** 2).sum() / n
@@ -200,7 +242,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 # --------------------------------------------------------------------------------------------
 
 
-def _load_folder(loc: Location, split: str, size, mode: str):
+def _folder_splits(loc: Location, split: str) -> dict[str, Path]:
     splits = _folder.folder_splits(loc.directory)
     if split not in splits:
         raise DataError(
@@ -208,10 +250,41 @@ def _load_folder(loc: Location, split: str, size, mode: str):
             "train/ and test/ or val/ subfolders has those splits, any other folder is 'train'; "
             "hold out a validation split with Dataset.split_validation)"
         )
+    return splits
+
+
+def _load_folder(loc: Location, split: str, size, mode: str):
+    splits = _folder_splits(loc, split)
     train = _folder.scan_split(splits["train"])
     scanned = train if split == "train" else _folder.scan_split(splits[split], train.classes)
     x, y, used_mode = _folder.read_folder(scanned, size=size, mode=mode)
     return x, y, train.classes, used_mode
+
+
+def _open_stream(loc: Location, name: str, split: str, size, mode: str, workers):
+    from cnnlab.data.stream import open_stream  # it builds on this module
+
+    splits = _folder_splits(loc, split)
+    train = _folder.scan_split(splits["train"])
+    key = ("stream", str(splits["train"].resolve()), size, mode, _folder_key(splits["train"]))
+    stats = _STATS_CACHE.get(key)
+    scanned = train if split == "train" else _folder.scan_split(splits[split], train.classes)
+    if stats is None:
+        _, stats = open_stream(
+            train, name=name, split_name="train", size=size, mode=mode, workers=workers
+        )
+        _STATS_CACHE[key] = stats
+    ds, _ = open_stream(
+        scanned,
+        name=name,
+        split_name=split,
+        size=size,
+        mode=mode,
+        stats=stats,
+        workers=workers,
+        location=loc,
+    )
+    return ds
 
 
 def _normalize_size(image_size) -> tuple[int, int] | None:
@@ -283,8 +356,11 @@ def load_dataset(
     image_size: int | tuple[int, int] | None = None,
     mode: str = "auto",
     progress: ProgressFn | None = None,
-) -> Dataset:
-    """Load one split of a dataset into memory.
+    stream: bool | None = None,
+    workers: int | None = None,
+) -> Dataset | StreamDataset:
+    """Load one split of a dataset into memory (or, for an image folder, open it for
+    streaming from disk).
 
     ``name``: a catalogued name (``"fashion-mnist"``, ``"mnist"``, ``"cifar10"``,
     ``"cifar100"``), a :class:`DatasetInfo`, ``"folder:PATH"``, or the path of an image folder
@@ -293,6 +369,10 @@ def load_dataset(
     :func:`~cnnlab.data.locate.find_dataset`.  ``verify``: a file whose published hash differs
     raises :class:`DataError` unless False (then it loads with ``integrity == "mismatch"``).
     ``image_size`` and ``mode`` apply to image folders only (see :mod:`cnnlab.data._folder`).
+    ``stream`` (image folders only): True returns a
+    :class:`~cnnlab.data.stream.StreamDataset`, read from disk by ``workers`` processes
+    when iterated; None (the default) does so when the decoded training split would not fit
+    in the memory available now; False always loads into memory.
 
     Raises :class:`DataError` for anything wrong with the files, naming the file.
     """
@@ -300,9 +380,15 @@ def load_dataset(
         raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     name = _as_name(name)
     size = _normalize_size(image_size)
+    if stream not in (None, True, False):
+        raise DataError(f"stream {stream!r}: expected True, False or None (automatic)")
     if isinstance(name, str) and name.startswith(FOLDER_PREFIX):
         loc = find_dataset(name)
         train_dir = _folder.folder_splits(loc.directory)["train"]
+        if stream is None:
+            stream = not _folder.fits_in_memory(_folder.scan_split(train_dir), size)
+        if stream:
+            return _open_stream(loc, name, split, size, mode, workers)
         key = ("folder", str(train_dir.resolve()), size, mode, _folder_key(train_dir))
         if split == "train":
             x, y, classes, used_mode = _load_folder(loc, split, size, mode)
@@ -324,6 +410,11 @@ def load_dataset(
             location=loc,
         )
     info = resolve(name)
+    if stream:
+        raise DataError(
+            f"stream=True (--stream) reads image folders from disk (folder:PATH); {info.name} "
+            "is loaded into memory, which it fits"
+        )
     if size is not None or mode != "auto":
         raise DataError(
             f"image_size and mode apply to folder:PATH datasets; {info.name} images are "

@@ -159,8 +159,7 @@ class BatchPipeline:
         self.world_size = world_size
         self.drop_last = drop_last
         self.dtype = dtype
-        self.images = dataset.images.to(self.device)
-        self.labels = dataset.labels.to(self.device)
+        self._hold(dataset)
         c = dataset.image_shape[0]
         mean = torch.tensor(dataset.mean, dtype=torch.float64)
         std = torch.tensor(dataset.std, dtype=torch.float64)
@@ -181,6 +180,11 @@ class BatchPipeline:
                 f"ranks: rank {rank}'s shard is empty; use fewer ranks"
             )
         self._epochs_iterated = 0
+
+    def _hold(self, dataset: Dataset) -> None:
+        """Keep the images and labels on the device (a streaming pipeline reads from disk)."""
+        self.images = dataset.images.to(self.device)
+        self.labels = dataset.labels.to(self.device)
 
     def __iter__(self):
         """One epoch: the first ``iter()`` gives epoch 0, the next epoch 1, ... (each
@@ -285,12 +289,20 @@ class BatchPipeline:
         for k in range(start, self._steps):
             a, b = bounds[k], bounds[k + 1]
             x = source.index_select(0, take[a:b])  # uint8 (B, C, H, W)
-            out = torch.mul(x, self._scale)  # uint8 * float -> float, one pass
-            out.add_(self._shift)
-            if erase is not None:
-                inside = erase[0][a:b, :, None] * erase[1][a:b, None, :]  # uint8 (B, H, W)
-                out.addcmul_(out, inside[:, None], value=-1.0)  # x - x = +0 inside the box
-            yield out, y[a:b]
+            box = None if erase is None else (erase[0][a:b], erase[1][a:b])
+            yield self._normalize(x, box), y[a:b]
+
+    def _normalize(
+        self, x: torch.Tensor, erase: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """uint8 (B, C, H, W) on the device -> normalised ``dtype``, erased inside the boxes
+        given as rows (B, H) and columns (B, W) of 0/1 (see :meth:`_erase_rows_cols`)."""
+        out = torch.mul(x, self._scale)  # uint8 * float -> float, one pass
+        out.add_(self._shift)
+        if erase is not None:
+            inside = erase[0][:, :, None] * erase[1][:, None, :]  # uint8 (B, H, W)
+            out.addcmul_(out, inside[:, None], value=-1.0)  # x - x = +0 inside the box
+        return out
 
     def _crop_flip(
         self, order: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor

@@ -99,7 +99,7 @@ def evaluate(
     the ``r``-th of ``world_size`` contiguous slices of the split and the sums are reduced
     across the ranks, so each image counts exactly once and every rank gets the result.
     """
-    from cnnlab.data import BatchPipeline
+    from cnnlab.data import pipeline_for
     from cnnlab.train.distributed import all_reduce_sum
 
     device = torch.device(device)
@@ -109,7 +109,7 @@ def evaluate(
     if world_size > 1:
         lo, hi = n * rank // world_size, n * (rank + 1) // world_size
         ds = ds.subset(torch.arange(lo, hi))
-    batches = BatchPipeline(ds, batch_size, device=device, shuffle=False)
+    batches = pipeline_for(ds, batch_size, device=device, shuffle=False)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top1 = torch.zeros((), dtype=torch.int64, device=device)
     top5 = torch.zeros((), dtype=torch.int64, device=device)

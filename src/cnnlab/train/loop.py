@@ -228,7 +228,7 @@ def fit(
     best epoch's weights (``"early-stopped"``, ``restored_epoch``).  ``log_steps``: each
     step's loss and lr go to the run's ``steps.jsonl``.
     """
-    from cnnlab.data import Augment, BatchPipeline
+    from cnnlab.data import Augment, pipeline_for
     from cnnlab.data.dataset import derive_seed
     from cnnlab.train.checkpoint import restore, save_checkpoint
     from cnnlab.train.distributed import all_gather_states, all_reduce_max, all_reduce_sum
@@ -260,7 +260,7 @@ def fit(
             augment = Augment(recipe.crop_padding, augment.flip, recipe.erase)
     elif recipe.erase:
         augment = Augment(erase_p=recipe.erase)
-    batches = BatchPipeline(
+    batches = pipeline_for(  # in memory, or streamed from disk
         train,
         recipe.batch_size // where.world_size,
         device=where.device,
