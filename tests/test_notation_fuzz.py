@@ -34,8 +34,11 @@ from cnnlab.notation import (
     Dropout,
     Flatten,
     GlobalAvgPool,
+    Group,
     Identity,
+    Inception,
     Pool,
+    Residual,
     Softmax,
     Spec,
     SpecNet,
@@ -92,6 +95,9 @@ _PIECES = [
     "conv5-16(table=lenet5)", "conv3-2(table=0+1/1)", "(table=0+1)", "(table=x)", "+", "/",
     "table=", "0+", "+1/", "{", "}", "|", "}cat", "}add", "id", "{relu|id}add",
     "{conv3-8|conv1-4}cat", "{conv3/2-8|id}add(name=r)", "cat", "add",
+    "inception(1,2,3,1,2,3)", "inception(", "inception", "inception(4,4", "basic-8", "basic3-8",
+    "bottleneck-4/2(variant=v1)", "basic-8/2", "(shortcut=A)", "(shortcut=c)", "(variant=v1.5)",
+    "(variant=", "v1", ")(name=layer1)", "](name=g)", "(basic-4)*2(name=s)", "bottleneck",
 ]  # fmt: skip
 
 
@@ -185,6 +191,9 @@ def _specs(draw):
                     "adapt",
                     "table",
                     "branch",
+                    "inception",
+                    "block",
+                    "group",
                 ]
             )
         )
@@ -243,6 +252,21 @@ def _specs(draw):
                 paths.append(tuple(path))
             layers.append(Branch(tuple(paths), merge))
             channels = sum(widths) if merge == "cat" else channels
+        elif kind == "inception":
+            widths = [draw(st.integers(1, 3)) for _ in range(6)]
+            layers.append(Inception(*widths))
+            channels = widths[0] + widths[2] + widths[4] + widths[5]
+        elif kind in ("block", "group"):
+            blocks = []
+            for _ in range(draw(st.integers(1, 2)) if kind == "group" else 1):
+                block = _block(draw, channels)
+                blocks.append(block)
+                channels = block.out
+            if kind == "group":
+                blocks.append(_pointwise(draw, draw(st.sampled_from(["act", "bn", "drop"]))))
+                layers.append(Group(tuple(blocks), name=f"Stage{len(layers)}"))
+            else:
+                layers.extend(blocks)
         elif kind == "table":
             maps = st.lists(st.integers(0, channels - 1), min_size=1, max_size=4, unique=True)
             table = tuple(tuple(row) for row in draw(st.lists(maps, min_size=1, max_size=5)))
@@ -283,6 +307,19 @@ def _specs(draw):
 
 
 _TAKEN = set(dir(SpecNet()))  # forward, training, ...: names nn.Module keeps for itself
+
+
+def _block(draw, channels):
+    """A residual block, with a shortcut that reads back as itself (C where the shape changes
+    is B's projection; A where it does not is B's identity)."""
+    bottleneck = draw(st.booleans())
+    planes = draw(st.integers(1, 4))
+    stride = draw(st.integers(1, 2))
+    out = planes * (4 if bottleneck else 1)
+    changes = stride != 1 or channels != out
+    shortcuts = ["B", "C"] if not changes else ["B"] + (["A"] if channels <= out else [])
+    variant = draw(st.sampled_from(["v1", "v1.5"])) if bottleneck and stride > 1 else "v1.5"
+    return Residual(planes, stride, draw(st.sampled_from(shortcuts)), variant, bottleneck)
 
 
 def _pointwise(draw, kind):
@@ -346,7 +383,8 @@ def _torch_refuses_too(spec: Spec, in_channels: int, height: int, width: int) ->
     # One layer at a time, with no input size: nothing checks the geometry but PyTorch.
     modules, channels = [], in_channels
     for layer in spatial:
-        net = build_spec(Spec((dataclasses.replace(layer, name=None),)), in_channels=channels)
+        alone = layer if layer.keeps_name else dataclasses.replace(layer, name=None)
+        net = build_spec(Spec((alone,)), in_channels=channels)
         modules.extend(net.eval().children())
         channels = Spec((layer,)).output_shape(channels)[0]  # a conv's or a branch's width
     x = torch.randn(2, in_channels, height, width)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from cnnlab._lazy import lazy_exports
 from cnnlab.notation.branch import Branch
 from cnnlab.notation.formatter import format_spec, spec_from_module
+from cnnlab.notation.group import Group
 from cnnlab.notation.kinds import (
     FC,
     KINDS,
@@ -31,8 +32,10 @@ from cnnlab.notation.kinds import (
     Flatten,
     GlobalAvgPool,
     Identity,
+    Inception,
     Layer,
     Pool,
+    Residual,
     Softmax,
     Subsample,
     layer_text,
@@ -54,9 +57,12 @@ __all__ = [
     "Dropout",
     "Flatten",
     "GlobalAvgPool",
+    "Group",
     "Identity",
+    "Inception",
     "Layer",
     "Pool",
+    "Residual",
     "Softmax",
     "Spec",
     "SpecNet",

@@ -100,7 +100,8 @@ def canonical_names(layers: list[Layer], names: tuple, text: str):
     from.)
     """
     bare = [
-        layer if layer.name is None else dataclasses.replace(layer, name=None) for layer in layers
+        layer if layer.name is None or layer.keeps_name else dataclasses.replace(layer, name=None)
+        for layer in layers
     ]
     if assign_names(tuple(bare), text) == names:  # the usual case: the rule names them all
         return bare, names
@@ -112,7 +113,7 @@ def canonical_names(layers: list[Layer], names: tuple, text: str):
     for i, name in enumerate(names):
         # Only a name the rule could produce for this layer (its base, or base + letter)
         # can possibly be dropped; checking that first keeps a long plain Sequential fast.
-        if name is None or not _from_rule(name, rule[i]):
+        if name is None or layers[i].keeps_name or not _from_rule(name, rule[i]):
             continue
         trial = list(current)
         trial[i] = dataclasses.replace(trial[i], name=None)

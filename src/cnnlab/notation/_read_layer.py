@@ -41,6 +41,7 @@ class _Written:
     kernel: tuple[int, int] | None = None
     stride: tuple[int, int] | None = None
     param: tuple[Any, bool] | None = None  # (number, is whole)
+    widths: tuple[int, ...] = ()  # the bracketed whole numbers of a kind with ``widths``
     options: dict[str, tuple[Any, int]] = field(default_factory=dict)
     at: dict[str, int] = field(default_factory=dict)
 
@@ -57,6 +58,9 @@ class LayerReader(Scanner):
         if canon is None:
             raise self.unknown(word, start)
         w = _Written(word, canon, start)
+        kind = _KIND_OF.get(canon)
+        if kind is not None and kind.widths:
+            w.widths = self.widths(kind, w)
         if self.peek() in DIGITS and self.peek():
             w.at["kernel"] = self.pos
             w.kernel = self.int_pair("a kernel size")
@@ -86,6 +90,46 @@ class LayerReader(Scanner):
             w.stride = self.int_pair("a stride after '/'")
         w.options = self.options(canon)
         return self.make(w)
+
+    def widths(self, kind: type[Layer], w: _Written) -> tuple[int, ...]:
+        """The whole numbers in brackets right after the word: ``inception(64,96,...)``."""
+        need = len(kind.widths)
+        if self.peek() != "(":
+            raise self.error(f"{w.word} needs its {need} widths in brackets: {kind.widths_help}")
+        open_pos = self.pos
+        self.pos += 1
+        values: list[int] = []
+        while True:
+            self.skip_space()
+            at = self.pos
+            if not (self.peek() in DIGITS and self.peek()):
+                raise self.error(
+                    f"expected width {len(values) + 1} of {need} of {w.word} "
+                    f"({kind.widths[min(len(values), need - 1)]}), got {self.describe()}: "
+                    f"{kind.widths_help}"
+                )
+            value, is_int = self.number()
+            if not is_int:
+                raise self.error(f"the widths of {w.word} are whole numbers", at)
+            if len(values) < need:
+                w.at[kind.widths[len(values)]] = at
+            values.append(value)
+            self.skip_space()
+            c = self.peek()
+            if c == ",":
+                self.pos += 1
+                continue
+            if c == ")":
+                self.pos += 1
+                break
+            if not c:
+                raise self.error(f"the '(' of {w.word}'s widths is never closed", open_pos)
+            raise self.error(f"expected ',' or ')' in {w.word}'s widths, got {self.describe()}")
+        if len(values) != need:
+            raise self.error(
+                f"{w.word} takes {need} widths, got {len(values)}: {kind.widths_help}", open_pos
+            )
+        return tuple(values)
 
     def unknown(self, word: str, start: int) -> SpecError:
         end = self.pos
@@ -176,6 +220,16 @@ class LayerReader(Scanner):
             return self.text[start : self.pos]
         if kind == "table":
             return self.table(key)
+        if kind == "choice":
+            while (self.peek() in NAME_CHARS or self.peek() == ".") and self.peek():
+                self.pos += 1
+            word = self.text[start : self.pos]
+            for choice in option.choices:
+                if word.lower() == choice.lower():
+                    return choice
+            shown = ", ".join(option.choices)
+            got = f"got {word!r}" if word else f"got {self.describe()}"
+            raise self.error(f"{key} must be one of {shown}, {got}", start)
         c = self.peek()
         if c and (c in DIGITS or (c == "." and self.peek(1) in DIGITS and self.peek(1))):
             if kind in ("pair", "pad"):
@@ -252,6 +306,8 @@ class LayerReader(Scanner):
             if value is not None:
                 values[key] = value
                 at.setdefault(key, w.at.get("kernel" if key == kind.size_field else key, w.start))
+        values.update(zip(kind.widths, w.widths, strict=False))
+        at.update((k, w.at[k]) for k in kind.widths if k in w.at)
         for target, (value, pos) in w.options.items():
             values[target], at[target] = value, pos
         try:
@@ -266,8 +322,9 @@ class LayerReader(Scanner):
         def refuse(what: str, part: str, hint: str = "") -> SpecError:
             return self.error(f"{w.word} takes no {what}{hint}", w.at[part])
 
-        if w.kernel is not None and not (kind.windowed or kind.size_field):
-            raise refuse("kernel size", "kernel")
+        if w.kernel is not None and not ((kind.windowed and kind.takes_kernel) or kind.size_field):
+            hint = f" (its stride is written {w.canon}-64/2)" if kind.windowed else ""
+            raise refuse("kernel size", "kernel", hint)
         if w.stride is not None and not kind.windowed:
             raise refuse("stride", "stride")
         param = kind.param

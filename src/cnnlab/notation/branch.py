@@ -67,6 +67,10 @@ class Branch(Layer):
                     )
         settle(self, "paths", paths)
 
+    @property
+    def depth(self) -> int:
+        return 1 + max(layer.depth for path in self.paths for layer in path.layers)
+
     def head(self) -> str:
         return "{" + "|".join(p.canonical() for p in self.paths) + "}" + self.merge
 

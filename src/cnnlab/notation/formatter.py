@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from cnnlab.errors import SpecError
 from cnnlab.notation._values import NoNotation
 from cnnlab.notation.branch import Branch
+from cnnlab.notation.group import Group
 from cnnlab.notation.kinds import KINDS, Layer, Softmax
 from cnnlab.notation.parser import parse_spec
 from cnnlab.notation.spec import Spec
@@ -34,9 +35,11 @@ def format_spec(obj: Spec | str | nn.Module, compact: bool = True) -> str:
 
     ``compact=False`` writes every layer out instead of folding repetitions.  A model must be
     an ``nn.Sequential`` of layers the notation knows (Conv2d, MaxPool2d, AvgPool2d,
-    AdaptiveAvgPool2d, ReLU, Tanh, Sigmoid, BatchNorm1d/2d, Dropout, Flatten, Linear and
-    cnnlab's ScaledTanh, LocalResponseNorm, Subsampling and ConnectionTableConv2d); anything
-    else raises :class:`SpecError` naming the module.
+    AdaptiveAvgPool2d, ReLU, Tanh, Sigmoid, BatchNorm1d/2d, Dropout, Flatten, Linear, Identity,
+    cnnlab's ScaledTanh, LocalResponseNorm, Subsampling, ConnectionTableConv2d, Inception,
+    BasicBlock and Bottleneck, the notation's branches, and plain ``nn.Sequential`` children
+    numbered 0, 1, ... as named groups); anything else raises :class:`SpecError` naming the
+    module.
     """
     if isinstance(obj, Spec):
         spec = obj
@@ -77,7 +80,7 @@ def spec_from_module(model: nn.Module) -> Spec:
 def _layer_of(name: str, m: nn.Module) -> Layer:
     """The layer of the first kind that reads ``m`` back (see ``Layer.read``)."""
     try:
-        for kind in (*KINDS, Branch):
+        for kind in (*KINDS, Branch, Group):
             layer = kind.read(m, name)
             if layer is not None:
                 return layer

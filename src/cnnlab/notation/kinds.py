@@ -20,6 +20,7 @@ from cnnlab.notation._values import (
     settle,
     write_value,
 )
+from cnnlab.notation.blocks import Inception, Residual
 from cnnlab.notation.elementwise import ACTIVATIONS, LRN, Activation, BatchNorm, Dropout, Identity
 from cnnlab.notation.layer import Layer, Option, Param, layer_text
 
@@ -36,8 +37,10 @@ __all__ = [
     "Flatten",
     "GlobalAvgPool",
     "Identity",
+    "Inception",
     "Layer",
     "Pool",
+    "Residual",
     "Softmax",
     "Subsample",
     "layer_text",
@@ -560,5 +563,5 @@ class Softmax(Layer):
 # The kinds, in the order error messages list their words.
 KINDS: tuple[type[Layer], ...] = (
     Conv, Pool, Subsample, GlobalAvgPool, AdaptiveAvgPool, FC, Activation, BatchNorm, LRN,
-    Dropout, Identity, Flatten, Softmax,
+    Dropout, Identity, Inception, Residual, Flatten, Softmax,
 )  # fmt: skip

@@ -44,12 +44,14 @@ Shape = tuple[Any, ...]  # (C, H, W) with H, W None when unknown, or (features,)
 class Option:
     """An option written ``key=value`` in brackets; it sets the field ``field`` (default: the
     key).  ``value``: how it is read: ``pair`` (3 or 1x7), ``pad`` (a pair, ``same`` or
-    ``valid``), ``int``, ``float``, ``bool`` or ``table`` (a connection table:
-    ``lenet5`` or rows of input maps, ``0+1+2/1+2+3``)."""
+    ``valid``), ``int``, ``float``, ``bool``, ``table`` (a connection table:
+    ``lenet5`` or rows of input maps, ``0+1+2/1+2+3``) or ``choice`` (one of ``choices``,
+    case-insensitive: ``shortcut=A``, ``variant=v1``)."""
 
     key: str
     value: str
     field: str = ""
+    choices: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -85,6 +87,12 @@ class Layer:
     role: ClassVar[str] = "follows"  # naming rule: conv, pool, fc, flatten, marker, follows
     kernel_help: ClassVar[str] = ""  # set: the text must write a kernel (how, for the message)
     size_field: ClassVar[str] = ""  # set: the number after the word sets this field, not a window
+    keeps_name: ClassVar[bool] = False  # its name is part of what it is (a named group)
+    takes_kernel: ClassVar[bool] = True  # False: windowed, but the text writes only a /stride
+    # Set: the word is followed at once by these whole-number fields in brackets, in order
+    # (``inception(64,96,128,16,32,32)``); ``widths_help`` says how, for the message.
+    widths: ClassVar[tuple[str, ...]] = ()
+    widths_help: ClassVar[str] = ""
 
     name: str | None = field(default=None, kw_only=True)
     pos: int | None = field(default=None, kw_only=True, compare=False, repr=False)
@@ -166,6 +174,12 @@ class Layer:
     def prefix(self) -> str:
         """The naming rule's prefix for a layer named after the one before it."""
         return self.word
+
+    @property
+    def depth(self) -> int:
+        """How deep layers nest in this one (0: a plain layer; a branch or a group: one more
+        than the deepest layer inside)."""
+        return 0
 
     def where(self, name: str | None) -> str:
         """How messages name this layer: ``conv1_2 (conv3-64)``."""

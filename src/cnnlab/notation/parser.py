@@ -56,6 +56,7 @@ from cnnlab.errors import SpecError
 from cnnlab.notation._read_layer import _NAME, LIST, WORDS, LayerReader
 from cnnlab.notation._scan import DIGITS, LETTERS, NAME_CHARS, SPACE
 from cnnlab.notation.branch import MERGES, Branch
+from cnnlab.notation.group import Group
 from cnnlab.notation.kinds import Layer
 from cnnlab.notation.spec import Spec
 
@@ -239,11 +240,31 @@ class _Parser(LayerReader):
         stack.pop()
         self.total -= top.weight
         if top.opener == "{":
-            branch = self.branch(top)  # one layer, holding its paths'
-            items, weight = [branch], top.weight + 1
+            node: Layer | None = self.branch(top)  # one layer, holding its paths'
         else:
+            node = self.group(top)  # None: the group only repeats its layers
+        if node is None:
             items, weight = top.layers, top.weight
+        else:
+            if node.depth > MAX_BRANCH_DEPTH:
+                raise self.error(
+                    f"branches and named groups nest at most {MAX_BRANCH_DEPTH} deep", top.pos
+                )
+            items, weight = [node], top.weight + 1
         self.add(stack[-1], items, self.repeat(items, weight))
+
+    def group(self, top: _Frame) -> Group | None:
+        """The group whose bracket was just closed is one module if a name follows:
+        ``[(basic-64)*2](name=layer1)``."""
+        name = self.branch_name("a group")
+        if name is None:
+            return None
+        try:
+            return Group(tuple(top.layers), text_=self.text, name=name, pos=top.pos)
+        except SpecError as exc:
+            if exc.text:
+                raise
+            raise self.error(exc.reason, top.pos) from None
 
     def branch(self, top: _Frame) -> Branch:
         """The branch whose '}' was just read: its merge word and options follow."""
@@ -264,7 +285,7 @@ class _Parser(LayerReader):
                 f"concatenated) or add (summed){', got ' + repr(merge) if merge else ''}",
                 start if merge else close,
             )
-        name = self.branch_name()
+        name = self.branch_name("a branch")
         try:
             return Branch(tuple(tuple(p) for p in paths), merge, text_=self.text, name=name,
                           pos=close)  # fmt: skip
@@ -273,8 +294,8 @@ class _Parser(LayerReader):
                 raise
             raise self.error(exc.reason, close) from None
 
-    def branch_name(self) -> str | None:
-        """A branch takes one option, ``(name=...)``."""
+    def branch_name(self, what: str) -> str | None:
+        """A branch or a group takes one option, ``(name=...)``."""
         save = self.pos
         self.skip_space()
         if self.peek() != "(" or not self._looks_like_options():
@@ -286,7 +307,7 @@ class _Parser(LayerReader):
         while self.peek() in NAME_CHARS and self.peek():
             self.pos += 1
         if self.text[kstart : self.pos].lower() != "name":
-            raise self.error("a branch takes one option, name=", kstart)
+            raise self.error(f"{what} takes one option, name=", kstart)
         self.skip_space()
         self.pos += 1  # the '=' (_looks_like_options saw it)
         self.skip_space()

@@ -1,11 +1,14 @@
 """GoogLeNet / Inception v1 (Szegedy et al. 2014, "Going deeper with convolutions", Table 1,
 Fig. 3 and section 5).
 
-Built from Table 1 (the rows below): conv1 7x7/2, pool1 3x3/2, norm1, conv2 (1x1 reduce to 64,
+Table 1 written in the compact notation (:func:`googlenet_text`: each row of inception
+widths ``inception(64,96,128,16,32,32)``, the rows below), with Table 1's module names:
+conv1 7x7/2, pool1 3x3/2, norm1, conv2 (1x1 reduce to 64,
 then 3x3 to 192), norm2, pool2, inception 3a-3b, pool3, 4a-4e, pool4, 5a-5b, average pooling,
 dropout 40%, a linear layer.  Every convolution, inside the inception modules too, is
 followed by ReLU and has a bias; there is no batch normalisation; the "5x5" branches are real
-5x5 convolutions.  Parameters: 6,998,552 (the Caffe reference model's count).
+5x5 convolutions.  Parameters: 6,998,552 (the Caffe reference model's count).  Without the
+auxiliary heads the model is the notation's ``SpecNet`` and formats back to that text.
 
 Written down where the paper is silent or this code differs:
 - the 3x3/2 max pools round up (``ceil_mode``, as Caffe does), which gives Table 1's sizes
@@ -30,11 +33,18 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.layers import Inception, LocalResponseNorm
+from cnnlab.notation import build_spec
 from cnnlab.zoo._common import checked_input, trace
 from cnnlab.zoo._registry import REGISTRY
 
-__all__ = ["AUX_LOSS_WEIGHT", "GoogLeNet", "GoogLeNetOutputs", "InceptionAux", "googlenet"]
+__all__ = [
+    "AUX_LOSS_WEIGHT",
+    "GoogLeNet",
+    "GoogLeNetOutputs",
+    "InceptionAux",
+    "googlenet",
+    "googlenet_text",
+]
 
 PAPER = "Szegedy et al. 2015, Going Deeper with Convolutions (CVPR; arXiv:1409.4842)"
 _NATIVE = (224, 224)
@@ -113,53 +123,61 @@ class GoogLeNet(nn.Module):
         return x
 
 
+def _lrn(name: str) -> str:
+    # Caffe's alpha=1e-4 is divided by the size 5: the notation's lrn takes AlexNet's
+    # formula, alpha not divided.
+    return f"lrn(alpha=2e-05, k=1.0, name={name})"
+
+
+def googlenet_text() -> str:
+    """GoogLeNet of Table 1 in the compact notation (without the auxiliary heads), with the
+    module names of Table 1 (``conv1``, ``inception3a``...): the text :func:`googlenet`
+    builds."""
+    rows = [
+        f"inception({','.join(map(str, widths))})(name={name})"
+        if widths is not None
+        else "maxpool3/2(ceil=true)"  # pool3, pool4 by the naming rule
+        for name, widths in TABLE1
+    ]
+    return "-".join(
+        [
+            "conv7/2-64(name=conv1)-relu(name=relu1)-maxpool3/2(ceil=true)",  # pool1
+            _lrn("norm1"),
+            "conv1-64(name=conv2_reduce)-relu(name=relu2_reduce)",
+            "conv3-192(name=conv2)-relu(name=relu2)",
+            _lrn("norm2"),
+            "maxpool3/2(ceil=true)",  # pool2
+            *rows,
+            "gap(name=avgpool)-flatten-dropout-0.4(name=dropout)-fc-1000(name=fc)",
+        ]
+    )
+
+
 def googlenet(
     *,
     num_classes: int = 1000,
     in_channels: int = 3,
     input_size: int | tuple[int, int] | None = None,
     aux_logits: bool = False,
-) -> GoogLeNet:
-    """Build GoogLeNet from Table 1 (see the module docstring for its details)."""
+) -> nn.Sequential:
+    """Build GoogLeNet from Table 1 (see the module docstring for its details): the network
+    of :func:`googlenet_text`, a :class:`~cnnlab.notation.SpecNet`; with ``aux_logits`` a
+    :class:`GoogLeNet` holding the same modules and the two heads."""
     hw = checked_input("googlenet", num_classes, in_channels, input_size, _NATIVE)
-
-    def lrn() -> nn.Module:
-        return LocalResponseNorm(5, 2e-5, 0.75, 1.0)  # Caffe's alpha=1e-4 is divided by 5
-
-    layers: list[tuple[str, nn.Module]] = [
-        ("conv1", nn.Conv2d(in_channels, 64, 7, stride=2, padding=3)),
-        ("relu1", nn.ReLU()),
-        ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
-        ("norm1", lrn()),
-        ("conv2_reduce", nn.Conv2d(64, 64, 1)),
-        ("relu2_reduce", nn.ReLU()),
-        ("conv2", nn.Conv2d(64, 192, 3, padding=1)),
-        ("relu2", nn.ReLU()),
-        ("norm2", lrn()),
-        ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
-    ]
+    trunk = build_spec(googlenet_text(), in_channels=in_channels, input_size=hw,
+                       num_classes=num_classes, init="torch")  # fmt: skip
+    if not aux_logits:
+        return trunk
+    layers = list(trunk.named_children())
     aux: dict[str, nn.Module] = {}
-    channels = 192
-    for name, widths in TABLE1:
-        if widths is None:
-            layers.append((name, nn.MaxPool2d(3, 2, ceil_mode=True)))
-            continue
-        block = Inception(channels, *widths)
-        layers.append((name, block))
-        channels = block.out_channels
-        if aux_logits and name in _AUX_AFTER:
+    for i, (name, block) in enumerate(layers):
+        if name in _AUX_AFTER:
             head = _AUX_AFTER[name]
+            seen = layers[: i + 1]
             # Traced from the network's input, so a too-small input is reported as such.
-            trace("googlenet", [*layers, (f"{head}.pool", nn.AvgPool2d(5, 3))], hw, _NATIVE)
-            spatial = trace("googlenet", layers, hw, _NATIVE)
-            aux[head] = InceptionAux(channels, num_classes, spatial)
-    trace("googlenet", layers, hw, _NATIVE)
-    layers += [
-        ("avgpool", nn.AdaptiveAvgPool2d(1)),  # the paper's 7x7/1 average pool at 224x224
-        ("flatten", nn.Flatten()),
-        ("dropout", nn.Dropout(0.4)),
-        ("fc", nn.Linear(channels, num_classes)),
-    ]
+            trace("googlenet", [*seen, (f"{head}.pool", nn.AvgPool2d(5, 3))], hw, _NATIVE)
+            spatial = trace("googlenet", seen, hw, _NATIVE)
+            aux[head] = InceptionAux(block.out_channels, num_classes, spatial)
     return GoogLeNet(layers, aux)
 
 

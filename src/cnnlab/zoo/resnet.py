@@ -10,7 +10,10 @@ its 18/34 of Table 2 use option A, ``shortcut="A"``) and ``variant="v1.5"``, the
 downsampling bottleneck on its 3x3 convolution.  ``variant="v1"`` puts it on the first 1x1, as
 in the paper and its Caffe models: the same parameters, and the paper's multiply-adds
 (3.8/7.6/11.3 G for 50/101/152 instead of 4.1/7.8/11.5 G).  The state_dict keys are
-torchvision's (``layer1.0.conv1.weight``, ``layer2.0.downsample.0.weight``...).
+torchvision's (``layer1.0.conv1.weight``, ``layer2.0.downsample.0.weight``...).  Both kinds
+are written in the compact notation (:func:`resnet_text`, :func:`resnet_cifar_text`: the
+blocks ``basic-64`` and ``bottleneck-64``, each stage a named group ``[...](name=layer1)``),
+and a built model formats back to such text.
 
 CIFAR-10 (``resnet20`` ... ``resnet1202``, 32x32x3, depth 6n+2): conv1 3x3 with 16 filters,
 three stages of n basic blocks with 16/32/64 filters on 32x32, 16x16 and 8x8 maps, global
@@ -33,16 +36,15 @@ which normalises with batch statistics, is unaffected.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from torch import nn
 
 from cnnlab.layers import SHORTCUTS, VARIANTS, BasicBlock, Bottleneck
 from cnnlab.layers.init import apply_init
-from cnnlab.zoo._common import check_choice, checked_input, trace
+from cnnlab.notation import SpecNet, build_spec
+from cnnlab.zoo._common import check_choice, checked_input
 from cnnlab.zoo._registry import REGISTRY
 
-__all__ = ["ResNet", "resnet", "resnet_cifar"]
+__all__ = ["resnet", "resnet_cifar", "resnet_cifar_text", "resnet_text"]
 
 PAPER = (
     "He, Zhang, Ren & Sun 2016, Deep Residual Learning for Image Recognition (CVPR; "
@@ -61,18 +63,64 @@ IMAGENET: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
 CIFAR: dict[int, int] = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
 
 
-class ResNet(nn.Sequential):
-    """A residual network as a plain ``nn.Sequential``: conv1, bn1, relu1, (pool1),
-    layer1.., avgpool, flatten, fc."""
+# The paper's words for the two blocks, in the notation: basic-64 is [3x3, 64; 3x3, 64],
+# bottleneck-64 is [1x1, 64; 3x3, 64; 1x1, 256] (Table 1).
+_WORD = {BasicBlock: "basic", Bottleneck: "bottleneck"}
 
 
-def _stage(block, c_in: int, planes: int, blocks: int, stride: int, **kw) -> nn.Sequential:
-    """One stage: ``blocks`` residual blocks, the first with ``stride``; children 0, 1, ..."""
-    layers = []
-    for i in range(blocks):
-        layers.append(block(c_in, planes, stride if i == 0 else 1, **kw))
-        c_in = layers[-1].out_channels
-    return nn.Sequential(*layers)
+def _stage(word: str, planes: int, blocks: int, stride: int, options: str, name: str) -> str:
+    """One stage in the notation: ``blocks`` blocks, the first with ``stride``, as one module
+    ``name`` whose blocks are numbered 0, 1, ... (torchvision's ``layer2.0``)."""
+    first = f"{word}-{planes}{'/2' if stride == 2 else ''}{options}"
+    block = f"{word}-{planes}{options}"
+    rest = {1: "", 2: f"-{block}"}.get(blocks, f"-({block})*{blocks - 1}")
+    return f"[{first}{rest}](name={name})"
+
+
+def _options(shortcut: str, variant: str | None) -> str:
+    written = [f"shortcut={shortcut}"] if shortcut != "B" else []
+    written += [f"variant={variant}"] if variant not in (None, "v1.5") else []
+    return f"({','.join(written)})" if written else ""
+
+
+def resnet_text(depth: int, num_classes: int = 1000, variant: str = "v1.5",
+                shortcut: str = "B") -> str:  # fmt: skip
+    """An ImageNet ResNet of Table 1 in the compact notation, with torchvision's module
+    names (``conv1``, ``bn1``, ``layer1``..``layer4``, ``fc``): the text :func:`resnet`
+    builds.  For example ``resnet_text(18)`` is::
+
+        conv7/2-64(bias=false,name=conv1)-bn(name=bn1)-relu(name=relu1)-maxpool3/2(pad=1)-
+        [basic-64-basic-64](name=layer1)-[basic-128/2-basic-128](name=layer2)-...-
+        gap(name=avgpool)-fc-1000(name=fc)
+    """
+    check_choice("resnet", "depth", depth, IMAGENET)
+    block, counts = IMAGENET[depth]
+    options = _options(shortcut, variant if block is Bottleneck else None)
+    stages = [
+        _stage(_WORD[block], planes, n, 1 if i == 0 else 2, options, f"layer{i + 1}")
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), counts, strict=True))
+    ]
+    return "-".join(
+        ["conv7/2-64(bias=false,name=conv1)-bn(name=bn1)-relu(name=relu1)-maxpool3/2(pad=1)",
+         *stages, f"gap(name=avgpool)-fc-{num_classes}(name=fc)"]
+    )  # fmt: skip
+
+
+def resnet_cifar_text(depth: int, num_classes: int = 10, shortcut: str = "A") -> str:
+    """A CIFAR-10 ResNet of section 4.2 in the compact notation (the text
+    :func:`resnet_cifar` builds): ``conv3-16(bias=false,name=conv1)-bn(name=bn1)-
+    relu(name=relu1)``, three stages of n ``basic`` blocks of 16, 32 and 64 planes, then
+    ``gap(name=avgpool)-fc-10(name=fc)``."""
+    check_choice("resnet_cifar", "depth", depth, CIFAR)
+    n, options = CIFAR[depth], _options(shortcut, None)
+    stages = [
+        _stage("basic", planes, n, 1 if i == 0 else 2, options, f"layer{i + 1}")
+        for i, planes in enumerate((16, 32, 64))
+    ]
+    return "-".join(
+        ["conv3-16(bias=false,name=conv1)-bn(name=bn1)-relu(name=relu1)", *stages,
+         f"gap(name=avgpool)-fc-{num_classes}(name=fc)"]
+    )  # fmt: skip
 
 
 def _init(model: nn.Module, zero_init_residual: bool) -> nn.Module:
@@ -95,7 +143,7 @@ def resnet(
     variant: str = "v1.5",
     shortcut: str = "B",
     zero_init_residual: bool = False,
-) -> ResNet:
+) -> SpecNet:
     """Build an ImageNet ResNet of Table 1 (``depth`` 18, 34, 50, 101 or 152).
 
     ``variant`` ("v1.5" or "v1") matters for the bottleneck networks only; ``shortcut``: "A"
@@ -107,23 +155,9 @@ def resnet(
     hw = checked_input(name, num_classes, in_channels, input_size, (224, 224))
     check_choice(name, "variant", variant, VARIANTS)
     check_choice(name, "shortcut", shortcut, SHORTCUTS)
-    block, counts = IMAGENET[depth]
-    kw = {"shortcut": shortcut} | ({"variant": variant} if block is Bottleneck else {})
-    layers: list[tuple[str, nn.Module]] = [
-        ("conv1", nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)),
-        ("bn1", nn.BatchNorm2d(64)),
-        ("relu1", nn.ReLU()),
-        ("pool1", nn.MaxPool2d(3, stride=2, padding=1)),
-    ]
-    c = 64
-    for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), counts, strict=True)):
-        stage = _stage(block, c, planes, blocks, 1 if i == 0 else 2, **kw)
-        layers.append((f"layer{i + 1}", stage))
-        c = stage[-1].out_channels
-    trace(name, layers, hw, (224, 224))
-    layers += [("avgpool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
-    layers.append(("fc", nn.Linear(c, num_classes)))
-    return _init(ResNet(OrderedDict(layers)), zero_init_residual)
+    text = resnet_text(depth, num_classes, variant, shortcut)
+    model = build_spec(text, in_channels=in_channels, input_size=hw, init="torch")
+    return _init(model, zero_init_residual)
 
 
 def resnet_cifar(
@@ -134,7 +168,7 @@ def resnet_cifar(
     input_size: int | tuple[int, int] | None = None,
     shortcut: str = "A",
     zero_init_residual: bool = False,
-) -> ResNet:
+) -> SpecNet:
     """Build a CIFAR-10 ResNet of section 4.2 (``depth`` = 6n+2: 20, 32, 44, 56, 110, 1202).
 
     ``shortcut="A"`` (the paper's) zero-pads; "B" and "C" project as in :func:`resnet`;
@@ -144,21 +178,9 @@ def resnet_cifar(
     name = f"resnet{depth}"
     hw = checked_input(name, num_classes, in_channels, input_size, (32, 32))
     check_choice(name, "shortcut", shortcut, SHORTCUTS)
-    n = CIFAR[depth]
-    layers: list[tuple[str, nn.Module]] = [
-        ("conv1", nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)),
-        ("bn1", nn.BatchNorm2d(16)),
-        ("relu1", nn.ReLU()),
-    ]
-    c = 16
-    for i, planes in enumerate((16, 32, 64)):
-        stage = _stage(BasicBlock, c, planes, n, 1 if i == 0 else 2, shortcut=shortcut)
-        layers.append((f"layer{i + 1}", stage))
-        c = planes
-    trace(name, layers, hw, (32, 32))
-    layers += [("avgpool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
-    layers.append(("fc", nn.Linear(c, num_classes)))
-    return _init(ResNet(OrderedDict(layers)), zero_init_residual)
+    text = resnet_cifar_text(depth, num_classes, shortcut)
+    model = build_spec(text, in_channels=in_channels, input_size=hw, init="torch")
+    return _init(model, zero_init_residual)
 
 
 # depth -> (params, MACs v1.5 at 224x224, top-5 error); the paper's
