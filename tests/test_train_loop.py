@@ -189,9 +189,10 @@ def test_fit_fills_the_run_folder(tmp_path):
     assert sum(map(sum, final["confusion"])) == 500
     assert final["top1"] == pytest.approx(opened.final["test_top1"])
     # the saved final weights give the recorded test accuracy again
-    again = evaluate(opened.build_model("final"), test, mean=opened.mean, std=opened.std)
+    again = evaluate(opened.build_model("final"), test, mean=opened.mean, std=opened.std,
+                     flip=recipe.test_flip)  # fmt: skip
     assert again.top1 == pytest.approx(result.test.top1)
-    best_eval = evaluate(opened.build_model("best"), val)
+    best_eval = evaluate(opened.build_model("best"), val, flip=recipe.test_flip)
     assert best_eval.top1 == pytest.approx(best["val_top1"])
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
     assert len(lines) == 1 + 3 + 1 and lines[0].startswith("epoch,final,train_loss")

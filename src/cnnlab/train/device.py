@@ -1,23 +1,45 @@
 """Where and how a run computes: device, precision, memory format and CPU threads.
 
-``device="auto"`` picks CUDA when present.  Precision ``"auto"`` is bf16 autocast on CUDA and
-fp32 on the CPU: on a CPU the right choice depends on the CPU (bf16 autocast trained about 8x
-slower than fp32 on an AVX2-only AMD machine and 1.5-2.9x faster on an Intel machine with
-AMX, both measured for cnnlab), so bf16 on a CPU is asked for with ``precision="bf16"``.
-channels_last is on for CUDA (tensor-core convolutions want NHWC) and off on the CPU, where
-it slowed a small net and helped large ones.
+``device="auto"`` picks CUDA when present.  Precision ``"auto"`` is bf16 autocast on CUDA.  On
+a CPU the right choice depends on the CPU, so it is chosen per machine by
+:func:`cpu_precision`: by what the CPU has (bf16 autocast trained about 8x slower than fp32 on
+an AVX2-only AMD machine, and 1.5-2.9x faster on an Intel machine with AMX-BF16, both measured
+for cnnlab; on an AVX-512-BF16 Xeon without AMX a bf16 matmul was slower than fp32) and, where
+it has bf16 instructions, by a short measurement (a 2-thread matmul in both precisions, about
+0.2 s, once per process).  channels_last is on for CUDA (tensor-core convolutions want NHWC)
+and on the CPU only with bf16 (oneDNN's bf16 convolutions run in NHWC; in fp32 it slowed a
+small net and helped large ones).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["Placement", "configure_threads", "placement", "usable_cores"]
+__all__ = [
+    "CpuInfo",
+    "Placement",
+    "configure_threads",
+    "cpu_info",
+    "cpu_precision",
+    "matmul_gflops",
+    "placement",
+    "usable_cores",
+]
+
+# The /proc/cpuinfo flags that decide how fast training can run: vector width, FMA, and the
+# bf16 / fp16 instructions (AVX-512 BF16 dot products; AMX tiles, which oneDNN uses for bf16
+# convolutions and matmuls).
+_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+# bf16 is chosen on a CPU only when its matmul is at least this much faster than fp32's.
+_BF16_GAIN = 1.5
 
 
 @dataclass(frozen=True)
@@ -48,12 +70,90 @@ def placement(
             f"(torch {torch.__version__}); use --device cpu or auto"
         )
     if precision == "auto":
-        precision = "bf16" if device == "cuda" else "fp32"
+        precision = "bf16" if device == "cuda" else cpu_precision()[0]
     if precision not in ("fp32", "bf16"):
         raise CnnlabError(f"precision {precision!r}: expected auto, fp32 or bf16")
     if channels_last is None:
-        channels_last = device == "cuda"
+        channels_last = device == "cuda" or precision == "bf16"
     return Placement(torch.device(device), precision, bool(channels_last))
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The CPU's model name, the :data:`_FLAGS` it has, and torch's vector capability
+    (``torch.backends.cpu.get_cpu_capability()``: ``"AVX2"``, ``"AVX512"``, ...)."""
+
+    model: str
+    flags: tuple[str, ...]
+    capability: str
+
+    @property
+    def has_bf16(self) -> bool:
+        """Whether the CPU has bf16 instructions (AVX-512 BF16 or AMX-BF16)."""
+        return "avx512_bf16" in self.flags or "amx_bf16" in self.flags
+
+    def describe(self) -> str:
+        flags = " ".join(self.flags) or "none of " + " ".join(_FLAGS)
+        return f"{self.model} ({self.capability}; flags: {flags})"
+
+
+@functools.cache
+def cpu_info() -> CpuInfo:
+    """This machine's :class:`CpuInfo` (from ``/proc/cpuinfo`` on Linux; elsewhere the
+    platform's processor name and no flags)."""
+    model, flags = "", set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # pragma: no cover - not Linux
+        import platform
+
+        text, model = "", platform.processor() or platform.machine()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+    capability = torch.backends.cpu.get_cpu_capability()
+    return CpuInfo(model or "unknown CPU", tuple(f for f in _FLAGS if f in flags), capability)
+
+
+def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 5) -> float:
+    """Best-of-``repeats`` GFLOP/s (2 n^3 per product) of an n x n CPU matmul in ``dtype``,
+    with torch's current threads: the practical peak that training throughput is set
+    against."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # warm-up: the kernel's first call packs and allocates
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+@functools.cache
+def cpu_precision() -> tuple[str, str]:
+    """The CPU precision this machine trains fastest in, and why: ``("fp32" | "bf16",
+    reason)``.  Without bf16 instructions, fp32 (no measurement: emulated bf16 is many times
+    slower).  With them, a short measurement: bf16 when its matmul is at least
+    ``_BF16_GAIN`` times fp32's, interleaved over three rounds (the best of each), so that a
+    busy machine slows both alike."""
+    info = cpu_info()
+    if not info.has_bf16:
+        return "fp32", f"{info.model}: no bf16 instructions (avx512_bf16 / amx_bf16)"
+    fp32 = bf16 = 0.0
+    for _ in range(3):
+        fp32 = max(fp32, matmul_gflops(torch.float32, 512, 3))
+        bf16 = max(bf16, matmul_gflops(torch.bfloat16, 512, 3))
+    gain = bf16 / fp32
+    choice = "bf16" if gain >= _BF16_GAIN else "fp32"
+    return choice, (
+        f"{info.model}: bf16 matmul {bf16:.0f} GFLOP/s vs fp32 {fp32:.0f} ({gain:.2f}x; bf16 "
+        f"needs >= {_BF16_GAIN}x)"
+    )
 
 
 def usable_cores() -> int:

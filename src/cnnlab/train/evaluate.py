@@ -88,11 +88,15 @@ def evaluate(
     channels_last: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    flip: bool = False,
 ) -> Evaluation:
     """Evaluate ``model`` (already on ``device``) on a :class:`~cnnlab.data.Dataset` split.
 
     ``mean``/``std``: the normalisation the model was trained with (pixel/255 units; the
-    dataset's own when None).  The model is put in eval mode and given back in the mode it
+    dataset's own when None).  ``flip``: test-time augmentation, the logits of each image
+    and of its mirror image averaged (Krizhevsky et al. 2012 averaged ten crops; the fast
+    CIFAR-10 trainers use the mirror alone); a dataset whose flips change the class (digits)
+    raises :class:`CnnlabError`.  The model is put in eval mode and given back in the mode it
     had.  Raises :class:`CnnlabError` when the model's outputs do not match the classes.
 
     With ``world_size > 1`` (every rank of a process group calls it), rank ``r`` measures
@@ -104,6 +108,11 @@ def evaluate(
 
     device = torch.device(device)
     ds = _with_stats(dataset, mean, std)
+    if flip and ds.info is not None and not ds.info.hflip:
+        raise CnnlabError(
+            f"{ds.name}: flip test-time augmentation mirrors the images, and a mirrored image "
+            "of this dataset is another class (or none); valid: flip=False"
+        )
     k = ds.num_classes
     n = len(ds)
     if world_size > 1:
@@ -120,6 +129,8 @@ def evaluate(
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
                 logits = _logits(model(x))
+                if flip:
+                    logits = (logits + _logits(model(x.flip(-1)))) / 2
             logits = logits.float()
             _check_outputs(logits, k, ds)
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()

@@ -260,6 +260,9 @@ def fit(
             augment = Augment(recipe.crop_padding, augment.flip, recipe.erase)
     elif recipe.erase:
         augment = Augment(erase_p=recipe.erase)
+    # Mirror test-time augmentation only where a mirror keeps the class (as the crop-and-flip
+    # augmentation decides it).
+    test_flip = recipe.test_flip and (train.info is None or train.info.hflip)
     batches = pipeline_for(  # in memory, or streamed from disk
         train,
         recipe.batch_size // where.world_size,
@@ -368,6 +371,7 @@ def fit(
             channels_last=where.channels_last,
             rank=where.rank,
             world_size=where.world_size,
+            flip=test_flip,
         )
 
     emit(

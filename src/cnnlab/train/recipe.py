@@ -92,6 +92,11 @@ class Recipe:
     )
     crop_padding: int | None = _key(None, "standard augment: padding (None: dataset's)", lo=0)
     erase: float = _key(0.0, "random erasing probability", lo=0, hi=1)
+    test_flip: bool = _key(
+        False,
+        "evaluate (validation and test) on each image and its mirror, logits averaged "
+        "(test-time augmentation), where the data's flips keep the class (not for digits)",
+    )
     # ---- model ----
     dropout: float | None = _key(
         None,

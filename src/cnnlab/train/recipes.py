@@ -157,8 +157,9 @@ _FAST = Recipe(
     about=(
         "The quickest way cnnlab knows to a good accuracy on a CPU (a later issue tunes it): "
         "a small BatchNorm net that pools early, SGD with Nesterov momentum, a one-cycle "
-        "schedule, label smoothing 0.2 and BatchNorm/bias parameters without weight decay, "
-        "after the fast CIFAR-10 training records (Page 2018; Jordan 2024, airbench)."
+        "schedule, label smoothing 0.2, BatchNorm/bias parameters without weight decay, "
+        "batched crop-and-flip augmentation and flip test-time augmentation, after the fast "
+        "CIFAR-10 training records (Page 2018; Jordan 2024, airbench)."
     ),
     model=(
         "conv3-32-bn-relu-maxpool-conv3-64-bn-relu-maxpool-conv3-128-bn-relu-maxpool-gap-"
@@ -175,6 +176,7 @@ _FAST = Recipe(
     warmup=0.2,
     label_smoothing=0.2,
     augment="standard",
+    test_flip=True,
     init="default",
 )
 

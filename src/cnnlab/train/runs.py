@@ -108,12 +108,17 @@ def evaluate_run(
 ) -> Any:
     """:func:`~cnnlab.train.evaluate.evaluate` of ``run``'s ``weights`` on
     :func:`run_split` ``(run, split, data=..., data_dir=...)``, normalised with the run's
-    own mean and std.  Returns the :class:`~cnnlab.train.evaluate.Evaluation`."""
+    own mean and std, and with flip test-time augmentation when the run's recipe measured
+    with it (``test_flip``, where the data's mirror keeps the class), so that it gives the
+    run's own numbers again.  Returns the :class:`~cnnlab.train.evaluate.Evaluation`."""
     from cnnlab.train.evaluate import evaluate
 
     ds = run_split(run, split, data=data, data_dir=data_dir)
     model = run.build_model(weights)
-    return evaluate(model, ds, batch_size=batch_size, mean=run.mean, std=run.std)
+    flip = bool((run.config.get("recipe") or {}).get("test_flip")) and (
+        ds.info is None or ds.info.hflip
+    )
+    return evaluate(model, ds, batch_size=batch_size, mean=run.mean, std=run.std, flip=flip)
 
 
 def check_compatible(runs: list[Any]) -> None:

@@ -1,0 +1,115 @@
+"""Speed machinery: the per-machine precision policy, flip test-time augmentation, and the
+speed benchmarks' own scripts run for real (their quick modes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_data_writers import real_fashion_dir
+from torch import nn
+
+from cnnlab import build_spec
+from cnnlab.data import load_dataset
+from cnnlab.data.catalog import dataset_info
+from cnnlab.errors import CnnlabError
+from cnnlab.train.device import _FLAGS, cpu_info, cpu_precision, matmul_gflops, placement
+from cnnlab.train.evaluate import evaluate
+from cnnlab.train.loop import TrainData, fit
+from cnnlab.train.recipe import Recipe
+from cnnlab.train.recipes import RECIPES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_cpu_is_described_by_its_own_flags_and_torchs_capability():
+    info = cpu_info()
+    assert info.capability == torch.backends.cpu.get_cpu_capability()
+    flags = set(Path("/proc/cpuinfo").read_text().split("flags", 1)[1].splitlines()[0].split())
+    assert set(info.flags) == {f for f in _FLAGS if f in flags}
+    assert info.has_bf16 == bool({"avx512_bf16", "amx_bf16"} & flags)
+    assert info.model in info.describe()
+
+
+def test_auto_precision_on_the_cpu_is_the_measured_choice():
+    choice, why = cpu_precision()
+    assert choice in ("fp32", "bf16") and cpu_info().model in why
+    if not cpu_info().has_bf16:
+        assert choice == "fp32" and "no bf16" in why
+    else:  # measured: the reason gives both rates
+        assert "GFLOP/s" in why
+    where = placement("cpu")
+    assert where.precision == choice
+    assert where.channels_last == (choice == "bf16")  # NHWC goes with oneDNN's bf16 convs
+    assert placement("cpu", "fp32").precision == "fp32"
+    assert matmul_gflops(torch.float32, 128, 2) > 0
+
+
+class _Mirrored(nn.Module):
+    """``net`` looking at the mirror image of its input."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flip(-1))
+
+
+def test_flip_tta_averages_an_image_and_its_mirror():
+    real_fashion_dir()
+    test = load_dataset("fashion-mnist", "test").subset(torch.arange(300))
+    torch.manual_seed(0)
+    net = build_spec("conv3-8-bn-relu-maxpool-fc-10", in_channels=1, input_size=28).eval()
+    plain, flipped = evaluate(net, test), evaluate(net, test, flip=True)
+    mirrored = evaluate(_Mirrored(net).eval(), test, flip=True)
+    # the average over {x, mirror(x)} does not care which of the two the net looks at
+    assert mirrored.confusion == flipped.confusion
+    assert mirrored.loss == pytest.approx(flipped.loss, rel=1e-5)
+    assert flipped.loss != pytest.approx(plain.loss, rel=1e-3)  # a random net is no mirror
+    # the same as averaging the logits by hand
+    x = (test.images.float() / 255 - test.mean[0]) / test.std[0]
+    with torch.no_grad():
+        logits = (net(x) + net(x.flip(-1))) / 2
+    by_hand = torch.nn.functional.cross_entropy(logits, test.labels).item()
+    assert flipped.loss == pytest.approx(by_hand, rel=1e-4)  # (a random net's top-1 is ties)
+
+
+def test_flip_tta_refuses_digits_and_fit_leaves_it_off_for_them():
+    real_fashion_dir()
+    train = load_dataset("fashion-mnist", "train").subset(torch.arange(256))
+    digits = dataclasses.replace(train, info=dataset_info("mnist"))  # a class-changing mirror
+    net = build_spec("conv3-8-bn-relu-maxpool-fc-10", in_channels=1, input_size=28)
+    with pytest.raises(CnnlabError, match="flip"):
+        evaluate(net, digits, flip=True)
+    recipe = Recipe(epochs=1, batch_size=64, lr=0.05, schedule="constant", test_flip=True)
+    result = fit(net, TrainData(digits, digits, digits), recipe, where=placement("cpu", "fp32"))
+    assert result.test.top1 == evaluate(net, digits).top1  # evaluated without the mirror
+    assert RECIPES["fast"].test_flip
+
+
+def _bench(script: str, *args: str, timeout: int = 600) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_the_throughput_benchmark_prints_the_machine_and_both_sides():
+    real_fashion_dir()
+    out = _bench("throughput.py", "--nets", "fast", "--images", "512", "--rounds", "1",
+                 "--threads", "1")  # fmt: skip
+    assert cpu_info().model in out and "load average" in out and "peak: fp32 matmul" in out
+    (row,) = [line for line in out.splitlines() if line.startswith("fast ")]
+    cells = row.split()
+    assert cells[1] == "94,410" and cells[2] == "7.45M"  # the fast network, counted by analyze
+    ours, theirs, ratio = (float(c.rstrip("x").replace(",", "")) for c in cells[4:7])
+    assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, abs=0.006)
