@@ -100,6 +100,14 @@ def test_streamed_batches_are_the_in_memory_ones_whatever_the_workers(both, work
     assert not torch.equal(batches(stream, 0)[0][0], batches(stream, 1)[0][0])
 
 
+def test_streaming_leaves_the_global_generators_alone(both):
+    """Dropout draws from torch's global generator: a DataLoader started each epoch must
+    not draw from it (it would unless given its own), or training would change."""
+    state = torch.get_rng_state()
+    batches(StreamPipeline(both[1], 64, augment=AUG, seed=2, workers=1), 0)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_each_rank_streams_its_shard_and_together_they_cover_the_epoch_once(both):
     mem, streamed = both
     plain = StreamPipeline(streamed, 48, seed=1, workers=0, drop_last=True)

@@ -274,6 +274,10 @@ def _load(reader: _Reader, tasks: list[tuple], workers: int, pin: bool) -> Itera
         num_workers=workers,
         pin_memory=pin,
         worker_init_fn=_ignore_stop_signals if workers else None,
+        # Its own generator: a DataLoader otherwise draws its workers' base seed from torch's
+        # global one, which would shift the training's dropout masks (nothing random
+        # happens in a worker: the plan is drawn before).
+        generator=torch.Generator().manual_seed(0),
     )
     it = iter(loader)
     try:
