@@ -8,6 +8,8 @@ output shape; the small ones also compute the same function with the zoo's weigh
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
@@ -24,6 +26,8 @@ from cnnlab.notation import (
     parse_spec,
 )
 from cnnlab.zoo import create_model, list_models, model_info
+from cnnlab.zoo.googlenet import googlenet_text
+from cnnlab.zoo.resnet import resnet_cifar_text, resnet_text
 
 _LENET5 = (
     "conv5-6(pad=0) stanh subsample stanh conv5-16(pad=0, table=lenet5) stanh subsample stanh "
@@ -161,3 +165,36 @@ def test_lenets_from_their_text_compute_the_zoos_function(name):
     rebuilt.load_state_dict(model.state_dict())
     x = torch.randn(3, 1, 32, 32)
     torch.testing.assert_close(rebuilt(x), model(x))
+
+
+@pytest.mark.parametrize(
+    "name, options, text",
+    [
+        ("resnet50", {"variant": "v1"}, resnet_text(50, variant="v1")),
+        ("resnet34", {"shortcut": "A"}, resnet_text(34, shortcut="A")),
+        ("resnet20", {}, resnet_cifar_text(20)),
+        ("googlenet", {}, googlenet_text()),
+    ],
+)
+def test_the_zoos_text_is_the_models(name, options, text):
+    """GoogLeNet and the ResNets are written in the notation in the zoo; the model built is
+    the text's network, for the options too (v1 strides, shortcut A)."""
+    c = model_info(name).input_size[0]
+    with torch.device("meta"):
+        model = create_model(name, **options)
+        from_text = build_spec(text, in_channels=c, init="torch")
+    assert format_spec(model) == format_spec(from_text)
+    assert parse_spec(text).num_params(c) == _params(model)
+
+
+def test_googlenet_with_auxiliary_heads_has_no_one_line_form():
+    # The heads branch off the trunk and return extra outputs in training: not a chain, and
+    # not a branch that merges.  The trunk alone is the plain googlenet's text.
+    with torch.device("meta"):
+        model = create_model("googlenet", aux_logits=True)
+        with pytest.raises(SpecError, match="reads an nn.Sequential.*got GoogLeNet"):
+            format_spec(model)
+        trunk = nn.Sequential(
+            OrderedDict((n, m) for n, m in model.named_children() if not n.startswith("aux"))
+        )
+        assert format_spec(trunk) == format_spec(create_model("googlenet"))

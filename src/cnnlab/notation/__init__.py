@@ -8,7 +8,10 @@
   :func:`build_spec` (Spec or text -> ``nn.Sequential``), :func:`lecture_pattern` (the
   lecture's ``[(CONV-RELU)*N-POOL?]*M-(FC-RELU)*K,SOFTMAX`` as text).
 - The layer kinds (each one's words, options, defaults, text, module and read-back):
-  :mod:`cnnlab.notation.kinds`; the grammar: :mod:`cnnlab.notation.parser`; the intermediate
+  :mod:`cnnlab.notation.kinds` (GoogLeNet's ``inception(...)`` and ResNet's ``basic``/
+  ``bottleneck`` blocks: :mod:`cnnlab.notation.blocks`); branches ``{a | b}cat``:
+  :mod:`cnnlab.notation.branch`; named groups ``[...](name=layer1)``:
+  :mod:`cnnlab.notation.group`; the grammar: :mod:`cnnlab.notation.parser`; the intermediate
   form and its shape inference: :mod:`cnnlab.notation.spec`.
 
 Parsing and formatting need no torch; ``build_spec`` and ``SpecNet`` import it on first use.

@@ -17,8 +17,10 @@ its fields, each kind's class says, in one place:
 - ``role`` and :meth:`~Layer.prefix`: its part in the naming rule of
   :mod:`cnnlab.notation._naming`.
 
-The kinds themselves are in :mod:`cnnlab.notation.kinds` (windows and vectors) and
-:mod:`cnnlab.notation.elementwise`; adding one means one class there, listed in
+The kinds themselves are in :mod:`cnnlab.notation.kinds` (windows and vectors),
+:mod:`cnnlab.notation.elementwise` and :mod:`cnnlab.notation.blocks` (Inception, residual
+blocks); the structural nodes in :mod:`cnnlab.notation.branch` and
+:mod:`cnnlab.notation.group`; adding one means one class there, listed in
 :data:`~cnnlab.notation.kinds.KINDS`, plus its tests.  Torch is imported only inside
 :meth:`~Layer.module` and :meth:`~Layer.read`.
 """

@@ -4,9 +4,11 @@ Grammar (case-insensitive keywords; whitespace is free except that it separates 
 
     spec    := item (SEP item)*              SEP: '-', ',', '->', '→' or whitespace
     item    := atom (('*' | '×') COUNT)*      COUNT: a number, or a name bound by the caller
-    atom    := '(' spec ')' | '[' spec ']' | branch | layer
-    branch  := '{' spec ('|' spec)+ '}' MERGE [options]    MERGE: 'cat' or 'add'
-    layer   := WORD [KERNEL] ['/' STRIDE] ['-' NUMBER] ['/' STRIDE] [options]
+    atom    := '(' spec ')' [name] | '[' spec ']' [name] | branch | layer
+    branch  := '{' spec ('|' spec)+ '}' MERGE [name]    MERGE: 'cat' or 'add'
+    layer   := WORD [WIDTHS] [KERNEL] ['/' STRIDE] ['-' NUMBER] ['/' STRIDE] [options]
+    name    := '(' 'name' '=' NAME ')'       a named group is one module (numbered layers)
+    WIDTHS  := '(' INT (',' INT)* ')'         right after the word: inception(64,96,...)
     KERNEL, STRIDE := INT | INT 'x' INT       (conv3, conv1x7, maxpool3/2, conv7x7/2-64)
     options := '(' KEY '=' VALUE (',' KEY '=' VALUE)* ')'
 
@@ -33,6 +35,12 @@ Layer words (aliases in brackets) and their options (``key=value``; pairs as ``A
 ``flatten``                            implicit before the first fc that reads a volume
 ``softmax``                            marker at the end: the model returns logits
 ``input``                              optional marker at the start; builds nothing
+``inception(64,96,128,16,32,32)``      GoogLeNet's module: #1x1, #3x3 reduce, #3x3, #5x5
+                                       reduce, #5x5, pool proj (Table 1)
+``basic-64``, ``basic-128/2``          ResNet's blocks [basicblock]: ``-planes``, ``/stride``;
+``bottleneck-64``                      shortcut (A, B or C; default B), variant (a strided
+                                       bottleneck's: v1.5 default, or v1)
+``[(basic-64)*2](name=layer1)``        a named group: one nn.Sequential, layers numbered 0, 1
 ====================================  =========================================================
 
 Every layer also takes ``name=`` (its module name; by default the naming rule of

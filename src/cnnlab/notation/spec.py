@@ -1,9 +1,10 @@
 """The intermediate form of the compact notation: a network as a flat tuple of layers.
 
-Pure Python (no torch).  The parser produces it, the VGG zoo is written in it (through the
-parser), :mod:`cnnlab.notation.build` turns it into an ``nn.Module`` and
-:mod:`cnnlab.notation.formatter` reads a module built from it back.  The layer kinds are in
-:mod:`cnnlab.notation.kinds`, the naming rule in :mod:`cnnlab.notation._naming`.
+Pure Python (no torch).  The parser produces it, VGG, GoogLeNet and the ResNets of the zoo
+are written in it (through the parser), :mod:`cnnlab.notation.build` turns it into an
+``nn.Module`` and :mod:`cnnlab.notation.formatter` reads a module built from it back.  The
+layer kinds are in :mod:`cnnlab.notation.kinds`, the naming rule in
+:mod:`cnnlab.notation._naming`.
 
 Canonical form
     Every layer is resolved (see :mod:`~cnnlab.notation.kinds`); repetition (``(...)*3``) is
