@@ -198,3 +198,19 @@ def test_wrong_arguments_are_refused_naming_them(both):
         load_dataset("fashion-mnist", stream=True)
     with pytest.raises(DataError, match="stream 'yes'"):
         load_dataset("fashion-mnist", stream="yes")
+
+
+def test_a_few_images_can_be_read_and_the_missing_tensor_is_explained(both):
+    mem, streamed = both
+    assert torch.equal(streamed.read([3, 0, 179]), mem.images[[3, 0, 179]])
+    with pytest.raises(DataError, match="streamed from disk .* dataset.read"):
+        streamed.images  # noqa: B018
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_streamed_batches_are_the_cpu_ones(both):
+    """Pinned host memory and non-blocking copies must not change a bit."""
+    _, streamed = both
+    cpu = batches(StreamPipeline(streamed, 32, augment=AUG, seed=5, workers=1), 1)
+    gpu = batches(StreamPipeline(streamed, 32, augment=AUG, seed=5, workers=1, device="cuda"), 1)
+    assert_same([(x.cpu(), y.cpu()) for x, y in gpu], cpu)

@@ -162,6 +162,27 @@ class StreamDataset:
         """The file of image ``index``."""
         return Path(os.fsdecode(self.paths[index]))
 
+    @property
+    def images(self) -> torch.Tensor:
+        """Not held: raises a DataError saying what to use instead (code written for a
+        :class:`~cnnlab.data.Dataset` then fails with a message, not an AttributeError)."""
+        raise DataError(
+            f"dataset {self.name!r} ({self.split}) is streamed from disk ({len(self):,} images "
+            "that would not be held in memory): it has no images tensor; iterate "
+            "pipeline_for(dataset, batch_size), or decode a few with dataset.read(indices)"
+        )
+
+    def read(self, indices: torch.Tensor | list[int]) -> torch.Tensor:
+        """uint8 (len(indices), C, H, W): the images at ``indices``, decoded here as the
+        pipeline decodes them (no augmentation)."""
+        idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        if idx.numel() and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
+            raise DataError(f"dataset {self.name!r}: index out of range 0..{len(self) - 1}")
+        reader = _Reader(self.paths, self.mode, self.size, self.shape, 0)
+        files = (idx % len(self)).numpy()
+        (batch,) = _load(reader, [("batch", files, None, None, None)], 0, False)
+        return batch
+
     def __repr__(self) -> str:
         c, h, w = self.shape
         return (
