@@ -111,6 +111,51 @@ def check_value(value: Any, hint: Any) -> Any:
     if hint is Any:
         return value
     if _is_union(hint):
+        return _check_union(value, hint)
+    if typing.get_origin(hint) is tuple:
+        return _check_tuple(value, hint)
+    if hint is type(None):
+        ok = value is None
+    elif hint in _SCALARS:
+        ok = _SCALARS[hint](value)
+    elif isinstance(hint, type):
+        ok = isinstance(value, hint)
+    else:  # a hint cnnlab's signatures do not use: take the value as it is
+        ok = True
+    if not ok:
+        raise TypedValueError("none" if hint is type(None) else type_name(hint))
+    return float(value) if hint is float else value
+
+
+# bool is an int in Python; an option typed int or float must not take True.
+_SCALARS: dict[type, Any] = {
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+}
+
+
+def _check_union(value: Any, hint: Any) -> Any:
+    for part in typing.get_args(hint):
+        try:
+            return check_value(value, part)
+        except TypedValueError:
+            continue
+    raise TypedValueError(type_name(hint))
+
+
+def _check_tuple(value: Any, hint: Any) -> tuple:
+    if not isinstance(value, list | tuple):
+        raise TypedValueError(type_name(hint))
+    args = typing.get_args(hint)
+    if len(args) == 2 and args[1] is Ellipsis:
+        inner = [args[0]] * len(value)
+    elif len(args) == len(value):
+        inner = list(args)
+    else:
+        raise TypedValueError(type_name(hint))
+    return tuple(check_value(v, h) for v, h in zip(value, inner, strict=True))
+    if _is_union(hint):
         for part in typing.get_args(hint):
             try:
                 return check_value(value, part)

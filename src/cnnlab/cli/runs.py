@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from cnnlab.cli._format import pct
 from cnnlab.errors import CnnlabError
 
 _WIDTH = 80
@@ -126,10 +127,6 @@ def _open(path: str) -> Any:
 
 
 # ---- rendering helpers -----------------------------------------------------------------------
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
 def _table(
     headers: Sequence[str],
     rows: Sequence[Sequence[str]],
@@ -189,8 +186,8 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"{run.record.get('target')}, {weights} weights")
     print(f"{dataset}, {split} split, {result.n:,} images")
     print(
-        f"loss {result.loss:.4f}   top-1 error {_pct(1 - result.top1)}   "
-        f"top-5 error {_pct(1 - result.top5)}"
+        f"loss {result.loss:.4f}   top-1 error {pct(1 - result.top1)}   "
+        f"top-5 error {pct(1 - result.top5)}"
     )
     print()
     labels = [f"{i} {_clip(name, 18)}" for i, name in enumerate(result.classes)]
@@ -274,12 +271,12 @@ def _ensemble(args: argparse.Namespace) -> int:
     print(f"{m} models ({weights} weights), their softmax outputs averaged")
     print(f"{result.dataset}, {result.split} split, {n:,} images")
     rows = [
-        [str(p), _pct(1 - s.top1), _pct(1 - s.top5), f"{s.loss:.4f}"]
+        [str(p), pct(1 - s.top1), pct(1 - s.top5), f"{s.loss:.4f}"]
         for p, s in zip(result.runs, result.members, strict=True)
     ]
-    rows.append([f"mean of the {m} models", _pct(1 - mean_top1), _pct(1 - mean_top5), ""])
+    rows.append([f"mean of the {m} models", pct(1 - mean_top1), pct(1 - mean_top5), ""])
     e = result.ensemble
-    rows.append([f"ensemble of {m}", _pct(1 - e.top1), _pct(1 - e.top5), f"{e.loss:.4f}"])
+    rows.append([f"ensemble of {m}", pct(1 - e.top1), pct(1 - e.top5), f"{e.loss:.4f}"])
     headers = ["model", "top-1 error", "top-5 error", "loss"]
     print(_table(headers, rows, right=(1, 2, 3), shrink={0: "start"}))
     return 0
@@ -321,8 +318,8 @@ def _runs(args: argparse.Namespace) -> int:
             r.dataset,
             r.recipe,
             str(r.epochs) + ("*" if r.stopped else ""),
-            _pct(r.best_val_top1),
-            _pct(r.test_top1),
+            pct(r.best_val_top1),
+            pct(r.test_top1),
             _duration(r.seconds),
         ]
         for r in table.rows

@@ -7,6 +7,8 @@
   frozen dataclasses in human units, layered with a TOML file and ``key=value``.
 * :func:`open_run` / :class:`Run` / :func:`read_record` (:mod:`cnnlab.train.run`): the run
   folder a training leaves behind, and the model it rebuilds.
+* :func:`prepare` / :class:`Request` / :class:`Job` (:mod:`cnnlab.train.job`): a run as
+  ``cnnlab train`` resolves it (config, device, data, model, run folder), then ``job.fit()``.
 * :func:`evaluate` / :func:`probabilities` (:mod:`cnnlab.train.evaluate`).
 * :func:`load_checkpoint` / :func:`save_checkpoint` (:mod:`cnnlab.train.checkpoint`):
   everything a run needs to continue exactly; :func:`load_pretrained`
@@ -29,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "save_checkpoint": "cnnlab.train.checkpoint",
     "load_pretrained": "cnnlab.train.pretrained",
     "read_state_dict": "cnnlab.train.pretrained",
+    "Job": "cnnlab.train.job",
+    "Request": "cnnlab.train.job",
+    "prepare": "cnnlab.train.job",
     "FitResult": "cnnlab.train.loop",
     "TrainData": "cnnlab.train.loop",
     "TrainState": "cnnlab.train.loop",

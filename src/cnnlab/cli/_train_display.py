@@ -1,0 +1,218 @@
+"""What ``cnnlab train`` shows: the headline before the first step, the progress (a rich bar
+on a terminal, else one line per epoch), and the outcome with the commands to go on."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from cnnlab._io import format_bytes
+from cnnlab.cli._format import duration, pct, plural
+
+__all__ = [
+    "EXIT_CHECKPOINT",
+    "EXIT_DIVERGED",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "Display",
+    "epoch_line",
+    "headline",
+    "next_steps",
+    "outcome",
+]
+
+# Exit statuses of cnnlab train (besides 0, and 2 for a user mistake), in the README.
+EXIT_DIVERGED = 3  # a non-finite loss or gradient stopped the run
+EXIT_CHECKPOINT = 4  # a checkpoint could not be written (a full disk); the previous one stays
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), checkpoint saved
+EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM), checkpoint saved
+
+
+def headline(job: Any) -> list[str]:
+    """The lines printed before training: the network's size and memory, the recipe and the
+    data, TensorBoard's absence, where a resume continues, the run folder."""
+    recipe, totals, train, data = job.recipe, job.summary.totals, job.data.train, job.data
+    sgd = recipe.optimizer == "sgd"
+    memory = totals.training.sgd_momentum if sgd else totals.training.adam
+    peak = recipe.effective_lr()
+    lr_text = f"lr {peak:g}" + (
+        f" ({recipe.lr:g} per {recipe.lr_batch} images)"
+        if recipe.lr_batch and recipe.lr_batch != recipe.batch_size
+        else ""
+    )
+    length = (
+        plural(recipe.epochs, "epoch") if recipe.epochs else plural(recipe.iterations, "iteration")
+    )
+    lines = [
+        f"{job.label}: {totals.params:,} parameters, {totals.macs / totals.batch / 1e6:,.2f} M "
+        f"MACs per image, training memory ~{format_bytes(memory)} at batch "
+        f"{recipe.batch_size} ({'SGD momentum' if sgd else recipe.optimizer})",
+        f"recipe {recipe.name}: {length}, batch {recipe.batch_size}, {recipe.optimizer}, "
+        f"{lr_text}, {recipe.schedule} schedule; {train.name} {len(train):,} train / "
+        f"{len(data.val) if data.val is not None else 0:,} val / "
+        f"{len(data.test) if data.test is not None else 0:,} test; {job.where.device.type} "
+        f"{job.where.precision}, {plural(job.threads, 'thread')}",
+    ]
+    if job.run is not None and not job.run.tensorboard:
+        lines.append(
+            "note: tensorboard is not installed, so no TensorBoard curves (pip install "
+            "'cnnlab[tensorboard]'); metrics.csv has the same numbers"
+        )
+    if job.resume is not None:
+        s = job.resume.state
+        lines.append(
+            f"resuming from {job.resume.path.name}: step {job.resume.step:,}, epoch "
+            f"{s['epoch'] + 1}"
+            + (f" after its batch {s['batch']}" if s["batch"] else " from its start")
+        )
+    lines.append(f"run folder: {job.path}")
+    return lines
+
+
+def outcome(job: Any, result: Any, elapsed: float) -> tuple[int, list[str], list[str]]:
+    """(exit status, lines for stdout, lines for stderr) once :meth:`Job.fit` returned."""
+    final, quoted = result.final, shlex.quote(str(job.path))
+    if result.stopped in ("interrupted", "terminated"):
+        how = "Ctrl-C" if result.stopped == "interrupted" else "SIGTERM"
+        saved_at = (
+            f"checkpoint {Path(final['checkpoint']).name} saved"
+            if final.get("checkpoint")
+            else "the newest checkpoint in checkpoints/ is where it continues"
+        )
+        status = EXIT_INTERRUPTED if result.stopped == "interrupted" else EXIT_TERMINATED
+        return (
+            status,
+            [
+                f"stopped by {how} at epoch {final['epoch']}, step {final['step']:,} of "
+                f"{final['total_steps']:,}; {saved_at}; resume with: cnnlab train --resume {quoted}"
+            ],
+            [],
+        )
+    if result.stopped == "diverged":
+        what = {"loss": "loss", "gradient": "gradient norm", "weights": "weight"}[final["what"]]
+        return (
+            EXIT_DIVERGED,
+            [],
+            [
+                f"error: training diverged: a non-finite {what} at step {final['fault_step']:,} "
+                f"(epoch {final['fault_epoch']}, batch {final['fault_batch']}), lr "
+                f"{final['fault_lr']:.3g}; no checkpoint is written from it, the last one stays; "
+                "lower --lr, or set grad_clip, or --on-nan skip; the run so far is in "
+                f"{job.path}"
+            ],
+        )
+    out = []
+    if result.stopped == "early-stopped":
+        out.append(
+            f"early stop: no better validation top-1 for {job.options.early_stop} epochs; the "
+            f"weights of epoch {final['restored_epoch']} (the best) are restored"
+        )
+    if result.test is not None:
+        out.append(
+            f"test accuracy {pct(result.test.top1)} (top-5 {pct(result.test.top5)}, loss "
+            f"{result.test.loss:.4f}) after {plural(final['epoch'], 'epoch')}, "
+            f"{duration(elapsed)}"
+        )
+    if final.get("best_epoch"):
+        out.append(
+            f"best validation top-1 {pct(final['best_val_top1'])} at epoch "
+            f"{final['best_epoch']} (weights/best.safetensors)"
+        )
+    return 0, out, []
+
+
+def next_steps(job: Any) -> list[str]:
+    """The commands that use the finished run."""
+    quoted = shlex.quote(str(job.path))
+    dims = "x".join(map(str, job.image_shape))
+    return [
+        f"run folder: {job.path}",
+        "next:",
+        f"  cnnlab eval {quoted}                      # per-class accuracy, confusion matrix",
+        f"  cnnlab predict {quoted} IMAGE.png         # class probabilities of an image",
+        f"  cnnlab summary {shlex.quote(job.target_text)} --input {dims}   # layer by layer",
+    ]
+
+
+def epoch_line(row: dict[str, Any]) -> str:
+    """One epoch's row of the metrics as a line of text."""
+    parts = [
+        f"epoch {row['epoch']}/{row['epochs']}",
+        f"train loss {row['train_loss']:.4f} top-1 {pct(row['train_top1'])}",
+    ]
+    if row.get("val_top1") is not None:
+        parts.append(
+            f"val loss {row['val_loss']:.4f} top-1 {pct(row['val_top1'])} "
+            f"top-5 {pct(row['val_top5'])}"
+        )
+    if row.get("test_peek"):
+        parts.append(f"test (every epoch, asked) top-1 {pct(row['test_top1'])}")
+    parts.append(f"lr {row['lr']:.3g}" + (" (lowered)" if row.get("lr_lowered") else ""))
+    ips = row.get("images_per_s")
+    parts.append(f"{row['seconds']:.1f} s" + (f", {ips:,.0f} img/s" if ips else ""))
+    return "  ".join(parts)
+
+
+class Display:
+    """Progress: a rich bar on a terminal, else (or with --quiet) one line per epoch; called
+    with each event of :func:`cnnlab.train.loop.fit`."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.bar = None
+        if not quiet and sys.stdout.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=Console(),
+                transient=True,
+            )
+            self.task = None
+
+    def __enter__(self) -> Display:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start" and self.bar is not None:
+            self.task = self.bar.add_task("training", total=event["total_steps"], stats="")
+        elif kind == "progress" and self.bar is not None:
+            stats = (
+                f"loss {event['loss']:.4f} top-1 {pct(event['top1'])} "
+                f"{event['images_per_s']:,.0f} img/s lr {event['lr']:.3g}"
+            )
+            self.bar.update(
+                self.task,
+                completed=event["step"],
+                description=f"epoch {event['epoch']}/{event['epochs']}",
+                stats=stats,
+            )
+        elif kind == "epoch":
+            line = epoch_line(event)
+            if self.bar is not None:
+                self.bar.console.print(line)
+                self.bar.update(self.task, completed=event["step"])
+            else:
+                print(line, flush=True)
