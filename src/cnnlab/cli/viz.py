@@ -48,10 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = vs.add_parser("activations", help="each layer's activation maps for one input")
     _subject_options(p)
-    p.add_argument("--image", metavar="FILE", help="an image file (converted as predict does)")
-    p.add_argument("--index", metavar="I", help="image I of a split of the run's dataset")
-    p.add_argument("--split", default="test", metavar="|".join(_SPLITS), help="default: test")
-    p.add_argument("--data", metavar="D", help="dataset (default: the run's own)")
+    _one_image_options(p)
     p.add_argument(
         "--layers",
         nargs="+",
@@ -97,10 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(Selvaraju et al. 2017).",
     )
     _subject_options(p)
-    p.add_argument("--image", metavar="FILE", help="an image file (converted as predict does)")
-    p.add_argument("--index", metavar="I", help="image I of a split of the run's dataset")
-    p.add_argument("--split", default="test", metavar="|".join(_SPLITS), help="default: test")
-    p.add_argument("--data", metavar="D", help="dataset (default: the run's own)")
+    _one_image_options(p)
     p.add_argument("--layer", help="module path (default: the last convolution)")
     p.add_argument(
         "--class",
@@ -198,6 +192,14 @@ def _subject_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="builder option")
 
 
+def _one_image_options(p: argparse.ArgumentParser) -> None:
+    """The one input image of a picture: a file, or an image of a dataset's split."""
+    p.add_argument("--image", metavar="FILE", help="an image file (converted as predict does)")
+    p.add_argument("--index", metavar="I", help="image I of a split of the run's dataset")
+    p.add_argument("--split", default="test", metavar="|".join(_SPLITS), help="default: test")
+    p.add_argument("--data", metavar="D", help="dataset (default: the run's own)")
+
+
 def _out_option(p: argparse.ArgumentParser, default: str, more: str = "") -> None:
     p.add_argument("--out", default=default, metavar="FILE", help=f"default {default} {more}")
 
@@ -245,6 +247,15 @@ def _write(path: Path, data: bytes | str, option: str = "--out") -> Path:
     return path
 
 
+def _png(image: Any) -> bytes:
+    """A PIL image's PNG bytes."""
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _beside(path: Path, tail: str) -> Path:
     return path.with_name(path.stem + tail)
 
@@ -284,14 +295,10 @@ def _filters(args: argparse.Namespace) -> int:
 def _activations(args: argparse.Namespace) -> int:
     from cnnlab.viz._figure import figure_bytes
     from cnnlab.viz.activations import activation_figure, activation_maps
-    from cnnlab.viz.images import normalize
 
-    if (args.image is None) == (args.index is None):
-        raise CnnlabError("give one input: --image FILE or --index I")
     s = _subject(args)
     images, what, _ = _one_image(s, args)
-    x = normalize(images, s.mean or (0.0,) * images.shape[1], s.std or (1.0,) * images.shape[1])
-    maps = activation_maps(s.model, x[0], args.layers)
+    maps = activation_maps(s.model, _normalized(s, images)[0], args.layers)
     _write(Path(args.out), figure_bytes(activation_figure(maps, f"{s.label}: {what}")))
     return 0
 
@@ -316,10 +323,17 @@ def _one_image(s: Any, args: argparse.Namespace) -> tuple[Any, str, int | None]:
     return ds.images[index : index + 1], what, label
 
 
+def _normalized(s: Any, images: Any) -> Any:
+    """uint8 images as the model sees them (an untrained model: mean 0, std 1)."""
+    from cnnlab.viz.images import normalize
+
+    c = images.shape[1]
+    return normalize(images, s.mean or (0.0,) * c, s.std or (1.0,) * c)
+
+
 def _gradcam(args: argparse.Namespace) -> int:
     from cnnlab.viz._figure import figure_bytes
     from cnnlab.viz.attribution import grad_cam, grad_cam_figure
-    from cnnlab.viz.images import normalize
     from cnnlab.viz.source import conv_layers, module_named
 
     s = _subject(args)
@@ -337,9 +351,7 @@ def _gradcam(args: argparse.Namespace) -> int:
             target = s.classes.index(args.target_class)
         else:
             target = _whole("--class", args.target_class, low=0)
-    c = images.shape[1]
-    x = normalize(images, s.mean or (0.0,) * c, s.std or (1.0,) * c)[0]
-    cam, cls = grad_cam(s.model, x, layer, target)
+    cam, cls = grad_cam(s.model, _normalized(s, images)[0], layer, target)
     name = s.classes[cls] if s.classes else str(cls)
     title = f"{s.label}: {what}\nGrad-CAM of class {name} at {layer}"
     _write(Path(args.out), figure_bytes(grad_cam_figure(images[0], cam, title)))
@@ -457,11 +469,7 @@ def _arith(args: argparse.Namespace) -> int:
     anim = arith_animation(worked)
     sys.stdout.write("\n".join(arith_lines(worked)) + "\n")
     _write(out, gif_bytes(anim))
-    import io
-
-    buf = io.BytesIO()
-    strip_image(anim).save(buf, format="PNG")
-    _write(_beside(out, "-strip.png"), buf.getvalue())
+    _write(_beside(out, "-strip.png"), _png(strip_image(anim)))
     return 0
 
 
@@ -516,11 +524,7 @@ def _curves(args: argparse.Namespace) -> int:
     ds = run_split(run, "test", data_dir=args.data_dir)
     images, captions, _ = misclassified(run.build_model(args.weights), ds, run.mean, run.std)
     if len(captions):
-        import io
-
-        buf = io.BytesIO()
-        image_grid(images, captions, columns=6).save(buf, format="PNG")
-        _write(_beside(out, "-misclassified.png"), buf.getvalue())
+        _write(_beside(out, "-misclassified.png"), _png(image_grid(images, captions, columns=6)))
     else:
         print("no misclassified test image")
     return 0
