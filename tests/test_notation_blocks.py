@@ -67,6 +67,12 @@ def test_residual_blocks_shapes_parameters_and_modules(text, c, out, params):
     assert format_spec(net) == format_spec(spec) == text
 
 
+def test_the_block_options_are_the_layers_options():
+    from cnnlab.notation import blocks
+
+    assert blocks.SHORTCUTS == layers.SHORTCUTS and blocks.VARIANTS == layers.VARIANTS
+
+
 def test_v1_and_v1_5_stride_in_different_places():
     v15, v1 = parse_spec("bottleneck-128/2"), parse_spec("bottleneck-128/2(variant=V1)")
     (a,), (b,) = v15.infer(256, 56), v1.infer(256, 56)

@@ -118,6 +118,8 @@ class Inception(Layer):
                    name=name)  # fmt: skip
 
 
+# The same choices as cnnlab.layers.SHORTCUTS and VARIANTS (a test holds them equal), written
+# here because parsing imports no torch and the layers package does.
 SHORTCUTS = ("A", "B", "C")
 VARIANTS = ("v1.5", "v1")
 
