@@ -113,3 +113,18 @@ def test_the_throughput_benchmark_prints_the_machine_and_both_sides():
     assert cells[1] == "94,410" and cells[2] == "7.45M"  # the fast network, counted by analyze
     ours, theirs, ratio = (float(c.rstrip("x").replace(",", "")) for c in cells[4:7])
     assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, abs=0.006)
+
+
+def test_the_time_to_accuracy_benchmark_quick_mode_runs_both_sides():
+    """Both sides really train and report a test accuracy; the table has every target."""
+    real_fashion_dir()
+    out = _bench("time_to_accuracy.py", "--quick", timeout=1200)
+    epochs = [line.split() for line in out.splitlines() if "epochs 1:" in line]
+    assert [cells[0] for cells in epochs] == ["baseline", "cnnlab"]
+    for cells in epochs:
+        top1 = float(cells[-1].rstrip("%")) / 100
+        assert 0.5 < top1 < 1.0  # a few thousand images already learn most classes
+    targets = [line.split()[0] for line in out.splitlines() if line.strip()[:3] in
+               ("90%", "91%", "92%", "93%", "94%", "95%")]  # fmt: skip
+    assert targets == ["90%", "91%", "92%", "93%", "94%", "95%"]
+    assert "load average" in out and cpu_info().model in out
