@@ -261,11 +261,11 @@ def _load_folder(loc: Location, split: str, size, mode: str):
     return x, y, train.classes, used_mode
 
 
-def _open_stream(loc: Location, name: str, split: str, size, mode: str, workers):
+def _open_stream(loc: Location, name: str, split: str, size, mode: str, workers, train=None):
     from cnnlab.data.stream import open_stream  # it builds on this module
 
     splits = _folder_splits(loc, split)
-    train = _folder.scan_split(splits["train"])
+    train = train or _folder.scan_split(splits["train"])  # a large folder is scanned once
     key = ("stream", str(splits["train"].resolve()), size, mode, _folder_key(splits["train"]))
     stats = _STATS_CACHE.get(key)
     scanned = train if split == "train" else _folder.scan_split(splits[split], train.classes)
@@ -385,10 +385,12 @@ def load_dataset(
     if isinstance(name, str) and name.startswith(FOLDER_PREFIX):
         loc = find_dataset(name)
         train_dir = _folder.folder_splits(loc.directory)["train"]
+        scanned = None
         if stream is None:
-            stream = not _folder.fits_in_memory(_folder.scan_split(train_dir), size)
+            scanned = _folder.scan_split(train_dir)
+            stream = not _folder.fits_in_memory(scanned, size)
         if stream:
-            return _open_stream(loc, name, split, size, mode, workers)
+            return _open_stream(loc, name, split, size, mode, workers, scanned)
         key = ("folder", str(train_dir.resolve()), size, mode, _folder_key(train_dir))
         if split == "train":
             x, y, classes, used_mode = _load_folder(loc, split, size, mode)
