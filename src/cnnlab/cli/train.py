@@ -56,6 +56,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-dir", metavar="DIR", help="where to look for the dataset first")
     p.add_argument(
+        "--stream",
+        action="store_true",
+        help="read the image folder from disk batch by batch, decoded by worker processes "
+        "(chosen by itself when it would not fit in memory); the same batches",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="decoding processes of streamed data (default: the cores less one)",
+    )
+    p.add_argument(
         "--weights",
         metavar="FILE",
         help="start from these weights: a state_dict as .safetensors, or .pth read with "
@@ -134,6 +146,8 @@ def _request(args: argparse.Namespace) -> Any:
         flags=flags,
         options=args.option,
         data_dir=args.data_dir,
+        stream=args.stream,
+        workers=args.workers,
         weights=args.weights,
         resume=args.resume,
         out=args.out,

@@ -58,6 +58,8 @@ class Request:
     flags: dict[str, Any] = field(default_factory=dict)
     options: list[str] | None = None
     data_dir: str | None = None
+    stream: bool = False  # an image folder read from disk (also by itself when too large)
+    workers: int | None = None  # its decoding processes
     weights: str | None = None
     resume: str | None = None
     out: str | None = None
@@ -141,7 +143,15 @@ def prepare(request: Request, world: Any = None) -> Job:
 
     from cnnlab.train.loop import load_data
 
-    data = load_data(request.data, options.val_split, seed=options.seed, data_dir=request.data_dir)
+    data = load_data(
+        request.data,
+        options.val_split,
+        seed=options.seed,
+        data_dir=request.data_dir,
+        stream=True if request.stream else None,  # None: when it would not fit in memory
+        workers=request.workers,
+    )
+    _check_workers(request, data.train)
     options_text = request.options
     kwargs = None
     if resume is not None and options_text is None:
@@ -223,8 +233,19 @@ def _resume(request: Request) -> tuple[Request, dict[str, Any], Any]:
         target=request.target or saved.get("target"),
         data=request.data or saved.get("dataset"),
         data_dir=request.data_dir or saved.get("data_dir"),
+        stream=request.stream or bool((saved.get("data") or {}).get("streamed")),
     )
     return request, saved, ckpt
+
+
+def _check_workers(request: Request, train: Any) -> None:
+    from cnnlab.data import StreamDataset
+
+    if request.workers is not None and not isinstance(train, StreamDataset):
+        raise CnnlabError(
+            f"--workers {request.workers}: {train.name} is held in memory; --workers sets the "
+            "decoding processes of streamed data (--stream, folder:PATH datasets)"
+        )
 
 
 def _configure(request: Request, resume: Any) -> tuple[Any, Any]:
@@ -371,6 +392,10 @@ def _config(
             "integrity": train.integrity,
         },
     }
+    from cnnlab.data import StreamDataset
+
+    if isinstance(train, StreamDataset):  # a resume streams too (the statistics of a large
+        config["data"]["streamed"] = True  # folder are a sample's, not the in-memory ones)
     if request.weights and resume is None:
         from cnnlab._io import file_hash
 
