@@ -70,7 +70,7 @@ from cnnlab.notation.spec import Spec
 
 __all__ = ["MAX_LAYERS", "WORDS", "parse_spec"]
 
-MAX_LAYERS = 10_000  # after expanding repetition; VGG-19 has 45, ResNet-1202 about 2,400
+MAX_LAYERS = 10_000  # after expanding repetition; VGG-19 has 45, ResNet-1202 about 610 (blocks)
 # A branch is a layer holding specs, and its text, shapes and modules are computed through
 # them recursively: the depth is bounded (a real network nests one or two deep).
 MAX_BRANCH_DEPTH = 16
