@@ -16,8 +16,6 @@ from torch import nn
 from cnnlab import geometry
 from cnnlab.errors import CnnlabError, check_int
 from cnnlab.layers import (
-    BasicBlock,
-    Bottleneck,
     ConnectionTableConv2d,
     Inception,
     LocalResponseNorm,
@@ -163,9 +161,6 @@ def _trace_axis(layers: Layers, n: int, axis: int, prefix: str = "") -> int:
                 for bname, b in m.named_children()
             }
             n = sizes.pop()  # every branch keeps the size, so there is one
-        elif isinstance(m, BasicBlock | Bottleneck):
-            convs = [c for c in ("conv1", "conv2", "conv3") if hasattr(m, c)]
-            n = _trace_axis([(c, getattr(m, c)) for c in convs], n, axis, where + ".")
         else:  # a zoo bug, not a user mistake
             raise TypeError(f"trace: no size rule for {where} ({type(m).__name__})")
     return n
