@@ -188,6 +188,9 @@ def test_streaming_is_chosen_when_the_decoded_split_would_not_fit(folder):
     # and the in-memory path refuses the size it cannot hold, pointing to streaming.
     with pytest.raises(DataError, match="stream=True"):
         load_dataset(folder, image_size=(side, side), stream=False)
+    # A size of which not even a batch fits is refused streamed too, before decoding.
+    with pytest.raises(DataError, match="would need about .* even streamed"):
+        load_dataset(folder, image_size=100_000)
 
 
 def test_wrong_arguments_are_refused_naming_them(both):

@@ -5,15 +5,17 @@ folder in memory and was never stopped (the same per-step losses, bit-identical 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from test_data_writers import real_fashion_dir
-from test_resume import resume_argv, run, signal_after, step_rows, write_folder
+from test_resume import resume_argv, run, signal_after, step_rows, steps_done, write_folder
 
 from cnnlab.train.checkpoint import checkpoint_paths, read_checkpoint
 
@@ -69,3 +71,31 @@ def test_workers_without_streamed_data_is_refused(folder, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: --workers 2: folder:{folder} is held in memory")
     assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_to_the_whole_process_group_stops_a_streamed_run_with_a_checkpoint(folder, tmp_path):
+    """A terminal's Ctrl-C reaches the training process and its decoding workers alike: the
+    workers ignore it, the training process stops at a step boundary and saves."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        argv(folder, out, "--stream", "--workers", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        while steps_done(out) < 5:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.002)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr and "DataLoader" not in stderr
+    assert f"cnnlab train --resume {out}" in stdout + stderr
+    newest = read_checkpoint(checkpoint_paths(out / "checkpoints")[0])
+    assert newest.step >= 5 and newest.step == len(step_rows(out))

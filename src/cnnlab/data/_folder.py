@@ -39,6 +39,8 @@ __all__ = [
     "FORMATS",
     "DecodedImage",
     "FolderSplit",
+    "STREAM_BATCH_MIN",
+    "check_stream_memory",
     "fits_in_memory",
     "folder_splits",
     "memory_needed",
@@ -241,6 +243,25 @@ def fits_in_memory(split: FolderSplit, size: tuple[int, int] | None) -> bool:
     unknown)."""
     have = available_memory()
     return have is None or memory_needed(split, size) <= have
+
+
+STREAM_BATCH_MIN = 64  # decoded images that streaming must at least hold at a time
+
+
+def check_stream_memory(split: FolderSplit, size: tuple[int, int] | None) -> None:
+    """Refuse, before decoding anything, a size of which even :data:`STREAM_BATCH_MIN`
+    images (held twice while cropped) would not fit in memory: streaming cannot help then."""
+    if size is None:
+        return
+    h, w = size
+    need = 2 * STREAM_BATCH_MIN * 3 * h * w
+    have = available_memory()
+    if have is not None and need > have:
+        raise DataError(
+            f"{split.root}: image_size {h}x{w} would need about {format_bytes(need)} of memory "
+            f"even streamed ({STREAM_BATCH_MIN} images of up to 3x{h}x{w} bytes, held twice); "
+            f"this machine has {format_bytes(have)} available; choose a smaller image_size"
+        )
 
 
 def _check_memory(split: FolderSplit, size: tuple[int, int]) -> None:

@@ -266,6 +266,7 @@ def _open_stream(loc: Location, name: str, split: str, size, mode: str, workers,
 
     splits = _folder_splits(loc, split)
     train = train or _folder.scan_split(splits["train"])  # a large folder is scanned once
+    _folder.check_stream_memory(train, size)
     key = ("stream", str(splits["train"].resolve()), size, mode, _folder_key(splits["train"]))
     stats = _STATS_CACHE.get(key)
     scanned = train if split == "train" else _folder.scan_split(splits[split], train.classes)
