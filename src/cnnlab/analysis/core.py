@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -59,9 +58,8 @@ def analyze(
     """
     if not isinstance(model, nn.Module):
         raise CnnlabError(f"analyze() needs a torch.nn.Module, got {type(model).__name__}")
-    scripted = [
-        n or "(model)" for n, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)
-    ]
+    named = list(model.named_modules())  # walked once: a large model's tree is not free
+    scripted = [n or "(model)" for n, m in named if isinstance(m, torch.jit.ScriptModule)]
     if scripted:
         raise CnnlabError(
             f"{scripted[0]} is a TorchScript module (torch.jit.script or torch.jit.trace): its "
@@ -99,7 +97,7 @@ def analyze(
     gc.disable()
     try:
         try:
-            result = trace(model, xs, strict=strict, rules=table)
+            result = trace(model, xs, strict=strict, rules=table, named=named)
         except (AnalysisError, GeometryError) as exc:
             if not several and len(size) >= 3 and size[0] == 1 and batch == 1:
                 # torchinfo's habit: input_size=(1, 3, 224, 224) with the batch in it; said
@@ -107,7 +105,7 @@ def analyze(
                 # whose model fails for its own reasons gets no such hint).
                 try:
                     inner = torch.empty((1, *size[1:]), dtype=dtypes[0], device="meta")
-                    trace(model, (inner,), strict=False, rules=table)
+                    trace(model, (inner,), strict=False, rules=table, named=named)
                 except Exception:  # noqa: BLE001 - it does not run either way: no hint
                     raise exc from exc.__cause__
                 raise type(exc)(
@@ -116,7 +114,7 @@ def analyze(
                 ) from exc
             raise
         itemsize = x.element_size()
-        builder = _RowBuilder(model, itemsize)
+        builder = _RowBuilder(model, itemsize, named)
         builder.attribute_functional_uses(result.root, result.used)
         builder.walk(result.root)
         rows = builder.rows + builder.uncalled_rows()
@@ -162,6 +160,10 @@ def _check_size(input_size: Any) -> tuple[int, ...]:
 class _Agg:
     """Counts of one subtree."""
 
+    __slots__ = (
+        "macs", "other", "params", "weights", "biases", "trainable", "uncounted", "fits", "layer"
+    )  # fmt: skip
+
     def __init__(self) -> None:
         self.macs = 0
         self.other = 0
@@ -169,7 +171,7 @@ class _Agg:
         self.weights = 0
         self.biases = 0
         self.trainable = 0
-        self.uncounted: Counter[str] = Counter()
+        self.uncounted: dict[str, int] = {}  # op name -> calls with no counting rule
         self.fits: list[tuple[Any, bool]] = []
         self.layer: Layer | None = None
 
@@ -180,20 +182,24 @@ class _Agg:
         self.weights += other.weights
         self.biases += other.biases
         self.trainable += other.trainable
-        self.uncounted.update(other.uncounted)
+        if other.uncounted:
+            mine = self.uncounted
+            for name, n in other.uncounted.items():
+                mine[name] = mine.get(name, 0) + n
 
 
 class _RowBuilder:
-    def __init__(self, model: nn.Module, itemsize: int):
+    def __init__(self, model: nn.Module, itemsize: int, named: list[tuple[str, nn.Module]]):
         self.model = model
+        self.named = named
         self.itemsize = itemsize
         self.rows: list[Row] = []
-        self.uncounted: Counter[str] = Counter()
+        self.uncounted: dict[str, int] = {}
         self.called: set[str] = set()
         # Each parameter belongs to the first module that holds it (shared tensors once).
         self.own: dict[str, list[tuple[str, nn.Parameter]]] = {}
         seen: set[int] = set()
-        for path, module in model.named_modules():
+        for path, module in named:
             for attr, p in module._parameters.items():
                 if p is None or id(p) in seen:
                     continue
@@ -209,7 +215,7 @@ class _RowBuilder:
         while stack:
             frame = stack.pop()
             called.add(frame.path)
-            stack.extend(frame.children)
+            stack.extend(i for i in frame.items if type(i) is Frame)
         for path in [p for p in self.own if p not in called]:
             keep = []
             for attr, p in self.own[path]:
@@ -239,9 +245,12 @@ class _RowBuilder:
         if frame.parent is not None:
             self.called.add(frame.path)
         index = len(self.rows)
-        leaf = not frame.children
+        if frame.parent is not None:
+            self.rows.append(None)  # this frame's row, made once its subtree is counted
+        leaf = not frame.has_children
+        emits = frame.parent is None or not leaf  # _emits_ops(frame)
         for item in frame.items:
-            if isinstance(item, Frame):
+            if type(item) is Frame:
                 agg.add(self.walk(item))
             else:
                 op_agg = _op_agg(item)
@@ -249,7 +258,7 @@ class _RowBuilder:
                 agg.fits.extend(op_agg.fits)
                 if agg.layer is None:
                     agg.layer = op_agg.layer
-                if _emits_ops(frame):
+                if emits:
                     self.rows.append(self._op_row(item, frame, op_agg))
         if frame.override is not None:
             _apply(frame.override, agg, leaf)
@@ -289,7 +298,7 @@ class _RowBuilder:
             notes=tuple(notes),
             producers=_keys(frame.sources),
         )
-        self.rows.insert(index, row)
+        self.rows[index] = row
         return agg
 
     def _op_row(self, rec: OpRecord, frame: Frame, agg: _Agg) -> Row:
@@ -323,7 +332,7 @@ class _RowBuilder:
     def uncalled_rows(self) -> list[Row]:
         """Modules that hold parameters but were not called (e.g. auxiliary heads in eval)."""
         rows = []
-        for path, module in self.model.named_modules():
+        for path, module in self.named:
             if not path or path in self.called:
                 continue
             parent = path.rsplit(".", 1)[0] if "." in path else ""
@@ -362,7 +371,7 @@ class _RowBuilder:
 def _emits_ops(frame: Frame) -> bool:
     """Ops called directly in a container (or the model itself) get rows of their own; the
     ops of a leaf module are that module's row."""
-    return frame.parent is None or bool(frame.children)
+    return frame.parent is None or frame.has_children
 
 
 def _op_path(rec: OpRecord) -> str:
@@ -404,7 +413,7 @@ def _op_agg(rec: OpRecord) -> _Agg:
     agg = _Agg()
     if rec.effect is None:
         if not rec.view:
-            agg.uncounted[rec.name] += 1
+            agg.uncounted[rec.name] = 1
         return agg
     agg.macs = rec.effect.macs
     agg.other = rec.effect.other_ops
@@ -451,7 +460,7 @@ def _fit_text(fits: list[tuple[Any, bool]]) -> str:
 
 
 def _totals(model: nn.Module, result, builder: _RowBuilder, batch: int) -> Totals:
-    params = list(model.parameters())
+    params = result.parameters
     total = sum(p.numel() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)
     biases = sum(
@@ -461,7 +470,7 @@ def _totals(model: nn.Module, result, builder: _RowBuilder, batch: int) -> Total
     )
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     trainable_bytes = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
-    buffers = list(model.buffers())
+    buffers = result.buffers
     alloc_values = result.input_values
     alloc_bytes = result.input_bytes
     stack = [result.root]

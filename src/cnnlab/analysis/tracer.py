@@ -19,7 +19,7 @@ How it works, and why the model is left exactly as it was:
   elements are made for real, as constants.  So the real memory an analysis takes is bounded
   whatever the input size.
 * Whatever the forward assigns to its modules (counters, EMA buffers, caches, lists) is put
-  back afterwards (:class:`_ModelState`), also when it fails.
+  back afterwards (:class:`~cnnlab.analysis.modelstate.ModelState`), also when it fails.
 * Forward pre/post hooks on every submodule delimit module calls; they are removed in a
   ``finally`` block, also when the forward fails.
 
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -49,6 +48,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.analysis import rules as R
+from cnnlab.analysis.metakernels import run_on_meta
+from cnnlab.analysis.modelstate import ModelState
 from cnnlab.analysis.rules.base import ModuleCount, TooLargeError
 from cnnlab.errors import AnalysisError, CnnlabError, GeometryError, ShapeError
 from cnnlab.geometry import Field, check_fit, fit, fitting_paddings, fitting_strides
@@ -66,7 +67,7 @@ class _TI:
     is_global: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class OpRecord:
     name: str
     parent: Frame
@@ -88,7 +89,7 @@ class OpRecord:
         return self.effect is not None or self.view
 
 
-@dataclass
+@dataclass(slots=True)
 class Frame:
     """One call of one module."""
 
@@ -104,16 +105,23 @@ class Frame:
     override: ModuleCount | None = None  # a module rule's counts and kind
     sources: tuple[OpRecord | None, ...] = ()  # producers of the call's tensor inputs
     itemsize: int = 0  # bytes per value of the (first) output
-    op_counts: Counter[str] = field(default_factory=Counter)
+    op_counts: dict[str, int] = field(default_factory=dict)
+    where: str = ""  # "path (Type)", for messages
+
+    def __post_init__(self) -> None:
+        self.where = f"{self.path or '(model)'} ({type(self.module).__name__})"
 
     def add_op(self, rec: OpRecord) -> None:
-        self.op_counts[rec.name] += 1
-        rec.n = self.op_counts[rec.name]
+        rec.n = self.op_counts[rec.name] = self.op_counts.get(rec.name, 0) + 1
         self.items.append(rec)
 
     @property
     def type(self) -> str:
         return type(self.module).__name__
+
+    @property
+    def has_children(self) -> bool:
+        return any(type(i) is Frame for i in self.items)
 
     @property
     def children(self) -> list[Frame]:
@@ -132,6 +140,8 @@ class TraceResult:
     input_values: int
     input_bytes: int
     used: dict[int, Frame] = field(default_factory=dict)  # id(parameter) -> first user
+    parameters: list[nn.Parameter] = field(default_factory=list)  # model.parameters()
+    buffers: list[torch.Tensor] = field(default_factory=list)  # model.buffers()
 
 
 # Arguments of torch calls nest tensors only in tuples, lists and dicts.  These two walkers do
@@ -145,12 +155,37 @@ def _tensors(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Te
     if isinstance(value, torch.Tensor):
         out.append(value)
     elif isinstance(value, tuple | list):
-        for v in value:
-            _tensors(v, out)
+        for v in value:  # one level inline: most arguments are flat
+            if isinstance(v, torch.Tensor):
+                out.append(v)
+            elif isinstance(v, _NESTS):
+                _tensors(v, out)
     elif isinstance(value, dict):
         for v in value.values():
             _tensors(v, out)
     return out
+
+
+_NESTS = (tuple, list, dict)
+
+# Reads of a tensor's metadata that a shape-only stand-in answers exactly as the tensor itself
+# (not its device, nor anything of autograd): they return no tensor and change nothing.
+_METADATA = frozenset(
+    {
+        torch.Tensor.dim,
+        torch.Tensor.size,
+        torch.Tensor.numel,
+        torch.Tensor.stride,
+        torch.Tensor.element_size,
+        torch.Tensor.is_floating_point,
+        torch.Tensor.is_complex,
+        torch.Tensor.is_contiguous,
+        torch.Tensor.shape.__get__,
+        torch.Tensor.dtype.__get__,
+        torch.Tensor.ndim.__get__,
+        torch.Tensor.layout.__get__,
+    }
+)
 
 
 def _map_tensors(fn: Any, value: Any) -> Any:
@@ -170,7 +205,11 @@ def _map_tensors(fn: Any, value: Any) -> Any:
 
 
 def _shapes(value: Any) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(int(s) for s in t.shape) for t in _tensors(value))
+    return tuple(tuple(t.shape) for t in _tensors(value))
+
+
+# Turns off every torch-function handler, the tracer's mode included, for metadata reads.
+_NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 
 
 class _Tracer(TorchFunctionMode):
@@ -179,6 +218,7 @@ class _Tracer(TorchFunctionMode):
         self.stack: list[Frame] = [root]
         self.strict = strict
         self.rules = rules
+        self.ops = rules.ops
         self.input_ids = {id(x) for x in xs}
         self.producer: dict[int, OpRecord] = {}  # id(tensor) -> the op that returned it
         self.info: dict[int, _TI] = {}
@@ -193,6 +233,7 @@ class _Tracer(TorchFunctionMode):
         self.params: set[int] = set()  # ids of the model's parameters
         self.used: dict[int, Frame] = {}  # id(parameter) -> the frame of the first call reading it
         self.state_shadows: set[int] = set()  # ids of their shape-only stand-ins
+        self.fit_cache: dict[tuple[int, ...], Any] = {}  # fit() per (size, window): pure
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -248,15 +289,24 @@ class _Tracer(TorchFunctionMode):
     # -- the interception ------------------------------------------------------------------
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        rule = self.rules.op(func)
-        tensors = _tensors(kwargs, _tensors(args))
+        rule = self.ops.get(func)
+        tensors = _tensors(args)
+        if kwargs:
+            _tensors(kwargs, tensors)
+        else:
+            kwargs = {}
+        params, used = self.params, self.used
         for t in tensors:
             # The first call that reads each parameter: a module may use a child's weights
             # without calling the child (F.linear(x, self.proj.weight)).
-            if id(t) in self.params and id(t) not in self.used:
-                self.used[id(t)] = self.stack[-1]
+            if id(t) in params and id(t) not in used:
+                used[id(t)] = self.stack[-1]
         if rule is None:
+            if func in _METADATA:
+                try:  # the same answer as on a stand-in, and nothing to record
+                    return func(*args, **kwargs)
+                except Exception:  # noqa: BLE001 - the fallback below raises it as it should
+                    pass
             return self._fallback(func, args, kwargs, tensors)
         if not tensors:
             return self._factory(rule, func, args, kwargs)
@@ -267,9 +317,7 @@ class _Tracer(TorchFunctionMode):
         return self._apply(rule, args, kwargs, tensors)
 
     def _call(self, rule: R.OpRule, args, kwargs) -> R.Call:
-        frame = self.stack[-1]
-        where = f"{frame.path or '(model)'} ({frame.type})"
-        return R.Call(rule.name, rule.bind(args, kwargs), where=where)
+        return R.Call(rule.name, rule.bind(args, kwargs), where=self.stack[-1].where)
 
     def _apply(self, rule: R.OpRule, args, kwargs, tensors) -> Any:
         """Run ``rule`` instead of the function, and record the call."""
@@ -301,7 +349,7 @@ class _Tracer(TorchFunctionMode):
             # fails there and runs for real, on its small inputs.
             margs, mkwargs = _map_tensors(self._shadow, (args, kwargs))
             try:
-                probe = func(*margs, **mkwargs)
+                probe = run_on_meta(func, margs, mkwargs)
             except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError):
                 probe = None
             if sum(o.numel() for o in _tensors(probe)) <= _REAL_LIMIT:
@@ -329,7 +377,7 @@ class _Tracer(TorchFunctionMode):
         margs, mkwargs = _map_tensors(self._shadow, (args, kwargs))
         frame = self.stack[-1]
         try:
-            out = func(*margs, **mkwargs)
+            out = run_on_meta(func, margs, mkwargs)
         except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError) as exc:
             at = _user_line_of([(f.filename, f.lineno) for f in traceback.extract_stack()])
             raise AnalysisError(
@@ -462,8 +510,12 @@ class _Tracer(TorchFunctionMode):
     def _fits(self, sp: R.Spatial, x: torch.Tensor, frame: Frame, call: R.Call):
         sizes = [int(s) for s in x.shape[-sp.dims :]] if sp.dims else []
         result = []
+        cache = self.fit_cache
         for axis, (n, w) in enumerate(zip(sizes, sp.windows, strict=False)):
-            f = fit(n, w.kernel, w.stride, w.padding, w.dilation)
+            key = (n, w.kernel, w.stride, w.padding, w.dilation)
+            f = cache.get(key)
+            if f is None:
+                f = cache[key] = fit(*key)
             result.append(f)
             if self.strict and not f.fits:
                 where = frame.path or "(model)"
@@ -584,30 +636,35 @@ def _first_line(exc: BaseException) -> str:
 class _Hooks:
     """Forward pre/post hooks that open and close a :class:`Frame` per module call."""
 
-    def __init__(self, model: nn.Module, tracer: _Tracer):
+    def __init__(self, model: nn.Module, tracer: _Tracer, named: list[tuple[str, nn.Module]]):
         self.model = model
         self.tracer = tracer
-        self.calls: Counter[str] = Counter()
+        self.calls: dict[str, int] = {}
         self.paths: dict[int, str] = {}
-        for name, m in model.named_modules():
+        for name, m in named:
             self.paths.setdefault(id(m), name)
 
     def pre(self, module: nn.Module, args: Any) -> None:
         tracer = self.tracer
+        # Reading shapes here, outside the tracer's own handler, would be one intercepted
+        # call per tensor attribute: they are metadata, read with interception off.
+        tensors = _tensors(args)
+        with _NO_TORCH_FUNCTION():
+            shapes = tuple(tuple(t.shape) for t in tensors)
         if module is self.model:
-            tracer.stack[0].input_shapes = _shapes(args)
+            tracer.stack[0].input_shapes = shapes
             return
         path = self.paths.get(id(module), "?")
         parent = tracer.stack[-1]
-        self.calls[path] += 1
+        call = self.calls[path] = self.calls.get(path, 0) + 1
         frame = Frame(
             path=path,
             module=module,
             parent=parent,
             depth=path.count(".") + 1,
-            call=self.calls[path],
-            input_shapes=_shapes(args),
-            sources=tracer.sources_of(_tensors(args)),
+            call=call,
+            input_shapes=shapes,
+            sources=tracer.sources_of(tensors),
         )
         parent.items.append(frame)
         tracer.stack.append(frame)
@@ -620,8 +677,9 @@ class _Hooks:
         if frame.module is not module:  # a forward that raised: the stack is unwound later
             return
         tracer.stack.pop()
-        frame.output_shapes = _shapes(output)
         outs = _tensors(output)
+        with _NO_TORCH_FUNCTION():
+            frame.output_shapes = tuple(tuple(t.shape) for t in outs)
         # The producing op knows its output's itemsize; asking the tensor here would be one
         # more intercepted call per module.
         rec = tracer.producer.get(id(outs[0])) if outs else None
@@ -630,82 +688,6 @@ class _Hooks:
         rule = tracer.rules.module(module)
         if rule is not None:
             frame.override = rule(module, _tensors(args), output)
-
-
-class _ModelState:
-    """What a forward can change in a model, taken before the trace and put back after it.
-
-    A forward may assign to its modules (``self.calls += 1``, an EMA buffer
-    ``self.avg = 0.9 * self.avg + ...``, a cache ``self.last = x``) and fill the lists, dicts
-    and sets they hold; during a trace those values are shape-only tensors or counts of a
-    call that never happened.  Every module's attributes (parameters, buffers and submodules
-    included) are put back as they were, by identity, and the containers reachable from them
-    through lists, tuples, dicts and sets get their old contents back, in place.  Tensors
-    themselves are never written by the trace (in-place calls run on stand-ins), and
-    PyTorch's global random state is put back too.  Objects of other types that a forward
-    changes (an attribute of an attribute's ``__dict__``) are not tracked.
-    """
-
-    def __init__(self, model: nn.Module):
-        self.attrs = [(m, dict(m.__dict__)) for m in model.modules()]
-        self.containers: dict[int, tuple[Any, Any]] = {}
-        for _, attrs in self.attrs:
-            # PyTorch's hook tables are left out (a dozen per module, and a forward does not
-            # register hooks; the analysis removes its own by their handles).
-            self._take(
-                [v for k, v in attrs.items() if isinstance(v, _CONTAINERS) and "hooks" not in k]
-            )
-        self.rng = torch.random.get_rng_state()
-
-    def _take(self, stack: list) -> None:
-        while stack:
-            v = stack.pop()
-            if id(v) in self.containers:
-                continue
-            items = v.values() if isinstance(v, dict) else v
-            if isinstance(v, tuple):
-                self.containers[id(v)] = (v, None)  # immutable: only its items are tracked
-            else:
-                self.containers[id(v)] = (v, list(v.items()) if isinstance(v, dict) else list(v))
-            stack.extend(i for i in items if isinstance(i, _CONTAINERS))
-
-    def restore(self) -> None:
-        for obj, contents in self.containers.values():
-            if contents is None or _unchanged(obj, contents):
-                continue
-            if isinstance(obj, dict):
-                obj.clear()
-                obj.update(contents)
-            elif isinstance(obj, list):
-                obj[:] = contents
-            else:
-                obj.clear()
-                obj.update(contents)
-        for module, attrs in self.attrs:
-            now = module.__dict__
-            for key in now.keys() - attrs.keys():
-                del now[key]
-            for key, value in attrs.items():
-                if now.get(key, _MISSING) is not value:
-                    now[key] = value
-        torch.random.set_rng_state(self.rng)
-
-
-_CONTAINERS = (list, tuple, dict, set)
-
-
-def _unchanged(obj: Any, contents: list) -> bool:
-    """Whether a container still holds exactly ``contents`` (by identity)."""
-    if len(obj) != len(contents):
-        return False
-    if isinstance(obj, dict):
-        return all(obj.get(k, _MISSING) is v for k, v in contents)
-    if isinstance(obj, list):
-        return all(a is b for a, b in zip(obj, contents, strict=True))
-    return all(v in obj for v in contents)
-
-
-_MISSING = object()
 
 
 def _forward(model: nn.Module, xs: tuple[torch.Tensor, ...], tracer: _Tracer) -> Any:
@@ -772,21 +754,26 @@ def trace(
     x: torch.Tensor | tuple[torch.Tensor, ...],
     strict: bool = False,
     rules: R.RuleTable = R.DEFAULT_RULES,
+    named: list[tuple[str, nn.Module]] | None = None,
 ) -> TraceResult:
     """Run ``model`` on the shape-only tensor ``x`` (or tensors, one per input) under
-    ``rules`` and return the tree of calls."""
+    ``rules`` and return the tree of calls.  ``named`` is ``list(model.named_modules())``
+    when the caller has it already (walking a large model's tree is not free)."""
+    named = list(model.named_modules()) if named is None else named
+    parameters = _members(named, "_parameters")
+    buffers = _members(named, "_buffers")
     root = Frame(path="", module=model, parent=None, depth=0, call=1)
     xs = x if isinstance(x, tuple) else (x,)
     tracer = _Tracer(root, strict, rules, xs)
-    tracer.state = {id(t) for t in (*model.parameters(), *model.buffers())}
-    tracer.params = {id(p) for p in model.parameters()}
+    tracer.params = {id(p) for p in parameters}
+    tracer.state = tracer.params | {id(b) for b in buffers}
     for t in xs:
         tracer._remember(t, _TI(tuple(Field() for _ in range(max(t.dim() - 2, 0)))))
-    state = _ModelState(model)
-    hooks = _Hooks(model, tracer)
+    state = ModelState(m for _, m in named)
+    hooks = _Hooks(model, tracer, named)
     handles = []
     try:
-        for m in model.modules():
+        for _, m in named:
             handles.append(m.register_forward_pre_hook(hooks.pre))
             handles.append(m.register_forward_hook(hooks.post, always_call=True))
         with tracer, torch.no_grad():
@@ -806,4 +793,19 @@ def trace(
         input_values=sum(t.numel() for t in xs),
         input_bytes=sum(t.numel() * t.element_size() for t in xs),
         used=tracer.used,
+        parameters=parameters,
+        buffers=buffers,
     )
+
+
+def _members(named: list[tuple[str, nn.Module]], table: str) -> list:
+    """``model.parameters()`` (table ``_parameters``) or ``model.buffers()`` (``_buffers``)
+    from the model's ``named_modules()``: each tensor once, at its first holder."""
+    seen: set[int] = set()
+    out = []
+    for _, m in named:
+        for t in getattr(m, table).values():
+            if t is not None and id(t) not in seen:
+                seen.add(id(t))
+                out.append(t)
+    return out
