@@ -33,14 +33,16 @@ which).  It also notes the first call that reads each parameter, so that a modul
 child's weights itself is given them.
 
 The rules come from a :class:`~cnnlab.analysis.rules.RuleTable` given per trace; the tracer
-keeps no state between traces.
+keeps no state between traces.  Beside it: :mod:`~cnnlab.analysis.modelstate` (taking and
+putting back the model's state), :mod:`~cnnlab.analysis.fields` (receptive-field
+propagation), :mod:`~cnnlab.analysis.blame` (which line of the model's code raised) and
+:mod:`~cnnlab.analysis.metakernels` (shape-only results PyTorch is slow to give).
 """
 
 from __future__ import annotations
 
-import os
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -48,23 +50,24 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.analysis import rules as R
+from cnnlab.analysis.blame import (
+    first_line,
+    func_name,
+    raised_by_the_analysis,
+    shape_text,
+    user_line,
+    user_line_of,
+)
+from cnnlab.analysis.fields import Fields, ceil_message, globalize, merge, moved
 from cnnlab.analysis.metakernels import run_on_meta
 from cnnlab.analysis.modelstate import ModelState
 from cnnlab.analysis.rules.base import ModuleCount, TooLargeError
 from cnnlab.errors import AnalysisError, CnnlabError, GeometryError, ShapeError
-from cnnlab.geometry import Field, check_fit, fit, fitting_paddings, fitting_strides
+from cnnlab.geometry import Field, check_fit, fit
 
 __all__ = ["AnalysisError", "Frame", "OpRecord", "trace"]
 
 _REAL_LIMIT = 65_536  # elements: real-only calls up to this size run on real tensors
-
-
-@dataclass(frozen=True)
-class _TI:
-    """What the tracer knows about one tensor: receptive field per spatial axis."""
-
-    fields: tuple[Field, ...] | None
-    is_global: bool = False
 
 
 @dataclass(slots=True)
@@ -74,7 +77,7 @@ class OpRecord:
     effect: R.Effect | None  # None: no rule (uncounted)
     input_shapes: tuple[tuple[int, ...], ...]
     output_shapes: tuple[tuple[int, ...], ...]
-    out_info: _TI | None
+    out_info: Fields | None
     fits: tuple[Any, ...] = ()  # geometry.Fit per spatial axis (window ops)
     alloc_values: int = 0
     alloc_bytes: int = 0
@@ -101,7 +104,7 @@ class Frame:
     items: list[Frame | OpRecord] = field(default_factory=list)
     input_shapes: tuple[tuple[int, ...], ...] = ()
     output_shapes: tuple[tuple[int, ...], ...] = ()
-    out_info: _TI | None = None
+    out_info: Fields | None = None
     override: ModuleCount | None = None  # a module rule's counts and kind
     sources: tuple[OpRecord | None, ...] = ()  # producers of the call's tensor inputs
     itemsize: int = 0  # bytes per value of the (first) output
@@ -168,6 +171,14 @@ def _tensors(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Te
 
 _NESTS = (tuple, list, dict)
 
+
+def _storage_owner(t: torch.Tensor) -> torch.Tensor:
+    """The tensor that owns ``t``'s storage (``t`` itself unless it is a view)."""
+    while t._base is not None:
+        t = t._base
+    return t
+
+
 # Reads of a tensor's metadata that a shape-only stand-in answers exactly as the tensor itself
 # (not its device, nor anything of autograd): they return no tensor and change nothing.
 _METADATA = frozenset(
@@ -221,7 +232,7 @@ class _Tracer(TorchFunctionMode):
         self.ops = rules.ops
         self.input_ids = {id(x) for x in xs}
         self.producer: dict[int, OpRecord] = {}  # id(tensor) -> the op that returned it
-        self.info: dict[int, _TI] = {}
+        self.info: dict[int, Fields] = {}
         self.keep: list[torch.Tensor] = []  # keeps traced tensors alive, so ids stay unique
         self.shadows: dict[int, torch.Tensor] = {}
         self.saved: dict[int, int] = {}  # id(storage owner) -> bytes kept for backward
@@ -237,12 +248,12 @@ class _Tracer(TorchFunctionMode):
 
     # -- bookkeeping ---------------------------------------------------------------------
 
-    def _remember(self, t: torch.Tensor, info: _TI | None) -> None:
+    def _remember(self, t: torch.Tensor, info: Fields | None) -> None:
         self.keep.append(t)
         if info is not None:
             self.info[id(t)] = info
 
-    def info_of(self, t: Any) -> _TI | None:
+    def info_of(self, t: Any) -> Fields | None:
         return self.info.get(id(t)) if isinstance(t, torch.Tensor) else None
 
     def needs_grad(self, t: Any) -> bool:
@@ -267,11 +278,6 @@ class _Tracer(TorchFunctionMode):
         for o in outs:
             self.producer[id(o)] = rec  # in-place results: the latest writer produced them
 
-    def _storage_owner(self, t: torch.Tensor) -> torch.Tensor:
-        while t._base is not None:
-            t = t._base
-        return t
-
     def _shadow(self, t: torch.Tensor) -> torch.Tensor:
         if t.is_meta:
             return t
@@ -282,7 +288,7 @@ class _Tracer(TorchFunctionMode):
             self.keep.append(t)
             if self.needs_grad(t):
                 self.grad.add(id(s))
-            if id(self._storage_owner(t)) in self.state:
+            if id(_storage_owner(t)) in self.state:
                 self.state_shadows.add(id(s))
         return s
 
@@ -348,10 +354,7 @@ class _Tracer(TorchFunctionMode):
             # stand-ins first.  A function that needs values (``item()``, ``nonzero()``)
             # fails there and runs for real, on its small inputs.
             margs, mkwargs = _map_tensors(self._shadow, (args, kwargs))
-            try:
-                probe = run_on_meta(func, margs, mkwargs)
-            except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError):
-                probe = None
+            probe = self._probe(func, margs, mkwargs)
             if sum(o.numel() for o in _tensors(probe)) <= _REAL_LIMIT:
                 out = func(*args, **kwargs)
                 if any(self.needs_grad(t) for t in tensors):  # e.g. a weight computed
@@ -367,6 +370,24 @@ class _Tracer(TorchFunctionMode):
         args, kwargs = _map_tensors(self._shadow, (args, kwargs))
         return func(*args, **kwargs)
 
+    def _probe(self, func, margs, mkwargs) -> Any:
+        """The output of ``func`` on shape-only stand-ins, or None where it needs values.  An
+        op with a rule gets its output from the rule: PyTorch's meta kernels for element-wise
+        ops are Python references whose first use imports torch._dynamo (about a second of a
+        first analysis, for a layer that scales a parameter by a number)."""
+        rule = self.ops.get(func)
+        if rule is not None:
+            try:
+                return rule(
+                    R.Call(rule.name, rule.bind(margs, mkwargs), self.stack[-1].where)
+                ).output
+            except Exception:  # noqa: BLE001 - PyTorch's kernel decides below
+                pass
+        try:
+            return run_on_meta(func, margs, mkwargs)
+        except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError):
+            return None
+
     def _fallback(self, func, args, kwargs, tensors=None):
         if tensors is None:
             tensors = _tensors(kwargs, _tensors(args))
@@ -379,18 +400,18 @@ class _Tracer(TorchFunctionMode):
         try:
             out = run_on_meta(func, margs, mkwargs)
         except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError) as exc:
-            at = _user_line_of([(f.filename, f.lineno) for f in traceback.extract_stack()])
+            at = user_line_of([(f.filename, f.lineno) for f in traceback.extract_stack()])
             raise AnalysisError(
-                f"{frame.path or '(model)'} ({frame.type}): {_func_name(func)} failed on "
-                f"shape-only tensors {', '.join(_shape_text(t.shape) for t in tensors)}: "
-                f"{type(exc).__name__}: {_first_line(exc)}" + (f" (at {at})" if at else "")
+                f"{frame.path or '(model)'} ({frame.type}): {func_name(func)} failed on "
+                f"shape-only tensors {', '.join(shape_text(t.shape) for t in tensors)}: "
+                f"{type(exc).__name__}: {first_line(exc)}" + (f" (at {at})" if at else "")
             ) from exc
         outs = _tensors(out)
         if not outs:
             return out  # metadata: size(), dim(), shape ...
         ins = _tensors(mkwargs, _tensors(margs))
-        in_ids = {id(self._storage_owner(t)) for t in ins}
-        is_view = all(id(self._storage_owner(o)) in in_ids for o in outs)
+        in_ids = {id(_storage_owner(t)) for t in ins}
+        is_view = all(id(_storage_owner(o)) in in_ids for o in outs)
         first = next((t for t in tensors if t.is_meta), None)
         src = self.info_of(first)
         info = None
@@ -399,14 +420,14 @@ class _Tracer(TorchFunctionMode):
             if o.dim() == first.dim() and tuple(o.shape[2:]) == tuple(first.shape[2:]):
                 info = src
             elif o.dim() < 3 and first.dim() >= 3:
-                info = _globalize(src, first)
+                info = globalize(src, first)
         needs = any(self.needs_grad(t) for t in ins)
         for o in outs:
             self._remember(o, info)
             if needs:
                 self.grad.add(id(o))
         rec = OpRecord(
-            name=_func_name(func),
+            name=func_name(func),
             parent=frame,
             effect=None,
             input_shapes=tuple(tuple(t.shape) for t in tensors),
@@ -441,14 +462,20 @@ class _Tracer(TorchFunctionMode):
             fits=fits,
             sources=self.sources_of(ins),
         )
-        in_owner_ids = {id(self._storage_owner(t)) for t in ins}
+        if not effect.inplace:
+            in_owner_ids = {id(_storage_owner(t)) for t in ins}
+            for o in outs:
+                if id(_storage_owner(o)) not in in_owner_ids:
+                    n = o.numel()
+                    rec.alloc_values += n
+                    rec.alloc_bytes += n * o.element_size()
+        keep = self.keep
+        producer = self.producer
         for o in outs:
-            if effect.inplace or id(self._storage_owner(o)) in in_owner_ids:
-                continue
-            rec.alloc_values += o.numel()
-            rec.alloc_bytes += o.numel() * o.element_size()
-        for o in outs:
-            self._remember(o, info)
+            keep.append(o)  # _remember(o, info), and the latest writer produced it
+            if info is not None:
+                self.info[id(o)] = info
+            producer[id(o)] = rec
         if not effect.detached and any(self.needs_grad(t) for t in tensors):
             # Autograd records this call: its floating-point outputs need gradients (indices,
             # masks and counts have none), and it keeps tensors.
@@ -459,13 +486,12 @@ class _Tracer(TorchFunctionMode):
             for t in kept:
                 self._keep_for_backward(t)
             self.saved_extra += effect.saved_extra_bytes
-        self._produced(rec, outs)
         frame.add_op(rec)
 
     def _keep_for_backward(self, t: Any) -> None:
         if not isinstance(t, torch.Tensor):
             return
-        owner = self._storage_owner(t)
+        owner = _storage_owner(t)
         if id(owner) in self.state or id(owner) in self.state_shadows:
             return  # the model's own parameters and buffers: counted as parameters
         self.saved[id(owner)] = owner.numel() * owner.element_size()
@@ -483,29 +509,29 @@ class _Tracer(TorchFunctionMode):
         if src is None or sp.kind == "unknown":
             return None, fits
         if sp.kind == "global":
-            return _globalize(src, primary), fits
+            return globalize(src, primary), fits
         if src.is_global or src.fields is None:
             return None, fits
-        return _moved(src.fields, sp), fits
+        return moved(src.fields, sp), fits
 
-    def _same_field(self, ins, outs) -> _TI | None:
+    def _same_field(self, ins, outs) -> Fields | None:
         """An element-wise op: the union of its inputs' fields; an input broadcast over space
         (per-channel values, squeeze-excite) sees everything its own producer saw."""
-        out = outs[0] if outs else None
+        out_cells = outs[0].shape[2:] if outs else None
         infos = []
         for t in ins:
-            ti = self.info_of(t)
+            ti = self.info.get(id(t))
             if ti is None:
                 continue
             if (
-                out is not None
+                out_cells is not None
                 and t.dim() >= 3
-                and tuple(t.shape[2:]) != tuple(out.shape[2:])
+                and t.shape[2:] != out_cells
                 and all(s == 1 for s in t.shape[2:])
             ):
-                ti = _globalize(ti, t)
+                ti = globalize(ti, t)
             infos.append(ti)
-        return _merge(infos)
+        return merge(infos)
 
     def _fits(self, sp: R.Spatial, x: torch.Tensor, frame: Frame, call: R.Call):
         sizes = [int(s) for s in x.shape[-sp.dims :]] if sp.dims else []
@@ -522,87 +548,9 @@ class _Tracer(TorchFunctionMode):
                 if len(sizes) > 1 and len(set(sizes)) > 1:
                     where += f" ({R.axis_name(axis, len(sizes))})"
                 if sp.ceil_mode:
-                    raise GeometryError(_ceil_message(where, f))
+                    raise GeometryError(ceil_message(where, f))
                 check_fit(n, w.kernel, w.stride, w.padding, w.dilation, where=where)
         return tuple(result)
-
-
-def _ceil_message(where: str, f) -> str:
-    strides = fitting_strides(f.size, f.kernel, f.padding, f.dilation)
-    pads = fitting_paddings(f.size, f.kernel, f.stride, f.dilation)
-    msg = (
-        f"{where}: {f.formula()} is not a whole number: a {f.kernel}x{f.kernel} window at "
-        f"stride {f.stride} does not fit a {f.size}x{f.size} input"
-        + (f" padded by {f.padding}" if f.padding else "")
-        + f" (ceil_mode rounds {float(f.exact):.2f} up to {f.output + 1}: the last window "
-        f"hangs over the edge). Strides that fit: {', '.join(map(str, strides)) or 'none'}. "
-    )
-    if pads:
-        msg += (
-            f"Paddings that fit stride {f.stride}: "
-            + ", ".join(f"{p} (gives {o}x{o})" for p, o in pads)
-            + "."
-        )
-    return msg
-
-
-def _moved(fields: tuple[Field, ...], sp: R.Spatial) -> _TI | None:
-    """Fields after a window (:meth:`Field.then`) or an offset (crop, pad, stride) per axis."""
-    if sp.kind == "window" and len(fields) == len(sp.windows):
-        return _TI(tuple(f.then(w) for f, w in zip(fields, sp.windows, strict=True)))
-    if sp.kind == "offset" and len(fields) == len(sp.offsets):
-        return _TI(
-            tuple(
-                Field(size=f.size, jump=f.jump * step, start=f.start + first * f.jump)
-                for f, (first, step) in zip(fields, sp.offsets, strict=True)
-            )
-        )
-    return None
-
-
-def _globalize(info: _TI | None, t: torch.Tensor | None) -> _TI | None:
-    """The field of a unit that sees every spatial cell of ``t``."""
-    if info is None or info.fields is None:
-        return None
-    if info.is_global or t is None:
-        return _TI(info.fields, True)
-    sizes = list(t.shape[2:])
-    if len(sizes) != len(info.fields):
-        return _TI(info.fields, True)
-    return _TI(
-        tuple(
-            Field(size=f.size + (n - 1) * f.jump, jump=f.jump * n, start=f.start)
-            for f, n in zip(info.fields, sizes, strict=False)
-        ),
-        True,
-    )
-
-
-def _merge(infos: list[_TI]) -> _TI | None:
-    """The field of a unit that combines branches (an addition, a concatenation along
-    channels): :meth:`Field.merge` per axis.  Branches that do not line up cell by cell have
-    no common field, except after a global operation, where only the extent matters (the
-    larger jump is kept)."""
-    infos = [i for i in infos if i is not None and i.fields is not None]
-    if not infos:
-        return None
-    if len(infos) == 1:
-        return infos[0]
-    n = len(infos[0].fields)
-    if any(len(i.fields) != n for i in infos):
-        return None
-    is_global = any(i.is_global for i in infos)
-    merged = []
-    for axis in range(n):
-        fs = [i.fields[axis] for i in infos]
-        jump = max(f.jump for f in fs)
-        if is_global:
-            fs = [replace(f, jump=jump) for f in fs]
-        try:
-            merged.append(fs[0].merge(*fs[1:]))
-        except GeometryError:
-            return None  # branches that do not line up cell by cell
-    return _TI(tuple(merged), is_global)
 
 
 def _mutates(func: Any, kwargs: dict) -> bool:
@@ -615,22 +563,6 @@ def _mutates(func: Any, kwargs: dict) -> bool:
     if name.startswith("__"):
         return name.startswith("__i") or name in ("__setitem__", "__set__", "__delitem__")
     return name.endswith("_")
-
-
-def _func_name(func: Any) -> str:
-    name = getattr(func, "__name__", None) or repr(func)
-    if name == "__get__":
-        return "attribute"
-    return name
-
-
-def _shape_text(shape) -> str:
-    return "x".join(map(str, shape)) or "()"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class _Hooks:
@@ -700,53 +632,15 @@ def _forward(model: nn.Module, xs: tuple[torch.Tensor, ...], tracer: _Tracer) ->
     except CnnlabError:
         raise
     except Exception as exc:
-        if _raised_by_the_analysis(exc):
+        if raised_by_the_analysis(exc):
             raise
         frame = tracer.stack[-1]
-        at = _user_line(exc)
+        at = user_line(exc)
         raise AnalysisError(
             f"{frame.path or '(model)'} ({frame.type}): the forward failed on an input of "
-            f"shape {', '.join(_shape_text(x.shape) for x in xs)}: {type(exc).__name__}: "
-            f"{_first_line(exc)}" + (f" (at {at})" if at else "")
+            f"shape {', '.join(shape_text(x.shape) for x in xs)}: {type(exc).__name__}: "
+            f"{first_line(exc)}" + (f" (at {at})" if at else "")
         ) from exc
-
-
-_TORCH_DIR = os.path.dirname(torch.__file__)
-_CNNLAB_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_ANALYSIS_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def _frames(exc: BaseException) -> list[tuple[str, int]]:
-    out = []
-    tb = exc.__traceback__
-    while tb is not None:
-        out.append((os.path.abspath(tb.tb_frame.f_code.co_filename), tb.tb_lineno))
-        tb = tb.tb_next
-    return out
-
-
-def _raised_by_the_analysis(exc: BaseException) -> bool:
-    frames = _frames(exc)
-    return bool(frames) and frames[-1][0].startswith(_ANALYSIS_DIR + os.sep)
-
-
-def _user_line(exc: BaseException) -> str:
-    """``file:line`` of the innermost frame of the model's own code (not torch's, not
-    cnnlab's) in ``exc``'s traceback, relative to the working directory when under it."""
-    return _user_line_of(_frames(exc))
-
-
-def _user_line_of(frames: list[tuple[str, int | None]]) -> str:
-    for name, line in reversed(frames):
-        path = os.path.abspath(name)
-        if path.startswith((_TORCH_DIR + os.sep, _CNNLAB_DIR + os.sep)):
-            continue
-        try:
-            rel = os.path.relpath(path)
-        except ValueError:
-            rel = path
-        return f"{path if rel.startswith('..') else rel}:{line}"
-    return ""
 
 
 def trace(
@@ -768,7 +662,7 @@ def trace(
     tracer.params = {id(p) for p in parameters}
     tracer.state = tracer.params | {id(b) for b in buffers}
     for t in xs:
-        tracer._remember(t, _TI(tuple(Field() for _ in range(max(t.dim() - 2, 0)))))
+        tracer._remember(t, Fields(tuple(Field() for _ in range(max(t.dim() - 2, 0)))))
     state = ModelState(m for _, m in named)
     hooks = _Hooks(model, tracer, named)
     handles = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import reduce
+from functools import lru_cache, reduce
 from types import MappingProxyType
 from typing import Any
 
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.result import Kind, Layer
-from cnnlab.errors import CnnlabError, ShapeError
+from cnnlab.errors import CnnlabError, GeometryError, ShapeError
 from cnnlab.geometry import Window, window_output
 
 __all__ = [
@@ -341,6 +341,8 @@ def new_tensor(shape: Sequence[int], like: torch.Tensor, dtype: torch.dtype | No
 
 def as_tuple(value: Any, n: int, what: str, where: str) -> tuple[int, ...]:
     """An int or ``n`` ints (a 1-tuple repeats) as ``n`` ints; ShapeError otherwise."""
+    if type(value) is tuple and len(value) == n and all(type(v) is int for v in value):
+        return value  # what modules pass (nn.Conv2d's stride, padding, dilation)
     if isinstance(value, int):
         return (value,) * n
     if isinstance(value, torch.Size | tuple | list) and all(isinstance(v, int) for v in value):
@@ -362,6 +364,13 @@ def windows_of(
     dilation: Sequence[int],
 ) -> tuple[Window, ...]:
     """One :class:`~cnnlab.geometry.Window` per spatial axis."""
+    return _windows(tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
+
+
+@lru_cache(maxsize=1024)
+def _windows(kernel: tuple, stride: tuple, padding: tuple, dilation: tuple) -> tuple[Window, ...]:
+    # Windows are frozen: one tuple per distinct layer shape serves every call (ResNet-1202
+    # has 1,201 convolutions of four shapes).
     return tuple(
         Window(k, s, p, d) for k, s, p, d in zip(kernel, stride, padding, dilation, strict=True)
     )
@@ -372,7 +381,18 @@ def spatial_out(
 ) -> list[int]:
     """Output size along each spatial axis (:func:`cnnlab.geometry.window_output`, the one
     shape engine), raising its "volume vanishes" error named after the layer."""
-    return list(window_output(sizes, windows, call.where, ceil_mode))
+    sizes = tuple(sizes)
+    windows = tuple(windows)
+    try:
+        return list(_window_output(sizes, windows, ceil_mode))
+    except GeometryError:
+        return list(window_output(sizes, windows, call.where, ceil_mode))  # raises, named
+
+
+@lru_cache(maxsize=4096)
+def _window_output(sizes: tuple, windows: tuple, ceil_mode: bool) -> tuple[int, ...]:
+    # Pure arithmetic, cached by value (only results are cached, never an error).
+    return window_output(sizes, windows, "", ceil_mode)
 
 
 def axis_name(axis: int, n: int) -> str:

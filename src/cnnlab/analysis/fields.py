@@ -1,0 +1,108 @@
+"""Receptive fields of traced tensors, and the message of a ``ceil_mode`` window that does
+not fit: what the tracer propagates through each recorded call.
+
+Each traced tensor carries one :class:`~cnnlab.geometry.Field` per spatial axis (relative to
+the network input), or none where no exact field exists (transposed convolutions,
+resampling); :func:`moved`, :func:`globalize` and :func:`merge` give an op's output field from
+its inputs', by the geometry's own :meth:`~cnnlab.geometry.Field.then` and
+:meth:`~cnnlab.geometry.Field.merge`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from cnnlab.analysis.rules.base import Spatial
+from cnnlab.errors import GeometryError
+from cnnlab.geometry import Field, fitting_paddings, fitting_strides
+
+__all__ = ["Fields", "ceil_message", "globalize", "merge", "moved"]
+
+
+@dataclass(frozen=True)
+class Fields:
+    """What the tracer knows about one tensor: its receptive field per spatial axis (None:
+    unknown); ``is_global``: a unit sees the whole input (after global pooling, flatten)."""
+
+    fields: tuple[Field, ...] | None
+    is_global: bool = False
+
+
+def ceil_message(where: str, f) -> str:
+    strides = fitting_strides(f.size, f.kernel, f.padding, f.dilation)
+    pads = fitting_paddings(f.size, f.kernel, f.stride, f.dilation)
+    msg = (
+        f"{where}: {f.formula()} is not a whole number: a {f.kernel}x{f.kernel} window at "
+        f"stride {f.stride} does not fit a {f.size}x{f.size} input"
+        + (f" padded by {f.padding}" if f.padding else "")
+        + f" (ceil_mode rounds {float(f.exact):.2f} up to {f.output + 1}: the last window "
+        f"hangs over the edge). Strides that fit: {', '.join(map(str, strides)) or 'none'}. "
+    )
+    if pads:
+        msg += (
+            f"Paddings that fit stride {f.stride}: "
+            + ", ".join(f"{p} (gives {o}x{o})" for p, o in pads)
+            + "."
+        )
+    return msg
+
+
+def moved(fields: tuple[Field, ...], sp: Spatial) -> Fields | None:
+    """Fields after a window (:meth:`Field.then`) or an offset (crop, pad, stride) per axis."""
+    if sp.kind == "window" and len(fields) == len(sp.windows):
+        return Fields(tuple(f.then(w) for f, w in zip(fields, sp.windows, strict=True)))
+    if sp.kind == "offset" and len(fields) == len(sp.offsets):
+        return Fields(
+            tuple(
+                Field(size=f.size, jump=f.jump * step, start=f.start + first * f.jump)
+                for f, (first, step) in zip(fields, sp.offsets, strict=True)
+            )
+        )
+    return None
+
+
+def globalize(info: Fields | None, t: torch.Tensor | None) -> Fields | None:
+    """The field of a unit that sees every spatial cell of ``t``."""
+    if info is None or info.fields is None:
+        return None
+    if info.is_global or t is None:
+        return Fields(info.fields, True)
+    sizes = list(t.shape[2:])
+    if len(sizes) != len(info.fields):
+        return Fields(info.fields, True)
+    return Fields(
+        tuple(
+            Field(size=f.size + (n - 1) * f.jump, jump=f.jump * n, start=f.start)
+            for f, n in zip(info.fields, sizes, strict=False)
+        ),
+        True,
+    )
+
+
+def merge(infos: list[Fields]) -> Fields | None:
+    """The field of a unit that combines branches (an addition, a concatenation along
+    channels): :meth:`Field.merge` per axis.  Branches that do not line up cell by cell have
+    no common field, except after a global operation, where only the extent matters (the
+    larger jump is kept)."""
+    infos = [i for i in infos if i is not None and i.fields is not None]
+    if not infos:
+        return None
+    if len(infos) == 1:
+        return infos[0]
+    n = len(infos[0].fields)
+    if any(len(i.fields) != n for i in infos):
+        return None
+    is_global = any(i.is_global for i in infos)
+    merged = []
+    for axis in range(n):
+        fs = [i.fields[axis] for i in infos]
+        jump = max(f.jump for f in fs)
+        if is_global:
+            fs = [replace(f, jump=jump) for f in fs]
+        try:
+            merged.append(fs[0].merge(*fs[1:]))
+        except GeometryError:
+            return None  # branches that do not line up cell by cell
+    return Fields(tuple(merged), is_global)
