@@ -3,6 +3,7 @@ running torchinfo.summary or fvcore's FlopCountAnalysis on it.
 
     python bench/analysis.py --setup      # once: torchinfo + fvcore into build/bench-compare
     python bench/analysis.py [--repeat 3] [--markdown]
+    python bench/analysis.py --all --repeat 1 --tools cnnlab,torchinfo   # every zoo model
 
 Every measurement runs in a fresh Python process, so that its peak RSS (ru_maxrss) is its own
 and no cache of an earlier run helps it.  Timed: building the model and analysing it, in that
@@ -14,15 +15,22 @@ process, after ``import torch, cnnlab`` and the tool (import times are printed s
   ``torchinfo.summary(model, input_size=(1, 3, S, S), verbose=0)``.
 * fvcore: ``create_model(...)`` then ``FlopCountAnalysis(model, x).total()``.
 
-The same ``nn.Module`` class and input for all three.  The time ratio is the tool's time
-divided by cnnlab's; "peak RSS" is the process's maximum resident set, "+RSS" its growth over
-the process right after the imports.  The MACs each tool reports are printed too (they differ
-by what each counts: see the conventions in the README).
+The same ``nn.Module`` class and input for all three, each model at its own input size and
+channels (LeNet-5: 1x32x32).  The default cases are the small networks, where per-op tracing
+costs the most against a real forward (LeNet-5, CIFAR ResNets up to ResNet-1202), and the
+large ones of the ImageNet zoo; ``--all`` runs every model of the zoo at its own input size.
+The time ratio is the tool's time divided by cnnlab's; "peak RSS" is the process's maximum
+resident set, "+RSS" its growth over the process right after the imports.  The MACs each tool
+reports are printed too (they differ by what each counts: see the conventions in the README).
+The CPU model, its vector flags and the load average (before and after) are printed: the
+tools that run a real forward (multi-threaded kernels) slow down far more on a busy machine
+than cnnlab, which runs none, so ratios measured under load overstate cnnlab's lead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -36,6 +44,12 @@ COMPARE = ROOT / "build" / "bench-compare"
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements-compare.txt"
 
 CASES = [
+    ("lenet5", 32),
+    ("lenet5_modern", 32),
+    ("resnet20", 32),
+    ("resnet110", 32),
+    ("resnet1202", 32),
+    ("alexnet", 227),
     ("resnet50", 224),
     ("resnet152", 224),
     ("vgg16", 224),
@@ -80,20 +94,22 @@ def worker(method: str, name: str, size: int) -> dict:
         from cnnlab.analysis import analyze
         from cnnlab.analysis.meta import build_on_meta
     t_import = time.perf_counter() - t0
-    options = {} if size == cnnlab.model_info(name).input_size[1] else {"input_size": size}
+    default = cnnlab.model_info(name).input_size
+    channels = default[0]
+    options = {} if size == default[1] else {"input_size": size}
     rss0 = _rss_kib()
     t1 = time.perf_counter()
     if method == "cnnlab":
         model = build_on_meta(cnnlab.create_model, name, **options)
-        macs = analyze(model, (3, size, size)).totals.macs
+        macs = analyze(model, (channels, size, size)).totals.macs
     elif method == "torchinfo":
         model = cnnlab.create_model(name, **options)
-        stats = torchinfo.summary(model, input_size=(1, 3, size, size), verbose=0)
+        stats = torchinfo.summary(model, input_size=(1, channels, size, size), verbose=0)
         macs = stats.total_mult_adds
     else:
         model = cnnlab.create_model(name, **options)
         model.eval()
-        flops = FlopCountAnalysis(model, torch.randn(1, 3, size, size))
+        flops = FlopCountAnalysis(model, torch.randn(1, channels, size, size))
         flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         macs = flops.total()
     seconds = time.perf_counter() - t1
@@ -126,6 +142,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per measurement")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--case", action="append", help="NAME@SIZE, e.g. resnet50@224")
+    parser.add_argument("--all", action="store_true", help="every zoo model at its input size")
+    parser.add_argument(
+        "--tools", default=",".join(METHODS), help="comma-separated, e.g. cnnlab,torchinfo"
+    )
     parser.add_argument("--worker", nargs=3, metavar=("METHOD", "NAME", "SIZE"))
     args = parser.parse_args()
     if args.worker:
@@ -140,12 +160,19 @@ def main() -> None:
     cases = CASES
     if args.case:
         cases = [(c.split("@")[0], int(c.split("@")[1])) for c in args.case]
-    load = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, loadavg {load}", flush=True)
+    if args.all:
+        sys.path.insert(0, str(ROOT / "src"))
+        import cnnlab
+
+        cases = [(n, cnnlab.model_info(n).input_size[1]) for n in cnnlab.list_models()]
+    methods = tuple(m for m in METHODS if m in args.tools.split(","))
+    if "cnnlab" not in methods:
+        raise SystemExit("--tools must include cnnlab (the ratios are against it)")
+    print(f"python {sys.version.split()[0]}, {_cpu()}, loadavg {_load()}", flush=True)
     results = []
     for name, size in cases:
         row = {"model": name, "size": size}
-        for method in METHODS:
+        for method in methods:
             # One process at 1024 for the CPU tools: building VGG-16 for 1024x1024 means
             # allocating and initialising 2.2 billion fc6 weights (8.8 GB).
             n = 1 if (size > 224 and method != "cnnlab") else args.repeat
@@ -161,26 +188,45 @@ def main() -> None:
             print(f"  {name}@{size} {method}: {row[method]['seconds']:.3f} s, peak "
                   f"{row[method]['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
         results.append(row)
-    _report(results, args.markdown)
+    print(f"loadavg at the end {_load()}", flush=True)
+    _report(results, args.markdown, methods)
 
 
-def _report(results: list[dict], markdown: bool) -> None:
-    head = ["model @ input", "cnnlab s", "build+torchinfo s", "ratio", "build+fvcore s",
-            "ratio", "peak RSS MB cnnlab / torchinfo / fvcore",
-            "+RSS MB cnnlab / torchinfo / fvcore"]  # fmt: skip
+def _cpu() -> str:
+    """The CPU model, its core count and the vector flags that matter to PyTorch's kernels."""
+    model, flags = "unknown CPU", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{model}, {os.cpu_count()} CPUs, flags {' '.join(shown) or 'none of avx2/avx512/amx'}"
+
+
+def _load() -> list[str]:
+    return Path("/proc/loadavg").read_text().split()[:3]
+
+
+def _report(results: list[dict], markdown: bool, methods: tuple[str, ...]) -> None:
+    others = [m for m in methods if m != "cnnlab"]
+    head = ["model @ input", "cnnlab s"]
+    for m in others:
+        head += [f"build+{m} s", "ratio"]
+    head += [f"peak RSS MB {' / '.join(methods)}", f"+RSS MB {' / '.join(methods)}"]
     lines = []
     for r in results:
-        c, t, f = r["cnnlab"], r["torchinfo"], r["fvcore"]
-        lines.append([
-            f"{r['model']} @ {r['size']}",
-            f"{c['seconds']:.3f}",
-            f"{t['seconds']:.3f}",
-            f"{t['seconds'] / c['seconds']:.1f}x",
-            f"{f['seconds']:.3f}",
-            f"{f['seconds'] / c['seconds']:.1f}x",
-            f"{c['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} / {f['peak_rss_mb']:.0f}",
-            f"{c['grown_rss_mb']:.0f} / {t['grown_rss_mb']:.0f} / {f['grown_rss_mb']:.0f}",
-        ])  # fmt: skip
+        c = r["cnnlab"]
+        line = [f"{r['model']} @ {r['size']}", f"{c['seconds']:.3f}"]
+        for m in others:
+            line += [f"{r[m]['seconds']:.3f}", f"{r[m]['seconds'] / c['seconds']:.1f}x"]
+        line += [
+            " / ".join(f"{r[m]['peak_rss_mb']:.0f}" for m in methods),
+            " / ".join(f"{r[m]['grown_rss_mb']:.0f}" for m in methods),
+        ]
+        lines.append(line)
     if markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "|".join("---" for _ in head) + "|")
@@ -195,9 +241,9 @@ def _report(results: list[dict], markdown: bool) -> None:
     print("MACs reported (cnnlab: conv+linear, bias excluded; torchinfo adds bias and BN; "
           "fvcore adds BN and pooling):")  # fmt: skip
     for r in results:
-        print(f"  {r['model']} @ {r['size']}: cnnlab {r['cnnlab']['macs']:,}, torchinfo "
-              f"{r['torchinfo']['macs']:,}, fvcore {r['fvcore']['macs']:,}")  # fmt: skip
-    imports = {m: statistics.median(r[m]["import_seconds"] for r in results) for m in METHODS}
+        print(f"  {r['model']} @ {r['size']}: "
+              + ", ".join(f"{m} {r[m]['macs']:,}" for m in methods))  # fmt: skip
+    imports = {m: statistics.median(r[m]["import_seconds"] for r in results) for m in methods}
     print("import time (not in the timings above, median): " + ", ".join(
         f"{m} {s:.2f} s" for m, s in imports.items()))  # fmt: skip
 
