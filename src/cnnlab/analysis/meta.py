@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
-from torch.overrides import TorchFunctionMode
+from torch.utils._device import DeviceContext, _device_constructors
 
 __all__ = ["build_on_meta"]
 
@@ -33,7 +33,11 @@ _FILLS = frozenset(
 )  # fmt: skip
 
 
-class _SkipMetaFills(TorchFunctionMode):
+class _MetaBuild(DeviceContext):
+    """``with torch.device("meta")`` (PyTorch's own mode, so ``torch.get_default_device()``
+    and nested device contexts behave as there) that also skips value fills of meta tensors:
+    one Python handler per torch call of the build instead of two."""
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if getattr(func, "__name__", "") in _FILLS:
@@ -41,6 +45,8 @@ class _SkipMetaFills(TorchFunctionMode):
             target = args[0] if args else kwargs.get("tensor", kwargs.get("input"))
             if isinstance(target, torch.Tensor) and target.is_meta:
                 return target
+        if kwargs.get("device") is None and func in _device_constructors():
+            kwargs["device"] = self.device
         return func(*args, **kwargs)
 
 
@@ -53,7 +59,7 @@ def build_on_meta(build: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        with torch.device("meta"), _SkipMetaFills():
+        with _MetaBuild("meta"):
             return build(*args, **kwargs)
     finally:
         if gc_was_enabled:
