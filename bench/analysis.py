@@ -22,9 +22,12 @@ large ones of the ImageNet zoo; ``--all`` runs every model of the zoo at its own
 The time ratio is the tool's time divided by cnnlab's; "peak RSS" is the process's maximum
 resident set, "+RSS" its growth over the process right after the imports.  The MACs each tool
 reports are printed too (they differ by what each counts: see the conventions in the README).
-The CPU model, its vector flags and the load average (before and after) are printed: the
-tools that run a real forward (multi-threaded kernels) slow down far more on a busy machine
-than cnnlab, which runs none, so ratios measured under load overstate cnnlab's lead.
+The CPU model, its vector flags and the load average (before and after) are printed.  Every
+process runs PyTorch single-threaded (``--threads 1``, the default): cnnlab runs no kernel,
+but the tools' real forwards on two threads slow down up to 20x on a machine busy with other
+work (measured here: torchinfo on ResNet-20, 0.017 s on one thread, 0.32-0.44 s on two at
+load average 4), which would make the ratios measure the load.  On a quiet machine two
+threads make the large forwards (VGG-16 at 224: 15 GMACs) up to about 2x faster.
 """
 
 from __future__ import annotations
@@ -75,9 +78,12 @@ def _rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def worker(method: str, name: str, size: int) -> dict:
+def worker(method: str, name: str, size: int, threads: int) -> dict:
     t0 = time.perf_counter()
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     import cnnlab
 
@@ -122,13 +128,13 @@ def worker(method: str, name: str, size: int) -> dict:
     }
 
 
-def measure(method: str, name: str, size: int) -> dict:
+def measure(method: str, name: str, size: int, threads: int) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(COMPARE), str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
     )
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", method, name, str(size)],
+        [sys.executable, __file__, "--worker", method, name, str(size), str(threads)],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -146,11 +152,17 @@ def main() -> None:
     parser.add_argument(
         "--tools", default=",".join(METHODS), help="comma-separated, e.g. cnnlab,torchinfo"
     )
-    parser.add_argument("--worker", nargs=3, metavar=("METHOD", "NAME", "SIZE"))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads in every process (0: PyTorch's default); see the module docstring",
+    )
+    parser.add_argument("--worker", nargs=4, metavar=("METHOD", "NAME", "SIZE", "THREADS"))
     args = parser.parse_args()
     if args.worker:
-        method, name, size = args.worker
-        print(json.dumps(worker(method, name, int(size))))
+        method, name, size, threads = args.worker
+        print(json.dumps(worker(method, name, int(size), int(threads))))
         return
     if args.setup:
         setup()
@@ -168,7 +180,9 @@ def main() -> None:
     methods = tuple(m for m in METHODS if m in args.tools.split(","))
     if "cnnlab" not in methods:
         raise SystemExit("--tools must include cnnlab (the ratios are against it)")
-    print(f"python {sys.version.split()[0]}, {_cpu()}, loadavg {_load()}", flush=True)
+    threads = args.threads or "PyTorch's default"
+    print(f"python {sys.version.split()[0]}, {_cpu()}, torch threads {threads}, loadavg "
+          f"{_load()}", flush=True)  # fmt: skip
     results = []
     for name, size in cases:
         row = {"model": name, "size": size}
@@ -176,7 +190,7 @@ def main() -> None:
             # One process at 1024 for the CPU tools: building VGG-16 for 1024x1024 means
             # allocating and initialising 2.2 billion fc6 weights (8.8 GB).
             n = 1 if (size > 224 and method != "cnnlab") else args.repeat
-            runs = [measure(method, name, size) for _ in range(n)]
+            runs = [measure(method, name, size, args.threads) for _ in range(n)]
             row[method] = {
                 "seconds": statistics.median(r["seconds"] for r in runs),
                 "import_seconds": statistics.median(r["import_seconds"] for r in runs),
