@@ -282,7 +282,18 @@ def _place(options: Any, w: Any) -> tuple[int, Any]:
             torch.cuda.set_device(w.local_rank)
             device = torch.device("cuda", w.local_rank)
         distributed.start(device.type)
-        where = dataclasses.replace(where, device=device, rank=w.rank, world_size=w.size)
+        # Every rank must compute alike (DDP checks the parameters' layouts agree), but an
+        # "auto" precision is measured per process: rank 0's choice is the run's.
+        chosen = distributed.broadcast_text(f"{where.precision} {int(where.channels_last)}")
+        precision, channels_last = chosen.split()
+        where = dataclasses.replace(
+            where,
+            device=device,
+            precision=precision,
+            channels_last=channels_last == "1",
+            rank=w.rank,
+            world_size=w.size,
+        )
     return threads, where
 
 
