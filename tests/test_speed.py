@@ -128,3 +128,39 @@ def test_the_time_to_accuracy_benchmark_quick_mode_runs_both_sides():
                ("90%", "91%", "92%", "93%", "94%", "95%")]  # fmt: skip
     assert targets == ["90%", "91%", "92%", "93%", "94%", "95%"]
     assert "load average" in out and cpu_info().model in out
+
+
+def test_fast_presets_choose_network_and_length_for_a_target_or_a_budget():
+    from cnnlab import analyze
+    from cnnlab.train.config import resolve_config
+    from cnnlab.train.recipes import FAST_PRESETS, fast_preset, parse_budget
+
+    assert fast_preset(0.93)[1] == ["epochs=10"]
+    assert fast_preset(0.935)[0].target == 0.94  # the cheapest that claims at least it
+    for preset in FAST_PRESETS:  # each preset's network is what it says it is
+        recipe, _ = resolve_config("fast", sets=list(preset.sets))
+        net = build_spec(recipe.model, in_channels=1, input_size=28, num_classes=10)
+        assert analyze(net, (1, 28, 28)).totals.macs == pytest.approx(preset.macs, rel=1e-3)
+        assert recipe.epochs == preset.epochs
+    with pytest.raises(CnnlabError, match="--target 0.97"):
+        fast_preset(0.97)
+    # a budget: the most accurate preset whose estimate fits, else fewer epochs of the first
+    assert fast_preset(budget=parse_budget("20min"), flops_per_s=1e12)[0].target == 0.95
+    first, sets = fast_preset(budget=60.0, flops_per_s=10e9)
+    assert first.target == 0.92 and sets == ["epochs=1"]
+    assert parse_budget("5min") == 300 and parse_budget("90s") == 90 and parse_budget("2") == 2
+    for bad in ("soon", "-1min", "5 parsecs"):
+        with pytest.raises(CnnlabError, match="--budget"):
+            parse_budget(bad)
+
+
+def test_presets_belong_to_the_fast_recipe_on_the_command_line():
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "lenet5", "--data", "fashion-mnist",
+         "--recipe", "lenet", "--target", "0.93"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: --target/--budget") and "--recipe fast" in line

@@ -103,6 +103,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("stop", "skip"),
         help="a non-finite loss or gradient: stop (default, exit status 3) or skip the update",
     )
+    p.add_argument(
+        "--target",
+        dest="target_accuracy",
+        type=float,
+        metavar="ACC",
+        help="--recipe fast: the preset for this test accuracy (0.92 ... 0.95)",
+    )
+    p.add_argument(
+        "--budget",
+        metavar="TIME",
+        help="--recipe fast: the most accurate preset that fits TIME (60s, 5min)",
+    )
     p.add_argument("--quiet", action="store_true", help="one plain line per epoch, no bar")
     p.add_argument("--no-report", action="store_true", help="skip RUN/report.html at the end")
     p.add_argument("--list-keys", action="store_true", help="list every configuration key")
@@ -142,7 +154,7 @@ def _request(args: argparse.Namespace) -> Any:
         data=args.data,
         recipe=args.recipe,
         config=args.config,
-        sets=args.sets,
+        sets=_preset_sets(args) + list(args.sets or []),
         flags=flags,
         options=args.option,
         data_dir=args.data_dir,
@@ -153,6 +165,22 @@ def _request(args: argparse.Namespace) -> Any:
         out=args.out,
         command="cnnlab " + shlex.join(sys.argv[1:]),
     )
+
+
+def _preset_sets(args: argparse.Namespace) -> list[str]:
+    """``--target`` / ``--budget``: the fast recipe's preset as ``--set`` keys (which the
+    user's own ``--set`` and flags override)."""
+    if args.target_accuracy is None and args.budget is None:
+        return []
+    from cnnlab.train.recipes import fast_preset, parse_budget
+
+    if args.recipe != "fast":
+        raise CnnlabError(
+            f"--target/--budget choose a preset of --recipe fast (got --recipe {args.recipe}); "
+            "valid: cnnlab train --recipe fast --data fashion-mnist --target 0.93"
+        )
+    budget = parse_budget(args.budget) if args.budget is not None else None
+    return fast_preset(args.target_accuracy, budget)[1]
 
 
 def _launch(nproc: int) -> int:
