@@ -91,7 +91,8 @@ def test_the_run_folder_holds_what_the_contract_says(trained):
     # The run rebuilds its model, and the final weights give the logged test accuracy.
     run = open_run(out)
     test = load_dataset("fashion-mnist", "test")
-    result = evaluate(run.build_model("final"), test, mean=run.mean, std=run.std)
+    result = evaluate(run.build_model("final"), test, mean=run.mean, std=run.std,
+                      flip=recipe["test_flip"])  # fmt: skip
     assert result.top1 == pytest.approx(final["test_top1"])
 
 
