@@ -39,8 +39,8 @@ def test_the_cpu_is_described_by_its_own_flags_and_torchs_capability():
 def test_auto_precision_on_the_cpu_is_the_measured_choice():
     choice, why = cpu_precision()
     assert choice in ("fp32", "bf16") and cpu_info().model in why
-    if not cpu_info().has_bf16:
-        assert choice == "fp32" and "no bf16" in why
+    if "amx_bf16" not in cpu_info().flags:  # no measurement: fp32
+        assert choice == "fp32" and "GFLOP/s" not in why
     else:  # measured: the reason gives both rates
         assert "GFLOP/s" in why
     where = placement("cpu")
@@ -112,7 +112,7 @@ def test_the_throughput_benchmark_prints_the_machine_and_both_sides():
     cells = row.split()
     assert cells[1] == "94,410" and cells[2] == "7.45M"  # the fast network, counted by analyze
     ours, theirs, ratio = (float(c.rstrip("x").replace(",", "")) for c in cells[4:7])
-    assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, abs=0.006)
+    assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, rel=0.03)
 
 
 def test_the_time_to_accuracy_benchmark_quick_mode_runs_both_sides():

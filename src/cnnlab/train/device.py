@@ -138,12 +138,17 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: in
 def cpu_precision() -> tuple[str, str]:
     """The CPU precision this machine trains fastest in, and why: ``("fp32" | "bf16",
     reason)``.  Without bf16 instructions, fp32 (no measurement: emulated bf16 is many times
-    slower).  With them, a short measurement: bf16 when its matmul is at least
-    ``_BF16_GAIN`` times fp32's, interleaved over three rounds (the best of each), so that a
-    busy machine slows both alike."""
+    slower); with AVX-512 BF16 but no AMX, fp32 too.  With AMX-BF16, a short measurement:
+    bf16 when its matmul is at least ``_BF16_GAIN`` times fp32's, interleaved over three
+    rounds (the best of each), so that a busy machine slows both alike."""
     info = cpu_info()
     if not info.has_bf16:
         return "fp32", f"{info.model}: no bf16 instructions (avx512_bf16 / amx_bf16)"
+    if "amx_bf16" not in info.flags:
+        # AVX-512 BF16 alone was slower than fp32 for a matmul (cnnlab's measurement, 74 vs
+        # 132 GFLOP/s); a noisy short measurement on a busy machine must not flip it, nor
+        # let two ranks choose differently.
+        return "fp32", f"{info.model}: avx512_bf16 without AMX (bf16 matmul slower than fp32)"
     fp32 = bf16 = 0.0
     for _ in range(3):
         fp32 = max(fp32, matmul_gflops(torch.float32, 512, 3))
