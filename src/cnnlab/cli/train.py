@@ -108,7 +108,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="target_accuracy",
         type=float,
         metavar="ACC",
-        help="--recipe fast: the preset for this test accuracy (0.92 ... 0.95)",
+        help="--recipe fast: the preset aimed at this test accuracy (0.92 ... 0.95; not yet "
+        "reached by every preset: see the README's Performance)",
     )
     p.add_argument(
         "--budget",
