@@ -164,3 +164,18 @@ def test_presets_belong_to_the_fast_recipe_on_the_command_line():
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: --target/--budget") and "--recipe fast" in line
+
+
+def test_without_recipe_the_family_default_decides_whether_a_preset_applies():
+    from cnnlab.cli import build_parser
+    from cnnlab.cli.train import _preset_sets
+
+    parser = build_parser()
+    # lenet5 trains with the 'lenet' recipe: no fast preset, and the message says why
+    args = parser.parse_args(["train", "lenet5", "--data", "fashion-mnist", "--target", "0.93"])
+    with pytest.raises(CnnlabError, match="lenet5 trains with 'lenet'"):
+        _preset_sets(args)
+    # a notation network trains with 'fast' by default, so the preset applies
+    args = parser.parse_args(["train", "conv3-8-relu-gap-fc-10", "--data", "fashion-mnist",
+                              "--target", "0.93"])  # fmt: skip
+    assert "epochs=10" in _preset_sets(args)

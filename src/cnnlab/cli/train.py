@@ -173,11 +173,13 @@ def _preset_sets(args: argparse.Namespace) -> list[str]:
     user's own ``--set`` and flags override)."""
     if args.target_accuracy is None and args.budget is None:
         return []
-    from cnnlab.train.recipes import fast_preset, parse_budget
+    from cnnlab.train.recipes import default_recipe, fast_preset, parse_budget
 
-    if args.recipe != "fast":
+    recipe = args.recipe or default_recipe(args.target)  # as resolve_config chooses it
+    if recipe != "fast":
+        given = f"--recipe {recipe}" if args.recipe else f"{args.target} trains with {recipe!r}"
         raise CnnlabError(
-            f"--target/--budget choose a preset of --recipe fast (got --recipe {args.recipe}); "
+            f"--target/--budget choose a preset of --recipe fast ({given}); "
             "valid: cnnlab train --recipe fast --data fashion-mnist --target 0.93"
         )
     budget = parse_budget(args.budget) if args.budget is not None else None
