@@ -12,7 +12,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo "sudo -n")
 PYTEST_ARGS ?= -n 2
 CNNLAB_TEST_THREADS ?= 1
 
-.PHONY: setup data browser run test lint bench bench-analysis bench-data clean
+.PHONY: setup data browser run test lint bench bench-analysis bench-data bench-stream \
+	bench-throughput bench-time clean
 
 setup: $(VENV)/.installed data browser
 
@@ -67,7 +68,7 @@ lint: setup
 
 # Benchmarks print cnnlab and its baseline side by side, with ratios.  The comparison tools
 # (torchinfo, fvcore) go into build/bench-compare, never into .venv.
-bench: bench-analysis bench-data
+bench: bench-analysis bench-data bench-stream bench-throughput bench-time
 
 bench-analysis: setup
 	@test -d build/bench-compare/fvcore || $(PY) bench/analysis.py --setup
@@ -75,6 +76,16 @@ bench-analysis: setup
 
 bench-data: setup
 	$(PY) bench/data.py
+
+bench-stream: setup
+	$(PY) bench/stream.py
+
+bench-throughput: setup
+	$(PY) bench/throughput.py
+
+# The full side-by-side run to 90 ... 95% (tens of minutes); --quick is part of `make test`.
+bench-time: setup
+	$(PY) bench/time_to_accuracy.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
