@@ -35,8 +35,9 @@ from baseline import baseline_loader, baseline_steps
 
 from cnnlab.analysis import analyze
 from cnnlab.train.device import configure_threads, cpu_info, cpu_precision, matmul_gflops, placement
-from cnnlab.train.loop import TrainData, fit, load_data
+from cnnlab.train.loop import fit
 from cnnlab.train.recipes import RECIPES, default_recipe
+from cnnlab.train.splits import TrainData, load_data
 from cnnlab.zoo.target import load_target
 
 _NETS = ("lenet5_modern", "resnet20", "fast")

@@ -174,9 +174,10 @@ def _small_fit(tmp_path: Path, **kwargs):
     from cnnlab import build_spec
     from cnnlab.data import load_dataset
     from cnnlab.train.device import placement
-    from cnnlab.train.loop import TrainData, fit
+    from cnnlab.train.loop import fit
     from cnnlab.train.recipe import Recipe
     from cnnlab.train.run import RunWriter
+    from cnnlab.train.splits import TrainData
 
     real_fashion_dir()
     full = load_dataset("fashion-mnist", "train")

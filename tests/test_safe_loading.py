@@ -121,9 +121,9 @@ def test_resume_refuses_checkpoints_replaced_by_a_pickle(tiny_run, tmp_path, cap
 
 
 def test_a_checkpoint_of_another_model_names_the_tensor(tiny_run):
-    from cnnlab.train.loop import TrainState
     from cnnlab.train.optim import Schedule, make_optimizer
     from cnnlab.train.recipe import Recipe
+    from cnnlab.train.state import TrainState
 
     ckpt = load_checkpoint(tiny_run / "checkpoints")
     other = cnnlab.build_spec("conv3-6-relu-maxpool-fc-10", in_channels=1, input_size=28)

@@ -20,9 +20,10 @@ from cnnlab.data.catalog import dataset_info
 from cnnlab.errors import CnnlabError
 from cnnlab.train.device import _FLAGS, cpu_info, cpu_precision, matmul_gflops, placement
 from cnnlab.train.evaluate import evaluate
-from cnnlab.train.loop import TrainData, fit
+from cnnlab.train.loop import fit
 from cnnlab.train.recipe import Recipe
 from cnnlab.train.recipes import RECIPES
+from cnnlab.train.splits import TrainData
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,8 +22,9 @@ from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.train.checkpoint import checkpoint_paths, load_checkpoint, read_checkpoint
 from cnnlab.train.device import placement
-from cnnlab.train.loop import TrainData, fit
+from cnnlab.train.loop import fit
 from cnnlab.train.recipe import Recipe
+from cnnlab.train.splits import TrainData
 
 SPEC = "conv3-8-relu-maxpool-fc-10"
 

@@ -17,10 +17,11 @@ from cnnlab.train.config import resolve_config
 from cnnlab.train.device import placement
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.init import apply_init
-from cnnlab.train.loop import TrainData, fit, load_data
+from cnnlab.train.loop import fit
 from cnnlab.train.recipe import Recipe
 from cnnlab.train.recipes import RECIPES
 from cnnlab.train.run import RunWriter, open_run
+from cnnlab.train.splits import TrainData, load_data
 
 CPU = placement("cpu", "fp32")
 

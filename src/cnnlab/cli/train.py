@@ -133,23 +133,27 @@ def _list_keys() -> int:
     return 0
 
 
+# Flags that are configuration keys of the same name (argparse's dest is the key).
+_FLAG_KEYS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "seed",
+    "device",
+    "precision",
+    "threads",
+    "val_split",
+    "eval_test_every_epoch",
+    "checkpoint_every",
+    "early_stop",
+    "on_nan",
+)
+
+
 def _request(args: argparse.Namespace) -> Any:
     from cnnlab.train.job import Request
 
-    flags = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-        "device": args.device,
-        "precision": args.precision,
-        "threads": args.threads,
-        "val_split": args.val_split,
-        "eval_test_every_epoch": args.eval_test_every_epoch,
-        "checkpoint_every": args.checkpoint_every,
-        "early_stop": args.early_stop,
-        "on_nan": args.on_nan,
-    }
+    flags = {key: getattr(args, key) for key in _FLAG_KEYS}
     return Request(
         target=args.target,
         data=args.data,

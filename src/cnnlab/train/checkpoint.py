@@ -116,7 +116,7 @@ def _optimizer_parts(optimizer: torch.optim.Optimizer) -> tuple[dict, dict[str, 
 
 
 def save_checkpoint(folder: str | Path, state: Any, extra: dict[str, Any]) -> Path:
-    """Write ``state`` (a :class:`~cnnlab.train.loop.TrainState`) and ``extra`` (JSON:
+    """Write ``state`` (a :class:`~cnnlab.train.state.TrainState`) and ``extra`` (JSON:
     the epoch's running counts, the configuration, the record) as the checkpoint of its
     step in ``folder``, atomically, then delete all but the newest :data:`KEEP`.
 
@@ -253,7 +253,7 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
 
 
 def restore(state: Any, ckpt: Checkpoint) -> None:
-    """Put ``ckpt`` into ``state`` (a :class:`~cnnlab.train.loop.TrainState` built for the
+    """Put ``ckpt`` into ``state`` (a :class:`~cnnlab.train.state.TrainState` built for the
     same model and recipe): weights, optimizer, schedule, counters and every generator.
     A checkpoint of another model is a :class:`CheckpointError` naming the tensor."""
     where = ckpt.path

@@ -75,7 +75,7 @@ class Job:
     options: Any  # cnnlab.train.recipe.Options
     where: Any  # cnnlab.train.device.Placement
     threads: int
-    data: Any  # cnnlab.train.loop.TrainData
+    data: Any  # cnnlab.train.splits.TrainData
     model: Any  # torch.nn.Module
     target_text: str
     kind: str  # "zoo", "notation" or "file"
@@ -141,7 +141,7 @@ def prepare(request: Request, world: Any = None) -> Job:
         )
     threads, where = _place(options, w)
 
-    from cnnlab.train.loop import load_data
+    from cnnlab.train.splits import load_data
 
     data = load_data(
         request.data,

@@ -9,7 +9,8 @@ method of the run in progress (``_Loop``): ``_train_epoch`` samples, ``_step`` c
 data (:class:`FitResult`); progress goes to an optional ``on_event`` function as plain dicts,
 which the CLI renders.
 
-Everything a resumed or distributed run needs is in one :class:`TrainState` (model,
+Everything a resumed or distributed run needs is in one
+:class:`~cnnlab.train.state.TrainState` (model,
 optimizer, schedule, step, epoch, the position in the epoch's data, the generators' state),
 and the data position is the pipeline's ``epoch(e, start=k)``.
 """
@@ -18,11 +19,8 @@ from __future__ import annotations
 
 import math
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,43 +34,19 @@ from cnnlab.train.device import Placement, placement
 from cnnlab.train.evaluate import Evaluation, autocast, evaluate
 from cnnlab.train.optim import Schedule, make_optimizer
 from cnnlab.train.recipe import Recipe
+from cnnlab.train.splits import TrainData
+from cnnlab.train.state import FitResult, TrainState
+from cnnlab.train.stopping import (
+    STOP_REASONS,
+    NonFiniteWeights,
+    Stopper,
+    finite_model,
+    grad_norm,
+)
 
-__all__ = ["STOP_REASONS", "FitResult", "TrainData", "TrainState", "fit", "load_data", "loss_fn"]
+__all__ = ["STOP_REASONS", "fit", "loss_fn"]
 
 Event = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class TrainData:
-    """The splits of a run: ``train`` (what the loop draws from), ``val`` (held out from the
-    training split, or None), ``test`` (or None)."""
-
-    train: Any  # cnnlab.data.Dataset
-    val: Any | None
-    test: Any | None
-
-    @property
-    def name(self) -> str:
-        return self.train.name
-
-
-def load_data(name: str, val_split: float = 0.1, seed: int = 0, **load_kwargs: Any) -> TrainData:
-    """Load ``name``'s training and test splits and hold out ``val_split`` of the training
-    split for validation (stratified, seeded by ``seed``; 0 holds out nothing)."""
-    from cnnlab.data import load_dataset
-
-    full = load_dataset(name, "train", **load_kwargs)
-    try:
-        test = load_dataset(name, "test", **load_kwargs)
-    except CnnlabError:
-        if not name.startswith("folder:"):
-            raise
-        test = None  # an image folder without a test/ subfolder: validation only
-    if val_split:
-        train, val = full.split_validation(val_split, seed=seed)
-    else:
-        train, val = full, None
-    return TrainData(train, val, test)
 
 
 def loss_fn(out: Any, y: torch.Tensor, label_smoothing: float = 0.0, aux_weight: float = 0.3):
@@ -87,101 +61,6 @@ def loss_fn(out: Any, y: torch.Tensor, label_smoothing: float = 0.0, aux_weight:
     for a in aux:
         loss = loss + aux_weight * F.cross_entropy(a, y, label_smoothing=label_smoothing)
     return loss, logits
-
-
-@dataclass
-class TrainState:
-    """All that changes while training, in one place (what a checkpoint saves).
-
-    ``step``: optimizer steps done; ``epoch``: the current epoch (0-based); ``batch``: steps
-    done within it (the pipeline resumes with ``epoch(epoch, start=batch)``); ``best_top1``
-    and ``best_epoch``: the best validation top-1 so far; ``history``: the metrics rows.
-    """
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    schedule: Schedule
-    step: int = 0
-    epoch: int = 0
-    batch: int = 0
-    best_top1: float = -1.0
-    best_epoch: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "best_top1": self.best_top1,
-            "best_epoch": self.best_epoch,
-            "history": list(self.history),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit` returns: the epoch rows, the final row (test metrics; ``stopped``
-    is ``"completed"``, ``"interrupted"`` or ``"diverged"``), the test evaluation of the
-    final weights, and the state it ended in."""
-
-    history: list[dict[str, Any]]
-    final: dict[str, Any]
-    test: Evaluation | None
-    state: TrainState
-
-    @property
-    def stopped(self) -> str:
-        return self.final["stopped"]
-
-
-class _NonFiniteWeights(Exception):
-    """Raised inside :func:`fit` when a checkpoint would hold non-finite weights."""
-
-
-class _Stopper:
-    """SIGINT (Ctrl-C) and SIGTERM set a flag that the loop reads after each step, so a run
-    stops at a step boundary with a consistent checkpoint; a second Ctrl-C stops at once."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-        if enabled and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None:
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def close(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-
-def _finite_model(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()
-               if t.is_floating_point())  # fmt: skip
-
-
-def _grad_norm(model: nn.Module, clip: float | None) -> torch.Tensor:
-    """The gradients' global L2 norm (after clipping it to ``clip`` when given)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if clip is not None:
-        return nn.utils.clip_grad_norm_(model.parameters(), clip)
-    if not grads:
-        return torch.zeros(())
-    return nn.utils.get_total_norm(grads)
-
-
-STOP_REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
 
 def fit(
@@ -265,18 +144,6 @@ def _check_arguments(
         )
 
 
-def _augment(recipe: Recipe, train: Any) -> Any:
-    """The recipe's batched augmentation of ``train`` (a :class:`cnnlab.data.Augment`)."""
-    from cnnlab.data import Augment
-
-    if recipe.augment == "standard":
-        augment = Augment.standard(train, erase_p=recipe.erase)
-        if recipe.crop_padding is not None:
-            augment = Augment(recipe.crop_padding, augment.flip, recipe.erase)
-        return augment
-    return Augment(erase_p=recipe.erase) if recipe.erase else Augment()
-
-
 class _Loop:
     """One :func:`fit` in progress: the lecture's four steps (:meth:`_step`), each epoch's
     evaluation (:meth:`_end_epoch`), checkpoints (:meth:`checkpoint`) and the final row
@@ -309,7 +176,7 @@ class _Loop:
             train,
             recipe.batch_size // where.world_size,
             device=where.device,
-            augment=_augment(recipe, train),
+            augment=recipe.augmentation(train),
             seed=self.seed,
             rank=where.rank,
             world_size=where.world_size,
@@ -401,8 +268,8 @@ class _Loop:
         where, state = self.where, self.state
         if self.saved_step == state.step or (self.checkpoint_dir is None and not self.distributed):
             return None
-        if not _finite_model(self.model):  # the same weights, so the same answer, on every rank
-            raise _NonFiniteWeights
+        if not finite_model(self.model):  # the same weights, so the same answer, on every rank
+            raise NonFiniteWeights
         # Collectives first, on every rank: the epoch's sums and every rank's generator.
         seen_t = torch.tensor(self.seen, dtype=torch.int64, device=where.device)
         total_loss, total_correct, total_seen = all_reduce_sum(self.loss_sum, self.correct, seen_t)
@@ -438,7 +305,7 @@ class _Loop:
             flip=self.test_flip,
         )
 
-    def _signal(self, stopper: _Stopper) -> int | None:
+    def _signal(self, stopper: Stopper) -> int | None:
         """The signal that stops the run, if any: every rank stops at the same step (a signal
         may reach them at different ones)."""
         from cnnlab.train.distributed import all_reduce_max
@@ -460,7 +327,7 @@ class _Loop:
                 "resumed_step": resume.step if resume is not None else None,
             }
         )
-        stopper = _Stopper(handle_signals)
+        stopper = Stopper(handle_signals)
         try:
             while state.step < self.total and not self.halt:
                 seen_before, started = self._train_epoch(stopper)
@@ -468,7 +335,7 @@ class _Loop:
                     break
         except KeyboardInterrupt:
             self.stopped = "interrupted"
-        except _NonFiniteWeights:
+        except NonFiniteWeights:
             # A finite loss and gradient gave non-finite weights (an overflowing update): the
             # run stops here, and the last checkpoint, written from finite weights, stays.
             self.stopped, self.boundary = "diverged", False
@@ -483,7 +350,7 @@ class _Loop:
             stopper.close()
         return self._finish()
 
-    def _train_epoch(self, stopper: _Stopper) -> tuple[int, float]:
+    def _train_epoch(self, stopper: Stopper) -> tuple[int, float]:
         """Train until the epoch's end, or a stop; returns (images seen before, start time)."""
         state = self.state
         self.model.train()
@@ -496,7 +363,7 @@ class _Loop:
         return seen_before, started
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, seen_before: int, started: float,
-              stopper: _Stopper) -> bool:  # fmt: skip
+              stopper: Stopper) -> bool:  # fmt: skip
         """One step of the lecture's four (the batch is sampled): forward and loss, backward,
         update, then the step's bookkeeping.  False when the epoch's loop must stop."""
         state = self.state
@@ -545,7 +412,7 @@ class _Loop:
         ``grad_clip``)."""
         self.state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        return _grad_norm(self.model, self.recipe.grad_clip)
+        return grad_norm(self.model, self.recipe.grad_clip)
 
     def _update(self, finite: bool, loss: torch.Tensor, lr: float) -> bool:
         """Step 4: the optimizer's update, when the loss and gradients are finite; else the
@@ -604,7 +471,7 @@ class _Loop:
             }
         )
 
-    def _end_epoch(self, stopper: _Stopper, seen_before: int, started: float) -> bool:
+    def _end_epoch(self, stopper: Stopper, seen_before: int, started: float) -> bool:
         """The epoch's row: its training sums, the validation (and test) evaluation, the
         best weights, a checkpoint.  True when the run stops here (early stop, signal)."""
         state = self.state
@@ -708,7 +575,7 @@ class _Loop:
         if stopped == "early-stopped" and self.best_state is not None:
             model.load_state_dict(self.best_state)
             final["restored_epoch"] = state.best_epoch
-        if run is not None and _finite_model(model):
+        if run is not None and finite_model(model):
             run.save_weights(model, "final")
             if state.best_epoch is None:  # no validation split: the final weights are the best
                 run.save_weights(model, "best")

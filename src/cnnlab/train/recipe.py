@@ -116,6 +116,18 @@ class Recipe:
         is set; the peak learning rate of the run."""
         return self.lr * self.batch_size / self.lr_batch if self.lr_batch else self.lr
 
+    def augmentation(self, train: Any) -> Any:
+        """This recipe's batched augmentation of the split ``train`` (a
+        :class:`cnnlab.data.Augment`: crop and flip as the dataset allows, erasing)."""
+        from cnnlab.data import Augment
+
+        if self.augment == "standard":
+            augment = Augment.standard(train, erase_p=self.erase)
+            if self.crop_padding is not None:
+                augment = Augment(self.crop_padding, augment.flip, self.erase)
+            return augment
+        return Augment(erase_p=self.erase) if self.erase else Augment()
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
