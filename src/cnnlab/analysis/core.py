@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis import rules as R
+from cnnlab.analysis.records import Frame, OpRecord
 from cnnlab.analysis.result import (
     INPUT,
     Analysis,
@@ -21,7 +22,7 @@ from cnnlab.analysis.result import (
     Totals,
     TrainingMemory,
 )
-from cnnlab.analysis.tracer import Frame, OpRecord, trace
+from cnnlab.analysis.tracer import trace
 from cnnlab.errors import AnalysisError, CnnlabError, GeometryError, check_int
 
 __all__ = ["analyze"]

@@ -42,7 +42,6 @@ propagation), :mod:`~cnnlab.analysis.blame` (which line of the model's code rais
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -61,122 +60,15 @@ from cnnlab.analysis.blame import (
 from cnnlab.analysis.fields import Fields, ceil_message, globalize, merge, moved
 from cnnlab.analysis.metakernels import run_on_meta
 from cnnlab.analysis.modelstate import ModelState
-from cnnlab.analysis.rules.base import ModuleCount, TooLargeError
+from cnnlab.analysis.records import Frame, OpRecord, TraceResult
+from cnnlab.analysis.rules.base import TooLargeError
+from cnnlab.analysis.walk import map_tensors, shapes_of, storage_owner, tensors_in
 from cnnlab.errors import AnalysisError, CnnlabError, GeometryError, ShapeError
 from cnnlab.geometry import Field, check_fit, fit
 
-__all__ = ["AnalysisError", "Frame", "OpRecord", "trace"]
+__all__ = ["AnalysisError", "trace"]
 
 _REAL_LIMIT = 65_536  # elements: real-only calls up to this size run on real tensors
-
-
-@dataclass(slots=True)
-class OpRecord:
-    name: str
-    parent: Frame
-    effect: R.Effect | None  # None: no rule (uncounted)
-    input_shapes: tuple[tuple[int, ...], ...]
-    output_shapes: tuple[tuple[int, ...], ...]
-    out_info: Fields | None
-    fits: tuple[Any, ...] = ()  # geometry.Fit per spatial axis (window ops)
-    alloc_values: int = 0
-    alloc_bytes: int = 0
-    view: bool = False  # a pure view with no rule: zero cost, counted
-    n: int = 1  # the n-th call of an op of this name directly in its frame
-    # Producers of the traced inputs, in argument order: an op, or None for the model input.
-    sources: tuple[OpRecord | None, ...] = ()
-    itemsize: int = 0  # bytes per value of the (first) output; 0: no tensor output
-
-    @property
-    def counted(self) -> bool:
-        return self.effect is not None or self.view
-
-
-@dataclass(slots=True)
-class Frame:
-    """One call of one module."""
-
-    path: str
-    module: nn.Module
-    parent: Frame | None
-    depth: int
-    call: int
-    items: list[Frame | OpRecord] = field(default_factory=list)
-    input_shapes: tuple[tuple[int, ...], ...] = ()
-    output_shapes: tuple[tuple[int, ...], ...] = ()
-    out_info: Fields | None = None
-    override: ModuleCount | None = None  # a module rule's counts and kind
-    sources: tuple[OpRecord | None, ...] = ()  # producers of the call's tensor inputs
-    itemsize: int = 0  # bytes per value of the (first) output
-    op_counts: dict[str, int] = field(default_factory=dict)
-    where: str = ""  # "path (Type)", for messages
-
-    def __post_init__(self) -> None:
-        self.where = f"{self.path or '(model)'} ({type(self.module).__name__})"
-
-    def add_op(self, rec: OpRecord) -> None:
-        rec.n = self.op_counts[rec.name] = self.op_counts.get(rec.name, 0) + 1
-        self.items.append(rec)
-
-    @property
-    def type(self) -> str:
-        return type(self.module).__name__
-
-    @property
-    def has_children(self) -> bool:
-        return any(type(i) is Frame for i in self.items)
-
-    @property
-    def children(self) -> list[Frame]:
-        return [i for i in self.items if isinstance(i, Frame)]
-
-    @property
-    def ops(self) -> list[OpRecord]:
-        return [i for i in self.items if isinstance(i, OpRecord)]
-
-
-@dataclass
-class TraceResult:
-    root: Frame
-    output: Any
-    saved_bytes: int
-    input_values: int
-    input_bytes: int
-    used: dict[int, Frame] = field(default_factory=dict)  # id(parameter) -> first user
-    parameters: list[nn.Parameter] = field(default_factory=list)  # model.parameters()
-    buffers: list[torch.Tensor] = field(default_factory=list)  # model.buffers()
-
-
-# Arguments of torch calls nest tensors only in tuples, lists and dicts.  These two walkers do
-# what torch.utils._pytree's tree_flatten/tree_map would, at a fraction of the cost: pytree's
-# node-type lookup is slow on first use and was most of the analysis time of small networks.
-
-
-def _tensors(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-    """Every tensor in ``value`` (nested tuples, lists and dict values), in order."""
-    out = [] if out is None else out
-    if isinstance(value, torch.Tensor):
-        out.append(value)
-    elif isinstance(value, tuple | list):
-        for v in value:  # one level inline: most arguments are flat
-            if isinstance(v, torch.Tensor):
-                out.append(v)
-            elif isinstance(v, _NESTS):
-                _tensors(v, out)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _tensors(v, out)
-    return out
-
-
-_NESTS = (tuple, list, dict)
-
-
-def _storage_owner(t: torch.Tensor) -> torch.Tensor:
-    """The tensor that owns ``t``'s storage (``t`` itself unless it is a view)."""
-    while t._base is not None:
-        t = t._base
-    return t
 
 
 # Reads of a tensor's metadata that a shape-only stand-in answers exactly as the tensor itself
@@ -197,26 +89,6 @@ _METADATA = frozenset(
         torch.Tensor.layout.__get__,
     }
 )
-
-
-def _map_tensors(fn: Any, value: Any) -> Any:
-    """``value`` with every tensor replaced by ``fn(tensor)``; containers keep their type."""
-    if isinstance(value, torch.Tensor):
-        return fn(value)
-    if isinstance(value, tuple | list):
-        items = [_map_tensors(fn, v) for v in value]
-        if all(a is b for a, b in zip(items, value, strict=True)):
-            return value
-        if hasattr(value, "_fields"):  # a namedtuple
-            return type(value)(*items)
-        return type(value)(items)
-    if isinstance(value, dict):
-        return {k: _map_tensors(fn, v) for k, v in value.items()}
-    return value
-
-
-def _shapes(value: Any) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(t.shape) for t in _tensors(value))
 
 
 # Turns off every torch-function handler, the tracer's mode included, for metadata reads.
@@ -288,7 +160,7 @@ class _Tracer(TorchFunctionMode):
             self.keep.append(t)
             if self.needs_grad(t):
                 self.grad.add(id(s))
-            if id(_storage_owner(t)) in self.state:
+            if id(storage_owner(t)) in self.state:
                 self.state_shadows.add(id(s))
         return s
 
@@ -296,9 +168,9 @@ class _Tracer(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         rule = self.ops.get(func)
-        tensors = _tensors(args)
+        tensors = tensors_in(args)
         if kwargs:
-            _tensors(kwargs, tensors)
+            tensors_in(kwargs, tensors)
         else:
             kwargs = {}
         params, used = self.params, self.used
@@ -342,7 +214,7 @@ class _Tracer(TorchFunctionMode):
         because its values may decide shapes (index tables, masks): a constant, as before."""
         call = self._call(rule, args, kwargs)
         effect = rule(call)
-        if sum(o.numel() for o in _tensors(effect.output)) <= _REAL_LIMIT:
+        if sum(o.numel() for o in tensors_in(effect.output)) <= _REAL_LIMIT:
             return func(*args, **kwargs)
         self._record(rule.name, self.stack[-1], effect, [], call)
         return effect.output
@@ -353,21 +225,21 @@ class _Tracer(TorchFunctionMode):
             # .contiguous()``, broadcasting, ``p.new_zeros(...)``): find the result's size on
             # stand-ins first.  A function that needs values (``item()``, ``nonzero()``)
             # fails there and runs for real, on its small inputs.
-            margs, mkwargs = _map_tensors(self._shadow, (args, kwargs))
+            margs, mkwargs = map_tensors(self._shadow, (args, kwargs))
             probe = self._probe(func, margs, mkwargs)
-            if sum(o.numel() for o in _tensors(probe)) <= _REAL_LIMIT:
+            if sum(o.numel() for o in tensors_in(probe)) <= _REAL_LIMIT:
                 out = func(*args, **kwargs)
                 if any(self.needs_grad(t) for t in tensors):  # e.g. a weight computed
-                    for o in _tensors(out):
+                    for o in tensors_in(out):
                         self.keep.append(o)
                         self.grad.add(id(o))
                 return out
             # An activation-sized result: traced on the stand-ins, like an activation.
             rule = self.rules.op(func)
             if rule is not None:
-                return self._apply(rule, margs, mkwargs, _tensors(mkwargs, _tensors(margs)))
+                return self._apply(rule, margs, mkwargs, tensors_in(mkwargs, tensors_in(margs)))
             return self._fallback(func, margs, mkwargs)
-        args, kwargs = _map_tensors(self._shadow, (args, kwargs))
+        args, kwargs = map_tensors(self._shadow, (args, kwargs))
         return func(*args, **kwargs)
 
     def _probe(self, func, margs, mkwargs) -> Any:
@@ -390,12 +262,12 @@ class _Tracer(TorchFunctionMode):
 
     def _fallback(self, func, args, kwargs, tensors=None):
         if tensors is None:
-            tensors = _tensors(kwargs, _tensors(args))
+            tensors = tensors_in(kwargs, tensors_in(args))
         if not any(t.is_meta for t in tensors):
             if not tensors:
                 return func(*args, **kwargs)  # torch.tensor([...]), torch.get_default_dtype()...
             return self._run_untraced(func, args, kwargs, tensors)
-        margs, mkwargs = _map_tensors(self._shadow, (args, kwargs))
+        margs, mkwargs = map_tensors(self._shadow, (args, kwargs))
         frame = self.stack[-1]
         try:
             out = run_on_meta(func, margs, mkwargs)
@@ -406,12 +278,12 @@ class _Tracer(TorchFunctionMode):
                 f"shape-only tensors {', '.join(shape_text(t.shape) for t in tensors)}: "
                 f"{type(exc).__name__}: {first_line(exc)}" + (f" (at {at})" if at else "")
             ) from exc
-        outs = _tensors(out)
+        outs = tensors_in(out)
         if not outs:
             return out  # metadata: size(), dim(), shape ...
-        ins = _tensors(mkwargs, _tensors(margs))
-        in_ids = {id(_storage_owner(t)) for t in ins}
-        is_view = all(id(_storage_owner(o)) in in_ids for o in outs)
+        ins = tensors_in(mkwargs, tensors_in(margs))
+        in_ids = {id(storage_owner(t)) for t in ins}
+        is_view = all(id(storage_owner(o)) in in_ids for o in outs)
         first = next((t for t in tensors if t.is_meta), None)
         src = self.info_of(first)
         info = None
@@ -445,7 +317,7 @@ class _Tracer(TorchFunctionMode):
         return out
 
     def _record(self, name: str, frame: Frame, effect: R.Effect, tensors, call: R.Call) -> None:
-        outs = _tensors(effect.output)
+        outs = tensors_in(effect.output)
         ins = [t for t in tensors if t.is_meta]
         primary = call.args.get("input")
         if not isinstance(primary, torch.Tensor):
@@ -463,9 +335,9 @@ class _Tracer(TorchFunctionMode):
             sources=self.sources_of(ins),
         )
         if not effect.inplace:
-            in_owner_ids = {id(_storage_owner(t)) for t in ins}
+            in_owner_ids = {id(storage_owner(t)) for t in ins}
             for o in outs:
-                if id(_storage_owner(o)) not in in_owner_ids:
+                if id(storage_owner(o)) not in in_owner_ids:
                     n = o.numel()
                     rec.alloc_values += n
                     rec.alloc_bytes += n * o.element_size()
@@ -491,7 +363,7 @@ class _Tracer(TorchFunctionMode):
     def _keep_for_backward(self, t: Any) -> None:
         if not isinstance(t, torch.Tensor):
             return
-        owner = _storage_owner(t)
+        owner = storage_owner(t)
         if id(owner) in self.state or id(owner) in self.state_shadows:
             return  # the model's own parameters and buffers: counted as parameters
         self.saved[id(owner)] = owner.numel() * owner.element_size()
@@ -580,7 +452,7 @@ class _Hooks:
         tracer = self.tracer
         # Reading shapes here, outside the tracer's own handler, would be one intercepted
         # call per tensor attribute: they are metadata, read with interception off.
-        tensors = _tensors(args)
+        tensors = tensors_in(args)
         with _NO_TORCH_FUNCTION():
             shapes = tuple(tuple(t.shape) for t in tensors)
         if module is self.model:
@@ -609,7 +481,7 @@ class _Hooks:
         if frame.module is not module:  # a forward that raised: the stack is unwound later
             return
         tracer.stack.pop()
-        outs = _tensors(output)
+        outs = tensors_in(output)
         with _NO_TORCH_FUNCTION():
             frame.output_shapes = tuple(tuple(t.shape) for t in outs)
         # The producing op knows its output's itemsize; asking the tensor here would be one
@@ -619,7 +491,7 @@ class _Hooks:
         frame.out_info = tracer.info_of(outs[0]) if outs else None
         rule = tracer.rules.module(module)
         if rule is not None:
-            frame.override = rule(module, _tensors(args), output)
+            frame.override = rule(module, tensors_in(args), output)
 
 
 def _forward(model: nn.Module, xs: tuple[torch.Tensor, ...], tracer: _Tracer) -> Any:
@@ -676,8 +548,8 @@ def trace(
         for h in handles:
             h.remove()
         state.restore()
-    root.output_shapes = _shapes(output)
-    outs = _tensors(output)
+    root.output_shapes = shapes_of(output)
+    outs = tensors_in(output)
     root.out_info = tracer.info_of(outs[0]) if outs else None
     saved = sum(tracer.saved.values()) + tracer.saved_extra
     return TraceResult(
