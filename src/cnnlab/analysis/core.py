@@ -59,6 +59,20 @@ def analyze(
     """
     if not isinstance(model, nn.Module):
         raise CnnlabError(f"analyze() needs a torch.nn.Module, got {type(model).__name__}")
+    # Tracing creates many short-lived objects next to torch's large heap, and the cyclic
+    # garbage collector's full passes were half the time of a first analysis; they run after.
+    # Off from the start: the first allocations after building a large model (its objects all
+    # young) set off a full pass (0.14 s of ResNet-1202's 0.7 s, in walking its modules).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze(model, input_size, batch, dtype, strict, rules)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _analyze(model, input_size, batch, dtype, strict, rules) -> Analysis:
     named = list(model.named_modules())  # walked once: a large model's tree is not free
     scripted = [n or "(model)" for n, m in named if isinstance(m, torch.jit.ScriptModule)]
     if scripted:
@@ -92,37 +106,29 @@ def analyze(
         torch.empty((batch, *s), dtype=d, device="meta") for s, d in zip(sizes, dtypes, strict=True)
     )
     x = xs[0]
-    # Tracing creates many short-lived objects next to torch's large heap, and the cyclic
-    # garbage collector's full passes were half the time of a first analysis; collect after.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     try:
-        try:
-            result = trace(model, xs, strict=strict, rules=table, named=named)
-        except (AnalysisError, GeometryError) as exc:
-            if not several and len(size) >= 3 and size[0] == 1 and batch == 1:
-                # torchinfo's habit: input_size=(1, 3, 224, 224) with the batch in it; said
-                # only when the size without that leading 1 really runs (a 1x28x28 image
-                # whose model fails for its own reasons gets no such hint).
-                try:
-                    inner = torch.empty((1, *size[1:]), dtype=dtypes[0], device="meta")
-                    trace(model, (inner,), strict=False, rules=table, named=named)
-                except Exception:  # noqa: BLE001 - it does not run either way: no hint
-                    raise exc from exc.__cause__
-                raise type(exc)(
-                    f"{exc}; note: the input size is one example's, without the batch "
-                    f"(which is given separately): try {size[1:]}"
-                ) from exc
-            raise
-        itemsize = x.element_size()
-        builder = _RowBuilder(model, itemsize, named)
-        builder.attribute_functional_uses(result.root, result.used)
-        builder.walk(result.root)
-        rows = builder.rows + builder.uncalled_rows()
-        totals = _totals(model, result, builder, batch)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+        result = trace(model, xs, strict=strict, rules=table, named=named)
+    except (AnalysisError, GeometryError) as exc:
+        if not several and len(size) >= 3 and size[0] == 1 and batch == 1:
+            # torchinfo's habit: input_size=(1, 3, 224, 224) with the batch in it; said
+            # only when the size without that leading 1 really runs (a 1x28x28 image
+            # whose model fails for its own reasons gets no such hint).
+            try:
+                inner = torch.empty((1, *size[1:]), dtype=dtypes[0], device="meta")
+                trace(model, (inner,), strict=False, rules=table, named=named)
+            except Exception:  # noqa: BLE001 - it does not run either way: no hint
+                raise exc from exc.__cause__
+            raise type(exc)(
+                f"{exc}; note: the input size is one example's, without the batch "
+                f"(which is given separately): try {size[1:]}"
+            ) from exc
+        raise
+    itemsize = x.element_size()
+    builder = _RowBuilder(model, itemsize, named)
+    builder.attribute_functional_uses(result.root, result.used)
+    builder.walk(result.root)
+    rows = builder.rows + builder.uncalled_rows()
+    totals = _totals(model, result, builder, batch)
     return Analysis(
         model=type(model).__name__,
         input_shape=tuple(x.shape),
