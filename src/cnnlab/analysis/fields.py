@@ -18,7 +18,7 @@ from cnnlab.analysis.rules.base import Spatial
 from cnnlab.errors import GeometryError
 from cnnlab.geometry import Field, fitting_paddings, fitting_strides
 
-__all__ = ["Fields", "ceil_message", "globalize", "merge", "moved"]
+__all__ = ["Fields", "ceil_message", "derive", "globalize", "globalized", "merge", "moved"]
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,17 @@ def moved(fields: tuple[Field, ...], sp: Spatial) -> Fields | None:
 
 def globalize(info: Fields | None, t: torch.Tensor | None) -> Fields | None:
     """The field of a unit that sees every spatial cell of ``t``."""
+    return globalized(info, None if t is None else tuple(t.shape[2:]))
+
+
+def globalized(info: Fields | None, cells: tuple[int, ...] | None) -> Fields | None:
+    """:func:`globalize` for a tensor whose spatial sizes are ``cells`` (its shape after the
+    batch and channels; None: no tensor)."""
     if info is None or info.fields is None:
         return None
-    if info.is_global or t is None:
+    if info.is_global or cells is None:
         return Fields(info.fields, True)
-    sizes = list(t.shape[2:])
+    sizes = cells
     if len(sizes) != len(info.fields):
         return Fields(info.fields, True)
     return Fields(
@@ -106,3 +112,40 @@ def merge(infos: list[Fields]) -> Fields | None:
         except GeometryError:
             return None  # branches that do not line up cell by cell
     return Fields(tuple(merged), is_global)
+
+
+def derive(
+    sp: Spatial,
+    src: Fields | None,
+    primary_cells: tuple[int, ...] | None,
+    ins: list[tuple[Fields | None, tuple[int, ...]]],
+    out_cells: tuple[int, ...] | None,
+) -> Fields | None:
+    """The field of a counted call's output, from what its inputs' fields are: ``src`` that of
+    its primary input (spatial sizes ``primary_cells``; None: no tensor input), ``ins`` the
+    (field, shape) of each traced input in argument order, ``out_cells`` the spatial sizes of
+    its first output (None: no output).  An element-wise call (``same``) merges its inputs'
+    fields, one broadcast over space (per-channel values, squeeze-excite) seeing everything
+    its own producer saw; a window or an offset moves the primary's; a global one widens it."""
+    if sp.kind == "same":
+        infos = []
+        for ti, shape in ins:
+            if ti is None:
+                continue
+            cells = shape[2:]
+            if (
+                out_cells is not None
+                and len(shape) >= 3
+                and cells != out_cells
+                and all(s == 1 for s in cells)
+            ):
+                ti = globalized(ti, cells)
+            infos.append(ti)
+        return merge(infos)
+    if src is None or sp.kind == "unknown":
+        return None
+    if sp.kind == "global":
+        return globalized(src, primary_cells)
+    if src.is_global or src.fields is None:
+        return None
+    return moved(src.fields, sp)

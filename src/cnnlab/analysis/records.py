@@ -92,3 +92,4 @@ class TraceResult:
     used: dict[int, Frame] = field(default_factory=dict)  # id(parameter) -> first user
     parameters: list[nn.Parameter] = field(default_factory=list)  # model.parameters()
     buffers: list[torch.Tensor] = field(default_factory=list)  # model.buffers()
+    replayed: int = 0  # block calls rebuilt from an earlier call's record (analysis.replay)

@@ -50,6 +50,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
+from cnnlab.analysis import replay
 from cnnlab.analysis import rules as R
 from cnnlab.analysis.blame import (
     first_line,
@@ -59,7 +60,7 @@ from cnnlab.analysis.blame import (
     user_line,
     user_line_of,
 )
-from cnnlab.analysis.fields import Fields, ceil_message, globalize, merge, moved
+from cnnlab.analysis.fields import Fields, ceil_message, derive, globalize
 from cnnlab.analysis.metakernels import run_on_meta
 from cnnlab.analysis.modelstate import ModelState
 from cnnlab.analysis.records import Frame, OpRecord, TraceResult
@@ -119,6 +120,8 @@ class _Tracer(TorchFunctionMode):
         self.used: dict[int, Frame] = {}  # id(parameter) -> the frame of the first call reading it
         self.state_shadows: set[int] = set()  # ids of their shape-only stand-ins
         self.fit_cache: dict[tuple[int, ...], Any] = {}  # fit() per (size, window): pure
+        # The block call being recorded for replay (cnnlab.analysis.replay), if any.
+        self.recording: Any = None
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -136,12 +139,17 @@ class _Tracer(TorchFunctionMode):
     def sources_of(self, tensors: list[torch.Tensor]) -> tuple[OpRecord | None, ...]:
         """The producers of the traced activations among ``tensors`` (the model's own
         parameters and buffers, and constants, are not activations), without repeats."""
+        return self.sources_of_ids([id(t) for t in tensors])
+
+    def sources_of_ids(self, ids: list[int]) -> tuple[OpRecord | None, ...]:
+        """:meth:`sources_of` for the tensors of these ids."""
         out: list[OpRecord | None] = []
-        for t in tensors:
-            if id(t) in self.input_ids:
+        producer = self.producer
+        for i in ids:
+            if i in self.input_ids:
                 src = None
-            elif id(t) in self.producer:
-                src = self.producer[id(t)]
+            elif i in producer:
+                src = producer[i]
             else:
                 continue
             if not any(src is o for o in out):
@@ -155,6 +163,8 @@ class _Tracer(TorchFunctionMode):
     def _shadow(self, t: torch.Tensor) -> torch.Tensor:
         if t.is_meta:
             return t
+        if self.recording is not None:
+            self.recording.shadow(t)
         s = self.shadows.get(id(t))
         if s is None:
             s = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
@@ -216,6 +226,8 @@ class _Tracer(TorchFunctionMode):
         because its values may decide shapes (index tables, masks): a constant, as before."""
         call = self._call(rule, args, kwargs)
         effect = rule(call)
+        if self.recording is not None:
+            self.recording.ok = False  # a tensor made from nothing: not replayed
         if sum(o.numel() for o in tensors_in(effect.output)) <= _REAL_LIMIT:
             return func(*args, **kwargs)
         self._record(rule.name, self.stack[-1], effect, [], call)
@@ -223,6 +235,8 @@ class _Tracer(TorchFunctionMode):
 
     def _run_untraced(self, func, args, kwargs, tensors):
         if sum(t.numel() for t in tensors) <= _REAL_LIMIT and not _mutates(func, kwargs):
+            if self.recording is not None:
+                self.recording.ok = False  # real tensors, whose values may decide shapes
             # Small real tensors can still make a large one (``p.expand(b, c, h, w)
             # .contiguous()``, broadcasting, ``p.new_zeros(...)``): find the result's size on
             # stand-ins first.  A function that needs values (``item()``, ``nonzero()``)
@@ -289,12 +303,15 @@ class _Tracer(TorchFunctionMode):
         first = next((t for t in tensors if t.is_meta), None)
         src = self.info_of(first)
         info = None
-        if is_view and src is not None and first is not None:
+        mode = 0  # the output's field: none (0), its first input's (1), that made global (2)
+        if is_view and first is not None:
             o = outs[0]
             if o.dim() == first.dim() and tuple(o.shape[2:]) == tuple(first.shape[2:]):
-                info = src
+                mode = 1
             elif o.dim() < 3 and first.dim() >= 3:
-                info = globalize(src, first)
+                mode = 2
+        if src is not None and mode:
+            info = src if mode == 1 else globalize(src, first)
         needs = any(self.needs_grad(t) for t in ins)
         for o in outs:
             self._remember(o, info)
@@ -316,6 +333,8 @@ class _Tracer(TorchFunctionMode):
             rec.alloc_bytes = sum(o.numel() * o.element_size() for o in outs)
         self._produced(rec, outs)
         frame.add_op(rec)
+        if self.recording is not None:
+            self.recording.uncounted(rec, tensors, first, mode, outs, outs if needs else ())
         return out
 
     def _record(self, name: str, frame: Frame, effect: R.Effect, tensors, call: R.Call) -> None:
@@ -324,7 +343,15 @@ class _Tracer(TorchFunctionMode):
         primary = call.args.get("input")
         if not isinstance(primary, torch.Tensor):
             primary = ins[0] if ins else None
-        info, fits = self._propagate(effect, primary, ins, outs, frame, call)
+        sp = effect.spatial
+        fits = self._fits(sp, primary, frame, call) if sp.kind == "window" else ()
+        info = derive(
+            sp,
+            self.info_of(primary),
+            None if primary is None else tuple(primary.shape[2:]),
+            [(self.info.get(id(t)), tuple(t.shape)) for t in ins] if sp.kind == "same" else [],
+            tuple(outs[0].shape[2:]) if outs else None,
+        )
         rec = OpRecord(
             name=name,
             parent=frame,
@@ -350,62 +377,38 @@ class _Tracer(TorchFunctionMode):
             if info is not None:
                 self.info[id(o)] = info
             producer[id(o)] = rec
+        grads: list[torch.Tensor] = []
+        saved: list[torch.Tensor] = []
+        extra = 0
         if not effect.detached and any(self.needs_grad(t) for t in tensors):
             # Autograd records this call: its floating-point outputs need gradients (indices,
             # masks and counts have none), and it keeps tensors.
-            for o in outs:
-                if o.is_floating_point() or o.is_complex():
-                    self.grad.add(id(o))
+            grads = [o for o in outs if o.is_floating_point() or o.is_complex()]
+            for o in grads:
+                self.grad.add(id(o))
             kept = [*effect.saved, *(t for t, op in effect.saved_for if self.needs_grad(op))]
             for t in kept:
-                self._keep_for_backward(t)
-            self.saved_extra += effect.saved_extra_bytes
+                owner = self._keep_for_backward(t)
+                if owner is not None:
+                    saved.append(owner)
+            extra = effect.saved_extra_bytes
+            self.saved_extra += extra
         frame.add_op(rec)
+        if self.recording is not None:
+            self.recording.counted(rec, ins, primary, outs, grads, saved, extra)
 
-    def _keep_for_backward(self, t: Any) -> None:
+    def _keep_for_backward(self, t: Any) -> torch.Tensor | None:
+        """Count ``t``'s storage as kept for backward; its owner, or None where not counted."""
         if not isinstance(t, torch.Tensor):
-            return
+            return None
         owner = storage_owner(t)
         if id(owner) in self.state or id(owner) in self.state_shadows:
-            return  # the model's own parameters and buffers: counted as parameters
+            return None  # the model's own parameters and buffers: counted as parameters
         self.saved[id(owner)] = owner.numel() * owner.element_size()
         self.keep.append(owner)
+        return owner
 
     # -- receptive fields and fits ------------------------------------------------------------
-
-    def _propagate(self, effect, primary, ins, outs, frame, call):
-        """(field of the output, fits of the windows) for one recorded call."""
-        sp = effect.spatial
-        fits = self._fits(sp, primary, frame, call) if sp.kind == "window" else ()
-        if sp.kind == "same":
-            return self._same_field(ins, outs), fits
-        src = self.info_of(primary)
-        if src is None or sp.kind == "unknown":
-            return None, fits
-        if sp.kind == "global":
-            return globalize(src, primary), fits
-        if src.is_global or src.fields is None:
-            return None, fits
-        return moved(src.fields, sp), fits
-
-    def _same_field(self, ins, outs) -> Fields | None:
-        """An element-wise op: the union of its inputs' fields; an input broadcast over space
-        (per-channel values, squeeze-excite) sees everything its own producer saw."""
-        out_cells = outs[0].shape[2:] if outs else None
-        infos = []
-        for t in ins:
-            ti = self.info.get(id(t))
-            if ti is None:
-                continue
-            if (
-                out_cells is not None
-                and t.dim() >= 3
-                and t.shape[2:] != out_cells
-                and all(s == 1 for s in t.shape[2:])
-            ):
-                ti = globalize(ti, t)
-            infos.append(ti)
-        return merge(infos)
 
     def _fits(self, sp: R.Spatial, x: torch.Tensor, frame: Frame, call: R.Call):
         sizes = [int(s) for s in x.shape[-sp.dims :]] if sp.dims else []
@@ -474,6 +477,8 @@ class _Hooks:
         )
         parent.items.append(frame)
         tracer.stack.append(frame)
+        if tracer.recording is not None:
+            tracer.recording.open(frame, tensors)
 
     def post(self, module: nn.Module, args: Any, output: Any) -> None:
         tracer = self.tracer
@@ -494,6 +499,8 @@ class _Hooks:
         rule = tracer.rules.module(module)
         if rule is not None:
             frame.override = rule(module, tensors_in(args), output)
+        if tracer.recording is not None:
+            tracer.recording.close(frame, outs)
 
 
 def _forward(model: nn.Module, xs: tuple[torch.Tensor, ...], tracer: _Tracer) -> Any:
@@ -528,8 +535,8 @@ def trace(
     ``rules`` and return the tree of calls.  ``named`` is ``list(model.named_modules())``
     when the caller has it already (walking a large model's tree is not free)."""
     named = list(model.named_modules()) if named is None else named
-    parameters = _members(named, "_parameters")
-    buffers = _members(named, "_buffers")
+    parameters, held = _members(named, "_parameters")
+    buffers, held_buffers = _members(named, "_buffers")
     root = Frame(path="", module=model, parent=None, depth=0, call=1)
     xs = x if isinstance(x, tuple) else (x,)
     tracer = _Tracer(root, strict, rules, xs)
@@ -537,14 +544,31 @@ def trace(
     tracer.state = tracer.params | {id(b) for b in buffers}
     for t in xs:
         tracer._remember(t, Fields(tuple(Field() for _ in range(max(t.dim() - 2, 0)))))
-    state = ModelState(m for _, m in named)
+    own_hooks = any(m._forward_pre_hooks or m._forward_hooks for _, m in named)
+    # A model made only of modules whose forwards assign nothing (replay.PURE), with no hooks
+    # but ours, changes nothing a trace would have to put back but the random state; and its
+    # repeated blocks can be replayed.
+    pure = not own_hooks and replay.all_pure(named)
+    state = ModelState(() if pure else (m for _, m in named))
     hooks = _Hooks(model, tracer, named)
     handles = []
+    replayer = None
     try:
-        handles = _register(hooks, named)
+        handles = _register(hooks, named, own_hooks)
+        if (
+            pure
+            and replay.ENABLED
+            and rules is R.DEFAULT_RULES
+            and held == len(parameters)
+            and held_buffers == len(buffers)
+        ):
+            # (no parameter or buffer held twice; the replayer checks the modules)
+            replayer = replay.Replayer(tracer, hooks, named)
         with tracer, torch.no_grad():
             output = _forward(model, xs, tracer)
     finally:
+        if replayer is not None:
+            replayer.uninstall()
         for h in handles:
             h.remove()
         state.restore()
@@ -561,15 +585,16 @@ def trace(
         used=tracer.used,
         parameters=parameters,
         buffers=buffers,
+        replayed=0 if replayer is None else replayer.replayed,
     )
 
 
-def _register(hooks: _Hooks, named: list[tuple[str, nn.Module]]) -> list:
+def _register(hooks: _Hooks, named: list[tuple[str, nn.Module]], own_hooks: bool) -> list:
     """The hooks on every module of the tree: as two global module hooks that skip modules
     outside it (two registrations instead of two per module: 8,424 for ResNet-1202), or per
     module where a module has forward hooks of its own, so that ours still run after them
     (they may change a call's inputs or output) as they would if registered last."""
-    if any(m._forward_pre_hooks or m._forward_hooks for _, m in named):
+    if own_hooks:
         handles = []
         for _, m in named:
             handles.append(m.register_forward_pre_hook(hooks.pre))
@@ -591,14 +616,18 @@ def _register(hooks: _Hooks, named: list[tuple[str, nn.Module]]) -> list:
     ]
 
 
-def _members(named: list[tuple[str, nn.Module]], table: str) -> list:
+def _members(named: list[tuple[str, nn.Module]], table: str) -> tuple[list, int]:
     """``model.parameters()`` (table ``_parameters``) or ``model.buffers()`` (``_buffers``)
-    from the model's ``named_modules()``: each tensor once, at its first holder."""
+    from the model's ``named_modules()``: each tensor once, at its first holder; and how many
+    holdings there are (more than tensors: some are shared)."""
     seen: set[int] = set()
     out = []
+    held = 0
     for _, m in named:
         for t in getattr(m, table).values():
-            if t is not None and id(t) not in seen:
-                seen.add(id(t))
-                out.append(t)
-    return out
+            if t is not None:
+                held += 1
+                if id(t) not in seen:
+                    seen.add(id(t))
+                    out.append(t)
+    return out, held
