@@ -3,6 +3,7 @@
     .venv/bin/python bench/time_to_accuracy.py              # the full run the README quotes
     .venv/bin/python bench/time_to_accuracy.py --quick      # a few steps each: the script works
     .venv/bin/python bench/time_to_accuracy.py --fast-args="--target 0.93"
+    .venv/bin/python bench/time_to_accuracy.py --seeds 3 --baseline-seeds 1
 
 Each side is a fresh process, started one after the other (never together: on a 2-core
 machine they would slow each other), and timed by this script from its launch to the moment
@@ -17,11 +18,13 @@ start, data loading, training and evaluation:
   ``--fast-args``), its test accuracy read from the run folder's ``metrics.jsonl`` when the
   epoch's line appears.
 
-Printed: the CPU and its flags, the load average before and after, each side's epochs (time,
-test top-1), then for each target (90 ... 95%) the time at which each side first reached it
-and the ratio (``>`` where the baseline never got there: its whole run is then a lower
-bound).  An epoch boundary is where a side can say it is there, so the times are those of
-the epoch ends.
+Each side runs ``--seeds`` times (3 by default: the issue's goals are means of at least 3
+seeds; ``--baseline-seeds`` may run the slow baseline fewer times).  Printed: the CPU and its
+flags, the load average before and after, each run's epochs (time, test top-1), then, from
+the means over the seeds of each epoch's time and top-1, for each target (90 ... 95%) the
+time at which each side first reached it and the ratio (``>`` where the baseline never got
+there: its whole run is then a lower bound).  An epoch boundary is where a side can say it
+is there, so the times are those of the epoch ends.
 """
 
 from __future__ import annotations
@@ -98,6 +101,17 @@ def _side(
     return seen, time.perf_counter() - start
 
 
+def _mean(runs: list[list[tuple[float, int, float]]]) -> list[tuple[float, int, float]]:
+    """The seeds' runs as one: for each epoch that every run reported, the mean time and the
+    mean top-1 (the issue's "mean of at least 3 seeds")."""
+    epochs = sorted(set.intersection(*({e for _, e, _ in rows} for rows in runs)))
+    out = []
+    for epoch in epochs:
+        at = [next((s, t) for s, e, t in rows if e == epoch) for rows in runs]
+        out.append((sum(s for s, _ in at) / len(at), epoch, sum(t for _, t in at) / len(at)))
+    return out
+
+
 def _first(rows: list[tuple[float, int, float]], target: float) -> tuple[float, int] | None:
     for seconds, epoch, top1 in rows:
         if top1 >= target:
@@ -114,7 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--baseline-epochs", type=int, default=8)
     parser.add_argument("--fast-args", default="", help="more arguments for cnnlab train")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="runs of each side (seeds --seed, --seed+1, ...)"
+    )
+    parser.add_argument(
+        "--baseline-seeds", type=int, default=None, help="runs of the baseline (default --seeds)"
+    )
     parser.add_argument("--side", choices=("baseline",), help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -128,18 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     from cnnlab.train.device import cpu_info
 
     epochs = 1 if args.quick else args.baseline_epochs
-    base_cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--side",
-        "baseline",
-        "--baseline-epochs",
-        str(epochs),
-        "--seed",
-        str(args.seed),
-    ]
-    if args.quick:
-        base_cmd += ["--limit", "6000"]
+    seeds = [args.seed + i for i in range(1 if args.quick else args.seeds)]
+    n_base = len(seeds) if args.baseline_seeds is None or args.quick else args.baseline_seeds
+    base_seeds = [args.seed + i for i in range(n_base)]
+
+    def base_cmd(seed: int) -> list[str]:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--side", "baseline",
+               "--baseline-epochs", str(epochs), "--seed", str(seed)]  # fmt: skip
+        return cmd + (["--limit", "6000"] if args.quick else [])
+
     load_before = os.getloadavg()
 
     def base_rows(line: str):
@@ -148,53 +165,24 @@ def main(argv: list[str] | None = None) -> int:
             row = json.loads(line)
             yield row["epoch"], row["test_top1"]
 
-    baseline, base_total = _side(base_cmd, base_rows, env)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        fast_cmd = [
-            sys.executable,
-            "-m",
-            "cnnlab",
-            "train",
-            "--recipe",
-            "fast",
-            "--data",
-            "fashion-mnist",
-            "--eval-test-every-epoch",
-            "--quiet",
-            "--no-report",
-            "--seed",
-            str(args.seed),
-            "--out",
-            str(out),
-            *args.fast_args.split(),
-        ]
-        if args.quick:  # 20 steps (5,120 images), a small validation split
-            fast_cmd += ["--set", "epochs=none", "--set", "iterations=20", "--val-split", "0.02"]
-        reported: set[int] = set()
-
-        def fast_rows(line: str):
-            if not line.startswith("epoch "):
-                return
-            metrics = out / "metrics.jsonl"
-            for text in metrics.read_text().splitlines():
-                row = json.loads(text)
-                if "test_top1" in row and not row.get("final") and row["epoch"] not in reported:
-                    reported.add(row["epoch"])
-                    yield row["epoch"], row["test_top1"]
-
-        fast, fast_total = _side(fast_cmd, fast_rows, env)
+    baselines = [_side(base_cmd(seed), base_rows, env) for seed in base_seeds]
+    fasts = [_fast(seed, args, env) for seed in seeds]
     load_after = os.getloadavg()
 
     print("cnnlab bench/time_to_accuracy.py" + (" --quick" if args.quick else ""))
     print(f"CPU: {cpu_info().describe()}, {os.cpu_count()} logical CPUs")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
-    print(f"baseline: bench/{Path(base_cmd[1]).name} {' '.join(base_cmd[2:])}")
-    print(f"cnnlab:   cnnlab {' '.join(fast_cmd[3:]).replace(str(out), 'RUN')}")
-    for name, rows, total in (("baseline", baseline, base_total), ("cnnlab", fast, fast_total)):
-        each = ", ".join(f"{e}: {s:.0f} s {t:.2%}" for s, e, t in rows)
-        print(f"  {name:<8} (total {total:.0f} s) epochs {each}")
+    print(f"baseline: bench/{Path(base_cmd(0)[1]).name} {' '.join(base_cmd(seeds[0])[2:])}")
+    print(f"cnnlab:   cnnlab {' '.join(_fast_cmd(seeds[0], args, Path('RUN'))[3:])}")
+    print(f"seeds: baseline {base_seeds}, cnnlab {seeds} (times and top-1: means over them)")
+    for name, runs in (("baseline", baselines), ("cnnlab", fasts)):
+        for seed, (rows, total) in zip(
+            base_seeds if name == "baseline" else seeds, runs, strict=True
+        ):
+            each = ", ".join(f"{e}: {s:.0f} s {t:.2%}" for s, e, t in rows)
+            print(f"  {name:<8} seed {seed} (total {total:.0f} s) epochs {each}")
+    baseline, fast = _mean([r for r, _ in baselines]), _mean([r for r, _ in fasts])
+    base_total = sum(t for _, t in baselines) / len(baselines)
     print()
     print(f"{'target':>6}  {'baseline':>16}  {'cnnlab fast':>16}  {'ratio':>7}")
     for target in _TARGETS:
@@ -209,6 +197,49 @@ def main(argv: list[str] | None = None) -> int:
             ratio = "-"
         print(f"{target:>6.0%}  {cell_a:>16}  {cell_b:>16}  {ratio:>7}")
     return 0
+
+
+def _fast_cmd(seed: int, args: argparse.Namespace, out: Path) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "train",
+        "--recipe",
+        "fast",
+        "--data",
+        "fashion-mnist",
+        "--eval-test-every-epoch",
+        "--quiet",
+        "--no-report",
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+        *args.fast_args.split(),
+    ]
+    if args.quick:  # 20 steps (5,120 images), a small validation split
+        cmd += ["--set", "epochs=none", "--set", "iterations=20", "--val-split", "0.02"]
+    return cmd
+
+
+def _fast(seed: int, args: argparse.Namespace, env: dict[str, str]):
+    """One run of the cnnlab side: ([(seconds, epoch, test top-1)], total seconds)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        reported: set[int] = set()
+
+        def fast_rows(line: str):
+            if not line.startswith("epoch "):
+                return
+            metrics = out / "metrics.jsonl"
+            for text in metrics.read_text().splitlines():
+                row = json.loads(text)
+                if "test_top1" in row and not row.get("final") and row["epoch"] not in reported:
+                    reported.add(row["epoch"])
+                    yield row["epoch"], row["test_top1"]
+
+        return _side(_fast_cmd(seed, args, out), fast_rows, env)
 
 
 if __name__ == "__main__":

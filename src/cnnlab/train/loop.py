@@ -17,6 +17,7 @@ and the data position is the pipeline's ``epoch(e, start=k)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.train.average import WeightAverage
 from cnnlab.train.device import Placement, placement
 from cnnlab.train.evaluate import Evaluation, autocast, evaluate
 from cnnlab.train.optim import Schedule, make_optimizer
@@ -212,6 +214,8 @@ class _Loop:
             schedule=Schedule(recipe, self.total, self.steps_per_epoch),
             step=0,
         )
+        # The weights' moving average (recipe.ema): what is evaluated, saved and returned.
+        self.average = WeightAverage(model, recipe.ema) if recipe.ema else None
         # Dropout masks (and anything of the user's model that draws from Python's or
         # NumPy's global generators); the data order has its own (seed, epoch) stream.
         # Rank 0 draws what one process would; other ranks their own stream (their dropout
@@ -249,6 +253,9 @@ class _Loop:
             self.correct.copy_(resume.tensors["epoch/correct"])
             self.seen = int(resume.state["seen"])
         self.skipped = int(resume.state["skipped"])
+        if self.average is not None:
+            averaged = {k[8:]: v for k, v in resume.tensors.items() if k.startswith("average/")}
+            self.average.load_state_dict(averaged, resume.state["average_updates"])
         own = f"rng/rank{where.rank}/torch"
         if where.rank and own in resume.tensors:
             torch.set_rng_state(resume.tensors[own])
@@ -274,6 +281,8 @@ class _Loop:
         seen_t = torch.tensor(self.seen, dtype=torch.int64, device=where.device)
         total_loss, total_correct, total_seen = all_reduce_sum(self.loss_sum, self.correct, seen_t)
         tensors = {"epoch/loss_sum": total_loss, "epoch/correct": total_correct}
+        if self.average is not None:
+            tensors.update({f"average/{k}": v for k, v in self.average.state_dict().items()})
         if self.distributed:
             gathered = all_gather_states({"torch": torch.get_rng_state()})
             for r, states in enumerate(gathered[1:], 1):
@@ -287,23 +296,32 @@ class _Loop:
             "seen": int(total_seen),
             "skipped": self.skipped,
             "world_size": where.world_size,
+            "average_updates": self.average.updates if self.average is not None else None,
             "tensors": tensors,
         }
         return save_checkpoint(self.checkpoint_dir, state, extra)
 
+    def evaluated(self) -> Any:
+        """A context holding the weights a run evaluates and saves: the model's own, or
+        (recipe.ema) their average, swapped in for the context's length."""
+        if self.average is None:
+            return contextlib.nullcontext(self.model)
+        return self.average.evaluated(self.model)
+
     def measure(self, split: Any) -> Evaluation:
         where = self.where
-        return evaluate(
-            self.model,
-            split,
-            batch_size=self.eval_batch_size,
-            device=where.device,
-            precision=where.precision,
-            channels_last=where.channels_last,
-            rank=where.rank,
-            world_size=where.world_size,
-            flip=self.test_flip,
-        )
+        with self.evaluated() as model:
+            return evaluate(
+                model,
+                split,
+                batch_size=self.eval_batch_size,
+                device=where.device,
+                precision=where.precision,
+                channels_last=where.channels_last,
+                rank=where.rank,
+                world_size=where.world_size,
+                flip=self.test_flip,
+            )
 
     def _signal(self, stopper: Stopper) -> int | None:
         """The signal that stops the run, if any: every rank stops at the same step (a signal
@@ -420,6 +438,8 @@ class _Loop:
         state = self.state
         if finite:
             state.optimizer.step()
+            if self.average is not None:
+                self.average.update(self.model)
         elif self.on_nan == "skip":
             self.skipped += 1  # the update is skipped; weights and optimizer unchanged
         else:
@@ -488,12 +508,11 @@ class _Loop:
         self.seen = self.skipped = 0
         self.boundary = True
         if improved:
-            if self.run_writer is not None:
-                self.run_writer.save_weights(self.model, "best")
-            if self.early_stop is not None:
-                self.best_state = {
-                    k: v.detach().clone() for k, v in self.model.state_dict().items()
-                }
+            with self.evaluated() as model:
+                if self.run_writer is not None:
+                    self.run_writer.save_weights(model, "best")
+                if self.early_stop is not None:
+                    self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if self.run_writer is not None:
             self.run_writer.log(row)
         self.checkpoint()
@@ -572,6 +591,9 @@ class _Loop:
                 final["checkpoint"] = str(path) if path else None
             else:
                 final["checkpoint"] = None  # stopped inside a step: the last checkpoint stays
+        if self.average is not None:  # from here on the model holds what was evaluated
+            self.average.load_into(model)
+            self.average = None
         if stopped == "early-stopped" and self.best_state is not None:
             model.load_state_dict(self.best_state)
             final["restored_epoch"] = state.best_epoch

@@ -83,6 +83,14 @@ class Recipe:
     label_smoothing: float = _key(0.0, "cross-entropy label smoothing", lo=0, hi=1, hi_open=True)
     aux_weight: float = _key(0.3, "weight of each auxiliary head's loss (GoogLeNet)", lo=0)
     grad_clip: float | None = _key(None, "clip the gradients' global L2 norm", lo=0, lo_open=True)
+    ema: float = _key(
+        0.0,
+        "decay per step of an exponential moving average of the weights, which is what the "
+        "run evaluates, saves and returns (0: off; 0.99 averages about the last 100 steps)",
+        lo=0,
+        hi=1,
+        hi_open=True,
+    )
     # ---- data ----
     augment: str = _key(
         "none",
