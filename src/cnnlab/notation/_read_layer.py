@@ -114,17 +114,9 @@ class LayerReader(Scanner):
             if len(values) < need:
                 w.at[kind.widths[len(values)]] = at
             values.append(value)
-            self.skip_space()
-            c = self.peek()
-            if c == ",":
-                self.pos += 1
-                continue
-            if c == ")":
-                self.pos += 1
+            unclosed = f"the '(' of {w.word}'s widths is never closed"
+            if not self._more(open_pos, unclosed, f"{w.word}'s widths"):
                 break
-            if not c:
-                raise self.error(f"the '(' of {w.word}'s widths is never closed", open_pos)
-            raise self.error(f"expected ',' or ')' in {w.word}'s widths, got {self.describe()}")
         if len(values) != need:
             raise self.error(
                 f"{w.word} takes {need} widths, got {len(values)}: {kind.widths_help}", open_pos
@@ -183,17 +175,20 @@ class LayerReader(Scanner):
             self.skip_space()
             vpos = self.pos
             values[option.target] = (self.value(option), vpos)
-            self.skip_space()
-            c = self.peek()
-            if c == ",":
-                self.pos += 1
-                continue
-            if c == ")":
-                self.pos += 1
+            if not self._more(open_pos, "the options '(' is never closed", "the options"):
                 return values
-            if not c:
-                raise self.error("the options '(' is never closed", open_pos)
-            raise self.error(f"expected ',' or ')' in the options, got {self.describe()}")
+
+    def _more(self, open_pos: int, unclosed: str, inside: str) -> bool:
+        """After an item of a bracketed list: True past a ',' (another item follows), False
+        past the closing ')'."""
+        self.skip_space()
+        c = self.peek()
+        if c and c in ",)":
+            self.pos += 1
+            return c == ","
+        if not c:
+            raise self.error(unclosed, open_pos)
+        raise self.error(f"expected ',' or ')' in {inside}, got {self.describe()}")
 
     def _looks_like_options(self) -> bool:
         i = self.pos + 1
@@ -210,48 +205,63 @@ class LayerReader(Scanner):
 
     def value(self, option: Option) -> Any:
         """The value of ``option``, read as its type says (see :class:`Option`)."""
-        key, kind = option.key, option.value
-        start = self.pos
-        if kind == "name":
-            while self.peek() in NAME_CHARS and self.peek():
-                self.pos += 1
-            if self.pos == start:
-                raise self.error("expected a name (letters, digits, '_')")
-            return self.text[start : self.pos]
-        if kind == "table":
-            return self.table(key)
-        if kind == "choice":
-            while (self.peek() in NAME_CHARS or self.peek() == ".") and self.peek():
-                self.pos += 1
-            word = self.text[start : self.pos]
-            for choice in option.choices:
-                if word.lower() == choice.lower():
-                    return choice
-            shown = ", ".join(option.choices)
-            got = f"got {word!r}" if word else f"got {self.describe()}"
-            raise self.error(f"{key} must be one of {shown}, {got}", start)
+        if option.value == "name":
+            return self._name()
+        if option.value == "table":
+            return self.table(option.key)
+        if option.value == "choice":
+            return self._choice(option)
         c = self.peek()
         if c and (c in DIGITS or (c == "." and self.peek(1) in DIGITS and self.peek(1))):
-            if kind in ("pair", "pad"):
-                return self.int_pair(key)
-            value, is_int = self.number()
-            if kind == "int" and not is_int:
-                raise self.error(f"{key} must be a whole number", start)
-            if kind == "bool":
-                raise self.error(f"{key} must be true or false", start)
-            return value
+            return self._number(option)
         if c in LETTERS and c:
-            while self.peek() in LETTERS and self.peek():
-                self.pos += 1
-            word = self.text[start : self.pos].lower()
-            if kind == "bool" and word in ("true", "false"):
-                return word == "true"
-            if kind == "pad" and word in ("same", "valid"):
-                return word
-            valid = "true or false" if kind == "bool" else "a number"
-            valid += ", same or valid" if kind == "pad" else ""
-            raise self.error(f"{key} must be {valid}, got {word!r}", start)
-        raise self.error(f"expected a value for {key!r}, got {self.describe()}")
+            return self._word(option)
+        raise self.error(f"expected a value for {option.key!r}, got {self.describe()}")
+
+    def _name(self) -> str:
+        start = self.pos
+        while self.peek() in NAME_CHARS and self.peek():
+            self.pos += 1
+        if self.pos == start:
+            raise self.error("expected a name (letters, digits, '_')")
+        return self.text[start : self.pos]
+
+    def _choice(self, option: Option) -> str:
+        start = self.pos
+        while (self.peek() in NAME_CHARS or self.peek() == ".") and self.peek():
+            self.pos += 1
+        word = self.text[start : self.pos]
+        for choice in option.choices:
+            if word.lower() == choice.lower():
+                return choice
+        got = f"got {word!r}" if word else f"got {self.describe()}"
+        raise self.error(f"{option.key} must be one of {', '.join(option.choices)}, {got}", start)
+
+    def _number(self, option: Option) -> Any:
+        """A number where the option's value starts with a digit: a pair, an int, a float."""
+        key, kind, start = option.key, option.value, self.pos
+        if kind in ("pair", "pad"):
+            return self.int_pair(key)
+        value, is_int = self.number()
+        if kind == "int" and not is_int:
+            raise self.error(f"{key} must be a whole number", start)
+        if kind == "bool":
+            raise self.error(f"{key} must be true or false", start)
+        return value
+
+    def _word(self, option: Option) -> Any:
+        """A word where the option's value starts with a letter: true/false, same/valid."""
+        key, kind, start = option.key, option.value, self.pos
+        while self.peek() in LETTERS and self.peek():
+            self.pos += 1
+        word = self.text[start : self.pos].lower()
+        if kind == "bool" and word in ("true", "false"):
+            return word == "true"
+        if kind == "pad" and word in ("same", "valid"):
+            return word
+        valid = "true or false" if kind == "bool" else "a number"
+        valid += ", same or valid" if kind == "pad" else ""
+        raise self.error(f"{key} must be {valid}, got {word!r}", start)
 
     def table(self, key: str) -> str | tuple[tuple[int, ...], ...]:
         """A connection table: a name (``lenet5``) or rows of input maps, the maps of one
