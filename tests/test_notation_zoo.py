@@ -1,5 +1,5 @@
-"""The notation's kinds for the zoo's layers (LeNet-5's subsampling and connection table,
-adaptive average pooling) and the round trip of every zoo model (all of the registry).
+"""The notation's kinds for the zoo's layers (LeNet-5's subsampling, connection table and zero
+padding, adaptive average pooling) and the round trip of every zoo model (all of the registry).
 
 A zoo model's text must parse back to a network with the same modules in the same order, the
 same parameter count (the published one), the same state_dict keys and shapes and the same
@@ -14,20 +14,24 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.errors import SpecError
+from cnnlab.errors import GeometryError, SpecError
 from cnnlab.layers import LENET5_C3_TABLE, ConnectionTableConv2d, Subsampling
 from cnnlab.notation import (
     AdaptiveAvgPool,
     Conv,
     GlobalAvgPool,
     Subsample,
+    ZeroPad,
     build_spec,
     format_spec,
     parse_spec,
 )
 from cnnlab.zoo import create_model, list_models, model_info
+from cnnlab.zoo.alexnet import alexnet_text
 from cnnlab.zoo.googlenet import googlenet_text
+from cnnlab.zoo.lenet import lenet5_text
 from cnnlab.zoo.resnet import resnet_cifar_text, resnet_text
+from cnnlab.zoo.zfnet import zfnet_text
 
 _LENET5 = (
     "conv5-6(pad=0) stanh subsample stanh conv5-16(pad=0, table=lenet5) stanh subsample stanh "
@@ -96,6 +100,25 @@ def test_adaptive_average_pooling_to_a_size():
     assert format_spec(pools) == "gap(name=0)-adaptavg2x3(name=1)"
 
 
+def test_zeropad_words_sides_shapes_and_module():
+    spec = parse_spec("zeropad2 zero_pad1x3 zeropad(top=1, right=2) conv3-4")
+    a, b, c, _ = spec.layers
+    assert a == ZeroPad(top=2, bottom=2, left=2, right=2) == ZeroPad((2, 2))
+    assert b == ZeroPad((1, 3)) and c == ZeroPad(top=1, right=2)
+    assert format_spec(spec) == "zeropad2-zeropad1x3-zeropad(top=1,right=2)-conv3-4"
+    steps = spec.infer(1, 28)
+    assert [s.output for s in steps] == [(1, 32, 32), (1, 34, 38), (1, 35, 40), (4, 35, 40)]
+    assert spec.infer(1)[2].output == (1, None, None) and steps[0].params == 0
+    net = build_spec(spec, in_channels=1, input_size=28)
+    assert spec.names()[:3] == ("zeropad0", "zeropad0b", "zeropad0c")
+    assert type(net.zeropad0c) is nn.ZeroPad2d and net.zeropad0c.padding == (0, 2, 1, 0)
+    assert net(torch.randn(1, 1, 28, 28)).shape == (1, 4, 35, 40)
+    assert format_spec(net) == format_spec(spec)
+    # A zero padding lets a smaller input through: the smallest input counts it.
+    with pytest.raises(GeometryError, match="needs an input of at least 3 row"):
+        build_spec("zeropad1 conv5-2(pad=0)", in_channels=1, input_size=(2, 9))
+
+
 @pytest.mark.parametrize(
     "text, words, caret",
     [
@@ -113,6 +136,10 @@ def test_adaptive_average_pooling_to_a_size():
         ("subsample3x2", "square kernel, got 3x2", 9),
         ("subsample(stride=1x2)", "square stride, got 1x2", 17),
         ("subsample-6", "takes no parameter after '-'", 10),
+        ("zeropad", "zeropad adds no cells", 0),
+        ("zeropad2(top=1)", "the padding is given twice", 7),
+        ("zeropad2/2", "zeropad takes no stride", 9),
+        ("zeropad(top=1.5)", "top must be a whole number", 12),
     ],
 )
 def test_mistakes_in_the_new_kinds_are_spec_errors_with_a_caret(text, words, caret):
@@ -189,17 +216,26 @@ def test_lenets_from_their_text_compute_the_zoos_function(name):
         ("resnet34", {"shortcut": "A"}, resnet_text(34, shortcut="A")),
         ("resnet20", {}, resnet_cifar_text(20)),
         ("googlenet", {}, googlenet_text()),
+        ("alexnet", {}, alexnet_text()),
+        ("alexnet", {"groups": 1, "norm_before_pool": True}, alexnet_text("paper", 1, True)),
+        ("alexnet_onetower", {"input_size": (90, 120)}, alexnet_text("onetower")),
+        ("zfnet", {"conv345": (512, 1024, 512)}, zfnet_text((512, 1024, 512))),
+        ("lenet5", {}, lenet5_text()),
+        ("lenet5_modern", {"input_size": 28}, lenet5_text(True, (28, 28))),
+        ("lenet5", {"input_size": (29, 40)}, lenet5_text(False, (29, 40))),
     ],
 )
 def test_the_zoos_text_is_the_models(name, options, text):
-    """GoogLeNet and the ResNets are written in the notation in the zoo; the model built is
-    the text's network, for the options too (v1 strides, shortcut A)."""
-    c = model_info(name).input_size[0]
+    """Every family is written in the notation in the zoo; the model built is the text's
+    network, for the options and other input sizes too (v1 strides, shortcut A, one tower,
+    LeNet-5's zero padding to its 32x32 field)."""
+    info = model_info(name)
+    c, hw = info.input_size[0], options.get("input_size", info.input_size[1:])
     with torch.device("meta"):
         model = create_model(name, **options)
-        from_text = build_spec(text, in_channels=c, init="torch")
+        from_text = build_spec(text, in_channels=c, input_size=hw, init="torch")
     assert format_spec(model) == format_spec(from_text)
-    assert parse_spec(text).num_params(c) == _params(model)
+    assert parse_spec(text).num_params(c, hw) == _params(model)
 
 
 def test_googlenet_with_auxiliary_heads_has_no_one_line_form():

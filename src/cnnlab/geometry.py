@@ -7,8 +7,9 @@ window spans ``D*(F-1) + 1`` cells.  PyTorch rounds down (``floor``) for convolu
 pooling unless ``ceil_mode=True``, in which case it rounds up but never starts a window in the
 right padding.
 
-This module is cnnlab's one shape engine: the zoo's build-time sizing, the notation's shape
-inference and the analysis rules all size windows with :meth:`Window.output` /
+This module is cnnlab's one shape engine: the notation's shape inference (and through it
+the zoo's build-time sizing, every family being notation text) and the analysis rules all size
+windows with :meth:`Window.output` /
 :func:`window_output`, report a window that leaves nothing with the one message of
 :class:`VanishingVolume`, and find the smallest input that gets through with
 :func:`smallest_input`.
@@ -247,10 +248,11 @@ class VanishingVolume(GeometryError):
     """A window that leaves no output cell: the one "the volume vanishes" message.
 
     ``str()`` reads ``{where}: (N - F + 2*P)/S + 1 = 0.50 < 1: a window of F does not fit N
-    row(s) padded by P, so the volume vanishes`` followed by ``; {advice}`` when given.
-    Callers that can say more (the smallest input that gets through, a caret under the layer)
-    catch it and raise :meth:`explained`; the fields stay for them to read (``axis``: which
-    spatial axis vanished, where known).
+    row(s) padded by P, so the volume vanishes`` followed by ``; {advice}`` when given, then
+    ``tail``.  Callers that can say more (the smallest input that gets through, who needs it,
+    a caret under the layer) catch it and raise :meth:`needs`; the fields stay for them to read
+    (``axis``: which spatial axis vanished, where known; ``need``: the smallest input extent
+    along it that gets through, once a caller has searched for it with :func:`smallest_input`).
     """
 
     def __init__(
@@ -261,22 +263,44 @@ class VanishingVolume(GeometryError):
         unit: str = "cell(s)",
         advice: str = "",
         axis: int | None = None,
+        need: int | None = None,
+        tail: str = "",
     ):
         self.where, self.size, self.window, self.unit, self.axis = where, size, window, unit, axis
+        self.advice, self.need, self.tail = advice, need, tail
         w = window
         formula = fit(size, w.kernel, w.stride, w.padding, w.dilation).formula()
         self.reason = (
             f"{where}: {formula} < 1: {w.describe()} does not fit {size} {unit} padded by "
             f"{w.padding}, so the volume vanishes"
         )
-        super().__init__(self.reason + (f"; {advice}" if advice else ""))
+        super().__init__(self.reason + (f"; {advice}" if advice else "") + tail)
 
-    def explained(self, advice: str, where: str | None = None, tail: str = "") -> GeometryError:
-        """The same message with ``advice`` after it (and ``where`` in place of the layer,
-        ``tail`` at the very end), as a :class:`GeometryError` to raise ``from None``."""
+    def explained(
+        self, advice: str, where: str | None = None, tail: str = "", need: int | None = None
+    ) -> VanishingVolume:
+        """The same volume vanishing with ``advice`` after it (and ``where`` in place of the
+        layer, ``tail`` at the very end, ``need`` recorded; what was advised before is
+        dropped).  Raise it ``from None``; a caller further up may explain it again."""
         where = self.where if where is None else where
-        again = VanishingVolume(where, self.size, self.window, self.unit, advice, self.axis)
-        return GeometryError(str(again) + tail)
+        return VanishingVolume(where, self.size, self.window, self.unit, advice, self.axis,
+                               need, tail)  # fmt: skip
+
+    def needs(
+        self,
+        who: str,
+        need: int | None,
+        *,
+        note: str = "",
+        where: str | None = None,
+        tail: str = "",
+        otherwise: str = "no input size gets through",
+    ) -> VanishingVolume:
+        """:meth:`explained` with the advice on the input size: ``{who} needs an input of at
+        least {need} {unit}{note}``, or ``otherwise`` when ``need`` is None (no input size gets
+        through)."""
+        advice = f"{who} needs an input of at least {need} {self.unit}{note}"
+        return self.explained(advice if need is not None else otherwise, where, tail, need)
 
 
 def axis_units(ndim: int) -> tuple[str, ...]:

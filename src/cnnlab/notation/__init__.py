@@ -41,6 +41,7 @@ from cnnlab.notation.kinds import (
     Residual,
     Softmax,
     Subsample,
+    ZeroPad,
     layer_text,
 )
 from cnnlab.notation.lecture import lecture_pattern
@@ -71,6 +72,7 @@ __all__ = [
     "SpecNet",
     "Step",
     "Subsample",
+    "ZeroPad",
     "build_spec",
     "format_spec",
     "layer_text",

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from cnnlab.errors import GeometryError, SpecError
 from cnnlab.notation._values import FieldError, settle
-from cnnlab.notation.layer import Layer
+from cnnlab.notation.layer import Layer, cells_through
 from cnnlab.notation.spec import Spec
 
 __all__ = ["MERGES", "Branch"]
@@ -78,11 +78,7 @@ class Branch(Layer):
         return "branch"
 
     def cells(self, axis, n):
-        for layer in self.paths[0].layers:
-            n = layer.cells(axis, n)
-            if n < 1:
-                return n
-        return n
+        return cells_through(self.paths[0].layers, axis, n)
 
     def infer(self, name, shape, hw):
         c, h, w = shape

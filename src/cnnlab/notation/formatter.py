@@ -35,8 +35,8 @@ def format_spec(obj: Spec | str | nn.Module, compact: bool = True) -> str:
 
     ``compact=False`` writes every layer out instead of folding repetitions.  A model must be
     an ``nn.Sequential`` of layers the notation knows (Conv2d, MaxPool2d, AvgPool2d,
-    AdaptiveAvgPool2d, ReLU, Tanh, Sigmoid, BatchNorm1d/2d, Dropout, Flatten, Linear, Identity,
-    cnnlab's ScaledTanh, LocalResponseNorm, Subsampling, ConnectionTableConv2d, Inception,
+    AdaptiveAvgPool2d, ZeroPad2d, ReLU, Tanh, Sigmoid, BatchNorm1d/2d, Dropout, Flatten, Linear,
+    Identity, cnnlab's ScaledTanh, LocalResponseNorm, Subsampling, ConnectionTableConv2d, Inception,
     BasicBlock and Bottleneck, the notation's branches, and plain ``nn.Sequential`` children
     numbered 0, 1, ... as named groups); anything else raises :class:`SpecError` naming the
     module.

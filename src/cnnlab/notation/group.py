@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from cnnlab.errors import SpecError
 from cnnlab.notation._values import FieldError, NoNotation, settle
-from cnnlab.notation.layer import Layer
+from cnnlab.notation.layer import Layer, cells_through
 from cnnlab.notation.spec import Spec
 
 __all__ = ["Group"]
@@ -79,11 +79,7 @@ class Group(Layer):
         return "group"
 
     def cells(self, axis, n):
-        for layer in self.spec.layers:
-            n = layer.cells(axis, n)
-            if n < 1:
-                return n
-        return n
+        return cells_through(self.spec.layers, axis, n)
 
     def infer(self, name, shape, hw):
         c, h, w = shape

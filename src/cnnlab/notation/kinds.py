@@ -43,6 +43,7 @@ __all__ = [
     "Residual",
     "Softmax",
     "Subsample",
+    "ZeroPad",
     "layer_text",
 ]
 
@@ -464,6 +465,85 @@ class AdaptiveAvgPool(Layer):
         return None if size == (1, 1) else cls(size, name=name)
 
 
+_SIDES = ("top", "bottom", "left", "right")
+
+
+@dataclass(frozen=True)
+class ZeroPad(Layer):
+    """``zeropad2`` (two zero rows above and below, two zero columns left and right),
+    ``zeropad1x2`` (1 row, 2 columns on each side), ``zeropad(top=1,bottom=2,left=1,right=2)``:
+    zeros around each map (``nn.ZeroPad2d``), as LeNet-5 centres a 28x28 digit in its 32x32
+    input field (LeCun et al. 1998, section II-B).  ``sides``: the (rows, columns) added on
+    each side, resolved into the four sides; the options set one side each."""
+
+    words = (("zeropad", "zero_pad"),)
+    word = "zeropad"
+    size_field = "sides"
+    options = tuple(Option(side, "int") for side in _SIDES)
+    needs_volume = True
+
+    sides: Pair | None = None
+    top: int = 0
+    bottom: int = 0
+    left: int = 0
+    right: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sides is not None:
+            rows, cols = check_pair("sides", self.sides, 0, "padding")
+            given = [side for side in _SIDES if getattr(self, side)]
+            if given:
+                raise FieldError(
+                    "sides",
+                    f"the padding is given twice: zeropad{write_value((rows, cols))} sets every "
+                    f"side, {given[0]}= one of them again; write one or the other",
+                )
+            for side, value in zip(_SIDES, (rows, rows, cols, cols), strict=True):
+                settle(self, side, value)
+            settle(self, "sides", None)
+        for side in _SIDES:
+            settle(self, side, check_int(side, getattr(self, side), 0, f"{side} padding"))
+        if not any(getattr(self, side) for side in _SIDES):
+            raise FieldError("sides", "zeropad adds no cells: zeropad2 adds 2 on every side")
+
+    def _symmetric(self) -> bool:
+        return self.top == self.bottom and self.left == self.right
+
+    def default(self, name: str) -> Any:
+        if name in _SIDES and self._symmetric():
+            return getattr(self, name)  # the head writes it
+        return super().default(name)
+
+    def head(self) -> str:
+        if self._symmetric():
+            return f"zeropad{write_value((self.top, self.left))}"
+        return "zeropad"
+
+    def cells(self, axis, n):
+        return n + (self.top + self.bottom if axis == 0 else self.left + self.right)
+
+    def infer(self, name, shape, hw):
+        c, h, w = shape
+        if h is None:
+            return shape, 0, 0
+        return (c, self.cells(0, h), self.cells(1, w)), 0, 0
+
+    def module(self, shape):
+        from torch import nn
+
+        return nn.ZeroPad2d((self.left, self.right, self.top, self.bottom))
+
+    @classmethod
+    def read(cls, m, name):
+        from torch import nn
+
+        if type(m) is not nn.ZeroPad2d:
+            return None
+        left, right, top, bottom = m.padding
+        return cls(top=top, bottom=bottom, left=left, right=right, name=name)
+
+
 # --------------------------------------------------------------------------- vectors
 
 
@@ -562,6 +642,6 @@ class Softmax(Layer):
 
 # The kinds, in the order error messages list their words.
 KINDS: tuple[type[Layer], ...] = (
-    Conv, Pool, Subsample, GlobalAvgPool, AdaptiveAvgPool, FC, Activation, BatchNorm, LRN,
-    Dropout, Identity, Inception, Residual, Flatten, Softmax,
+    Conv, Pool, Subsample, GlobalAvgPool, AdaptiveAvgPool, ZeroPad, FC, Activation, BatchNorm,
+    LRN, Dropout, Identity, Inception, Residual, Flatten, Softmax,
 )  # fmt: skip

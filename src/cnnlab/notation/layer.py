@@ -28,6 +28,7 @@ blocks); the structural nodes in :mod:`cnnlab.notation.branch` and
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,7 +38,7 @@ from cnnlab.notation._values import FieldError, write_value
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["Layer", "Option", "Param", "Shape", "layer_text"]
+__all__ = ["Layer", "Option", "Param", "Shape", "cells_through", "layer_text"]
 
 Shape = tuple[Any, ...]  # (C, H, W) with H, W None when unknown, or (features,)
 
@@ -193,3 +194,13 @@ def layer_text(layer: Layer, with_name: bool = True) -> str:
     if not isinstance(layer, Layer) or type(layer) is Layer:
         raise TypeError(f"not a spec layer: {layer!r}")
     return layer.text(with_name)
+
+
+def cells_through(layers: Sequence[Layer], axis: int, n: int) -> int:
+    """Cells along spatial ``axis`` after ``layers`` in order, for ``n`` before; the first
+    value below 1 (the volume vanished there) is returned as soon as it appears."""
+    for layer in layers:
+        n = layer.cells(axis, n)
+        if n < 1:
+            return n
+    return n

@@ -26,6 +26,8 @@ Layer words (aliases in brackets) and their options (``key=value``; pairs as ``A
 ``gap``                                global average pooling [global_avgpool]
 ``adaptavg6``, ``adaptavg6x7``         adaptive average pooling to 6x6 (6x7) cells
                                        [adaptive_avgpool]
+``zeropad2``, ``zeropad1x2``           zeros around each map [zero_pad]: rows x columns on
+``zeropad(top=1,bottom=2)``            each side; top, bottom, left, right one side each
 ``fc-4096``                            fc [linear, dense]: ``-outputs``; bias
 ``relu`` ``tanh`` ``sigmoid``          activations; ``stanh`` [scaled_tanh] is LeCun's
 ``stanh``                              1.7159*tanh(2a/3)

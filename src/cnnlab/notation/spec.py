@@ -1,7 +1,7 @@
 """The intermediate form of the compact notation: a network as a flat tuple of layers.
 
-Pure Python (no torch).  The parser produces it, VGG, GoogLeNet and the ResNets of the zoo
-are written in it (through the parser), :mod:`cnnlab.notation.build` turns it into an
+Pure Python (no torch).  The parser produces it, every family of the zoo is written in it
+(through the parser), :mod:`cnnlab.notation.build` turns it into an
 ``nn.Module`` and :mod:`cnnlab.notation.formatter` reads a module built from it back.  The
 layer kinds are in :mod:`cnnlab.notation.kinds`, the naming rule in
 :mod:`cnnlab.notation._naming`.
@@ -22,6 +22,7 @@ Shapes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cnnlab import geometry
@@ -30,8 +31,9 @@ from cnnlab.notation._fold import fold
 from cnnlab.notation._naming import assign_names, canonical_names
 from cnnlab.notation._values import MAX_INT, check_int, settle
 from cnnlab.notation.kinds import FC, BatchNorm, Conv, Flatten, Layer, Softmax
+from cnnlab.notation.layer import cells_through
 
-__all__ = ["Spec", "Step"]
+__all__ = ["Spec", "Step", "smallest_input"]
 
 
 @dataclass(frozen=True)
@@ -214,22 +216,20 @@ class Spec:
         try:
             return geometry.window_output(hw, layer.windows(), layer.where(name), layer.rounds_up())
         except geometry.VanishingVolume as v:
-            axis = v.axis
-            need = geometry.smallest_input(lambda n: self._gets_through(axis, n))
-            advice = (
-                f"the network needs an input of at least {need} {v.unit}"
-                if need is not None
-                else "no input size gets through: after gap the map is 1x1"
-            )
-            raise v.explained(advice, tail=_caret(self.text, layer.pos)) from None
+            raise v.needs(
+                "the network",
+                smallest_input(self.layers, v.axis),
+                tail=_caret(self.text, layer.pos),
+                otherwise="no input size gets through: after gap the map is 1x1",
+            ) from None
 
-    def _gets_through(self, axis: int, n: int) -> bool:
-        """Whether an input ``n`` cells long along ``axis`` leaves every window a cell."""
-        for layer in self.layers:
-            n = layer.cells(axis, n)
-            if n < 1:
-                return False
-        return True
+
+def smallest_input(layers: Sequence[Layer], axis: int) -> int | None:
+    """The smallest input extent along spatial ``axis`` that leaves every window of
+    ``layers`` (in order) at least one cell, or None if none does
+    (:func:`cnnlab.geometry.smallest_input` over the layers' :meth:`~Layer.cells`)."""
+
+    return geometry.smallest_input(lambda n: cells_through(layers, axis, n) >= 1)
 
 
 def _checked_channels(value: object) -> int:

@@ -16,22 +16,19 @@ conv/linear MACs; the LRN then works on 55x55 instead of 27x27 maps).
 "One weird trick" (2014): 64/192/384/256/256 kernels, conv1 padded by 2, no LRN, no groups, a
 6x6 adaptive average pool before the classifier, and dropout on the inputs of fc6 and fc7.
 
-The width of fc6 follows from the input size (computed with :mod:`cnnlab.geometry` at build
-time); an input too small for the network fails there, naming the layer where it vanishes.
+Both are written in the compact notation (:func:`alexnet_text`), so the width of fc6 follows
+from the input size (the notation's inference, with :mod:`cnnlab.geometry`, at build time); an
+input too small for the network fails there, naming the layer where it vanishes.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
-from torch import nn
-
 from cnnlab.errors import CnnlabError
-from cnnlab.layers import LocalResponseNorm
-from cnnlab.zoo._common import check_choice, checked_input, trace
+from cnnlab.notation import SpecNet
+from cnnlab.zoo._common import build, check_choice, checked_input
 from cnnlab.zoo._registry import REGISTRY
 
-__all__ = ["AlexNet", "alexnet"]
+__all__ = ["AlexNet", "alexnet", "alexnet_text"]
 
 PAPER = "Krizhevsky, Sutskever & Hinton 2012, ImageNet Classification with Deep CNNs (NIPS)"
 PAPER_ONETOWER = "Krizhevsky 2014, One Weird Trick for Parallelizing CNNs (arXiv:1404.5997)"
@@ -55,10 +52,55 @@ _CONVS = {
 }
 _POOLED = {"conv1": "1", "conv2": "2", "conv5": "5"}  # conv -> index of the pool after it
 _NORMED = ("conv1", "conv2")
+_NATIVE = {"paper": (227, 227), "onetower": (224, 224)}
+# The classifier: dropout on the outputs of fc6 and fc7 in the paper (section 4.2, Caffe), on
+# their inputs in torchvision's.
+_HEAD = {
+    "paper": "fc-4096(name=fc6)-relu(name=relu6)-dropout(name=drop6)-"
+    "fc-4096(name=fc7)-relu(name=relu7)-dropout(name=drop7)",
+    "onetower": "dropout(name=drop6)-fc-4096(name=fc6)-relu(name=relu6)-"
+    "dropout(name=drop7)-fc-4096(name=fc7)-relu(name=relu7)",
+}
 
 
-class AlexNet(nn.Sequential):
+class AlexNet(SpecNet):
     """AlexNet as a plain ``nn.Sequential`` with the paper's layer names (conv1 ... fc8)."""
+
+
+def alexnet_text(
+    variant: str = "paper",
+    groups: int | None = None,
+    norm_before_pool: bool = False,
+    num_classes: int = 1000,
+) -> str:
+    """AlexNet in the compact notation with the paper's module names (``conv1``, ``relu1``,
+    ``pool1``, ``norm1`` ... ``fc8``): the text :func:`alexnet` builds.  The paper's network
+    (``variant="paper"``) begins ``conv11/4-96(pad=0,name=conv1)-relu(name=relu1)-
+    maxpool3/2(name=pool1)-lrn(name=norm1)-conv5-256(groups=2,name=conv2)-...``."""
+    check_choice("alexnet", "variant", variant, _CONVS)
+    name = "alexnet" if variant == "paper" else "alexnet_onetower"
+    if groups is None:
+        groups = 2 if variant == "paper" else 1
+    check_choice(name, "groups", groups, (1, 2) if variant == "paper" else (1,))
+    if norm_before_pool and variant != "paper":
+        raise CnnlabError(f"{name} has no normalisation layers: norm_before_pool does not apply")
+    layers = []
+    for conv, out, k, s, p, g in _CONVS[variant]:
+        i = conv[-1]
+        options = [f"pad={p}"] if p != (k - 1) // 2 else []  # else the notation's "same"
+        options += [f"groups={min(g, groups)}"] if min(g, groups) > 1 else []
+        stride = f"/{s}" if s > 1 else ""
+        layers += [f"conv{k}{stride}-{out}({','.join([*options, f'name={conv}'])})",
+                   f"relu(name=relu{i})"]  # fmt: skip
+        # The paper's LRN (section 3.3): k=2, n=5, alpha=1e-4, beta=0.75, the notation's lrn.
+        norm = [f"lrn(name=norm{i})"] if variant == "paper" and conv in _NORMED else []
+        pool = [f"maxpool3/2(name=pool{_POOLED[conv]})"] if conv in _POOLED else []
+        layers += norm + pool if norm_before_pool else pool + norm
+    if variant == "onetower":
+        layers.append("adaptavg6(name=avgpool)")
+    # fc6 reads 256*6*6 = 9,216 at the native input; its width follows the input size.
+    layers += ["flatten", _HEAD[variant], f"fc-{num_classes}(name=fc8)"]
+    return "-".join(layers)
 
 
 def alexnet(
@@ -75,52 +117,10 @@ def alexnet(
     network only (see the module docstring)."""
     check_choice("alexnet", "variant", variant, _CONVS)
     name = "alexnet" if variant == "paper" else "alexnet_onetower"
-    native = (227, 227) if variant == "paper" else (224, 224)
-    h, w = checked_input(name, num_classes, in_channels, input_size, native)
-    if groups is None:
-        groups = 2 if variant == "paper" else 1
-    check_choice(name, "groups", groups, (1, 2) if variant == "paper" else (1,))
-    if norm_before_pool and variant != "paper":
-        raise CnnlabError(f"{name} has no normalisation layers: norm_before_pool does not apply")
-
-    layers: list[tuple[str, nn.Module]] = []
-    c = in_channels
-    for conv, out, k, s, p, g in _CONVS[variant]:
-        i = conv[-1]
-        conv_layer = nn.Conv2d(c, out, k, s, p, groups=min(g, groups))
-        layers += [(conv, conv_layer), (f"relu{i}", nn.ReLU())]
-        c = out
-        # The paper's LRN (section 3.3): k=2, n=5, alpha=1e-4, beta=0.75, the layer's defaults.
-        norm = [(f"norm{i}", LocalResponseNorm())]
-        if variant != "paper" or conv not in _NORMED:
-            norm = []
-        pool = [(f"pool{_POOLED[conv]}", nn.MaxPool2d(3, 2))] if conv in _POOLED else []
-        layers += norm + pool if norm_before_pool else pool + norm
-    if variant == "onetower":
-        layers.append(("avgpool", nn.AdaptiveAvgPool2d((6, 6))))
-    oh, ow = trace(name, layers, (h, w), native)
-    features = c * oh * ow  # 256*6*6 = 9,216 at the native input
-
-    if variant == "paper":  # dropout on the outputs of fc6 and fc7 (section 4.2, Caffe)
-        head = [
-            ("fc6", nn.Linear(features, 4096)),
-            ("relu6", nn.ReLU()),
-            ("drop6", nn.Dropout(0.5)),
-            ("fc7", nn.Linear(4096, 4096)),
-            ("relu7", nn.ReLU()),
-            ("drop7", nn.Dropout(0.5)),
-        ]
-    else:  # torchvision: dropout on the inputs of fc6 and fc7
-        head = [
-            ("drop6", nn.Dropout(0.5)),
-            ("fc6", nn.Linear(features, 4096)),
-            ("relu6", nn.ReLU()),
-            ("drop7", nn.Dropout(0.5)),
-            ("fc7", nn.Linear(4096, 4096)),
-            ("relu7", nn.ReLU()),
-        ]
-    layers += [("flatten", nn.Flatten()), *head, ("fc8", nn.Linear(4096, num_classes))]
-    return AlexNet(OrderedDict(layers))
+    hw = checked_input(name, num_classes, in_channels, input_size, _NATIVE[variant])
+    text = alexnet_text(variant, groups, norm_before_pool, num_classes)
+    return build(name, text, in_channels=in_channels, hw=hw, native=_NATIVE[variant],
+                 into=AlexNet)  # type: ignore[return-value]  # fmt: skip
 
 
 REGISTRY.register(

@@ -19,10 +19,12 @@ Written down where the paper is silent or this code differs:
   at 224x224, and other input sizes still work;
 - ``aux_logits=True`` adds the two auxiliary classifiers of section 5 on 4a and 4d (5x5/3
   average pool, 1x1 conv with 128 filters, fc 1024, dropout 70%, linear): 13,378,280
-  parameters.  In training mode the model then returns :class:`GoogLeNetOutputs`
-  ``(logits, aux1, aux2)``; the paper adds their losses with weight
-  :data:`AUX_LOSS_WEIGHT` = 0.3 and discards them at inference.  In eval mode it returns the
-  logits tensor alone, as it always does without the heads.
+  parameters.  Each head is notation text too, with torchvision's module names; an input
+  too small for a head is reported with the smallest network input that feeds it.  In
+  training mode the model then returns :class:`GoogLeNetOutputs` ``(logits, aux1, aux2)``;
+  the paper adds their losses with weight :data:`AUX_LOSS_WEIGHT` = 0.3 and discards them at
+  inference.  In eval mode it returns the logits tensor alone, as it always does without the
+  heads.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.notation import build_spec
-from cnnlab.zoo._common import checked_input, trace
+from cnnlab import geometry
+from cnnlab.notation import SpecNet, parse_spec
+from cnnlab.notation.spec import smallest_input
+from cnnlab.zoo._common import build, checked_input, too_small
 from cnnlab.zoo._registry import REGISTRY
 
 __all__ = [
@@ -76,26 +80,24 @@ class GoogLeNetOutputs(NamedTuple):
     aux2: torch.Tensor  # the head on inception4d
 
 
-class InceptionAux(nn.Sequential):
+def _aux_text(num_classes: int) -> str:
+    """An auxiliary classifier of section 5 in the compact notation, with torchvision's
+    module names (``aux1.conv``, ``aux1.fc1``...)."""
+    return (
+        "avgpool5/3(name=pool)-conv1-128(name=conv)-relu(name=relu_conv)-fc-1024(name=fc1)-"
+        f"relu(name=relu_fc1)-dropout-0.7(name=dropout)-fc-{num_classes}(name=fc2)"
+    )
+
+
+class InceptionAux(SpecNet):
     """An auxiliary classifier of section 5: 5x5/3 average pool (14x14 -> 4x4), 1x1 conv with
     128 filters + ReLU, fc with 1024 units + ReLU, dropout 70%, linear to the classes.
     ``spatial`` is the (H, W) of its input (the fc's width depends on it)."""
 
     def __init__(self, in_channels: int, num_classes: int, spatial: tuple[int, int]):
-        layers: list[tuple[str, nn.Module]] = [
-            ("pool", nn.AvgPool2d(5, 3)),
-            ("conv", nn.Conv2d(in_channels, 128, 1)),
-            ("relu_conv", nn.ReLU()),
-        ]
-        oh, ow = trace("googlenet auxiliary classifier", layers, spatial, (14, 14))
-        layers += [
-            ("flatten", nn.Flatten()),
-            ("fc1", nn.Linear(128 * oh * ow, 1024)),
-            ("relu_fc1", nn.ReLU()),
-            ("dropout", nn.Dropout(0.7)),
-            ("fc2", nn.Linear(1024, num_classes)),
-        ]
-        super().__init__(OrderedDict(layers))
+        head = build("googlenet auxiliary classifier", _aux_text(num_classes),
+                     in_channels=in_channels, hw=spatial, native=(14, 14))  # fmt: skip
+        super().__init__(OrderedDict(head._modules))
 
 
 class GoogLeNet(nn.Module):
@@ -164,21 +166,26 @@ def googlenet(
     of :func:`googlenet_text`, a :class:`~cnnlab.notation.SpecNet`; with ``aux_logits`` a
     :class:`GoogLeNet` holding the same modules and the two heads."""
     hw = checked_input("googlenet", num_classes, in_channels, input_size, _NATIVE)
-    trunk = build_spec(googlenet_text(), in_channels=in_channels, input_size=hw,
-                       num_classes=num_classes, init="torch")  # fmt: skip
+    text = googlenet_text()
+    trunk = build("googlenet", text, in_channels=in_channels, hw=hw, native=_NATIVE,
+                  num_classes=num_classes)  # fmt: skip
     if not aux_logits:
         return trunk
-    layers = list(trunk.named_children())
+    spec = parse_spec(text)
+    steps = {step.name: (i, step) for i, step in enumerate(spec.infer(in_channels, hw))}
     aux: dict[str, nn.Module] = {}
-    for i, (name, block) in enumerate(layers):
-        if name in _AUX_AFTER:
-            head = _AUX_AFTER[name]
-            seen = layers[: i + 1]
-            # Traced from the network's input, so a too-small input is reported as such.
-            trace("googlenet", [*seen, (f"{head}.pool", nn.AvgPool2d(5, 3))], hw, _NATIVE)
-            spatial = trace("googlenet", seen, hw, _NATIVE)
-            aux[head] = InceptionAux(block.out_channels, num_classes, spatial)
-    return GoogLeNet(layers, aux)
+    head_spec = parse_spec(_aux_text(num_classes))
+    for after, head in _AUX_AFTER.items():
+        i, step = steps[after]
+        c, h, w = step.output
+        try:
+            head_spec.infer(c, (h, w))
+        except geometry.VanishingVolume as v:
+            # The smallest input of the network (trunk to the head's input, then the head).
+            need = smallest_input(spec.layers[: i + 1] + head_spec.layers, v.axis)
+            raise too_small("googlenet", v, hw, _NATIVE, need, f"{head}.{v.where}") from None
+        aux[head] = InceptionAux(c, num_classes, (h, w))
+    return GoogLeNet(list(trunk.named_children()), aux)
 
 
 REGISTRY.register(

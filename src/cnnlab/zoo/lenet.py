@@ -13,20 +13,19 @@ smaller input (Fashion-MNIST's 28x28) is centred the same way: a ``pad`` layer a
 rows and columns to reach 32x32 (2 on each side for 28), so every later layer and the
 parameter count are the paper's.  Zero is the background only if the data are normalised
 so that it is (the paper used -0.1 for the background).  A larger input keeps its size; C5
-then gives more than 1x1 outputs and F6 takes all ``120*h*w`` of them.
+then gives more than 1x1 outputs and F6 takes all ``120*h*w`` of them.  Both networks are
+written in the compact notation (:func:`lenet5_text`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import torch
 
-from torch import nn
-
-from cnnlab.layers import LENET5_C3_TABLE, ConnectionTableConv2d, ScaledTanh, Subsampling
-from cnnlab.zoo._common import checked_input, trace
+from cnnlab.notation import SpecNet
+from cnnlab.zoo._common import build, checked_input
 from cnnlab.zoo._registry import REGISTRY
 
-__all__ = ["LeNet5", "lenet5"]
+__all__ = ["LeNet5", "lenet5", "lenet5_text"]
 
 PAPER = (
     "LeCun, Bottou, Bengio & Haffner 1998, Gradient-Based Learning Applied to Document "
@@ -35,8 +34,48 @@ PAPER = (
 _FIELD = 32  # the paper's input field, in pixels
 
 
-class LeNet5(nn.Sequential):
+class LeNet5(SpecNet):
     """LeNet-5 as a plain ``nn.Sequential`` whose layer names are the paper's (c1 ... f6)."""
+
+
+def _pad(h: int, w: int) -> list[str]:
+    """The zero rows and columns that centre an ``h x w`` input in the paper's 32x32 field
+    (one more below and right for an odd difference); none for an input that fills it."""
+    dh, dw = max(0, _FIELD - h), max(0, _FIELD - w)
+    if not dh and not dw:
+        return []
+    sides = f"top={dh // 2},bottom={dh - dh // 2},left={dw // 2},right={dw - dw // 2}"
+    return [f"zeropad({sides},name=pad)"]
+
+
+def lenet5_text(
+    modern: bool = False, input_size: tuple[int, int] = (_FIELD, _FIELD), num_classes: int = 10
+) -> str:
+    """LeNet-5 in the compact notation with the paper's module names (``c1``, ``s2`` ...
+    ``f6``, ``output``): the text :func:`lenet5` builds for an ``input_size`` (H, W) input.
+
+    The paper's (``modern=False``) is ``conv5-6(pad=0,name=c1)-stanh(name=act1)-
+    subsample(name=s2)-stanh(name=act2)-conv5-16(pad=0,table=lenet5,name=c3)-...``: the
+    squashing function after every layer, S2 and S4 included."""
+    act = "relu" if modern else "stanh"
+
+    def pool(n: int) -> str:
+        if modern:
+            return f"maxpool(name=s{n})"
+        return f"subsample(name=s{n})-stanh(name=act{n})"  # the paper squashes S2/S4
+
+    table = "" if modern else "table=lenet5,"
+    return "-".join(
+        [
+            *_pad(*input_size),
+            f"conv5-6(pad=0,name=c1)-{act}(name=act1)-{pool(2)}",
+            f"conv5-16(pad=0,{table}name=c3)-{act}(name=act3)-{pool(4)}",
+            f"conv5-120(pad=0,name=c5)-{act}(name=act5)",
+            # C5 gives 1x1 at 32x32; a larger input gives more, and F6 reads all 120*h*w.
+            f"fc-84(name=f6)-{act}(name=act6)",
+            f"fc-{num_classes}(name=output)",  # the paper: 10 fixed Euclidean RBF units
+        ]
+    )
 
 
 def lenet5(
@@ -53,33 +92,18 @@ def lenet5(
     inputs other than 32x32 are handled.
     """
     name = "lenet5_modern" if modern else "lenet5"
-    h, w = checked_input(name, num_classes, in_channels, input_size, (_FIELD, _FIELD))
-
-    def act() -> nn.Module:
-        return nn.ReLU() if modern else ScaledTanh()
-
-    def pool(n: int, c: int) -> list[tuple[str, nn.Module]]:
-        if modern:
-            return [(f"s{n}", nn.MaxPool2d(2))]
-        return [(f"s{n}", Subsampling(c)), (f"act{n}", ScaledTanh())]  # the paper squashes S2/S4
-
-    c3 = nn.Conv2d(6, 16, 5) if modern else ConnectionTableConv2d(6, LENET5_C3_TABLE, 5)
-    layers: list[tuple[str, nn.Module]] = []
-    if h < _FIELD or w < _FIELD:
-        # Centre the input in the paper's 32x32 field (ZeroPad2d takes left, right, top, bottom).
-        dh, dw = max(0, _FIELD - h), max(0, _FIELD - w)
-        layers.append(("pad", nn.ZeroPad2d((dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))))
-    layers += [("c1", nn.Conv2d(in_channels, 6, 5)), ("act1", act()), *pool(2, 6)]
-    layers += [("c3", c3), ("act3", act()), *pool(4, 16)]
-    layers += [("c5", nn.Conv2d(16, 120, 5)), ("act5", act())]
-    oh, ow = trace(name, layers, (h, w), (_FIELD, _FIELD))
-    layers += [
-        ("flatten", nn.Flatten()),
-        ("f6", nn.Linear(120 * oh * ow, 84)),
-        ("act6", act()),
-        ("output", nn.Linear(84, num_classes)),  # the paper: 10 fixed Euclidean RBF units
-    ]
-    return LeNet5(OrderedDict(layers))
+    hw = checked_input(name, num_classes, in_channels, input_size, (_FIELD, _FIELD))
+    text = lenet5_text(modern, hw, num_classes)
+    drawn = torch.get_rng_state()
+    model = build(name, text, in_channels=in_channels, hw=hw, native=(_FIELD, _FIELD),
+                  into=LeNet5)  # fmt: skip
+    # LeNet-5's seeded weights have always been drawn C3 first, then C1, C5, F6 and the
+    # output (the subsamplings start at fixed values): draw them again in that order from the
+    # same generator state, so a seed gives the weights it always gave.
+    torch.set_rng_state(drawn)
+    for layer in ("c3", "c1", "c5", "f6", "output"):
+        getattr(model, layer).reset_parameters()
+    return model  # type: ignore[return-value]
 
 
 REGISTRY.register(

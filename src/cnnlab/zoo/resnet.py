@@ -40,8 +40,8 @@ from torch import nn
 
 from cnnlab.layers import SHORTCUTS, VARIANTS, BasicBlock, Bottleneck
 from cnnlab.layers.init import apply_init
-from cnnlab.notation import SpecNet, build_spec
-from cnnlab.zoo._common import check_choice, checked_input
+from cnnlab.notation import SpecNet
+from cnnlab.zoo._common import build, check_choice, checked_input
 from cnnlab.zoo._registry import REGISTRY
 
 __all__ = ["resnet", "resnet_cifar", "resnet_cifar_text", "resnet_text"]
@@ -123,9 +123,12 @@ def resnet_cifar_text(depth: int, num_classes: int = 10, shortcut: str = "A") ->
     )  # fmt: skip
 
 
-def _init(model: nn.Module, zero_init_residual: bool) -> nn.Module:
-    # As torchvision and the paper: He's initialisation of the convolutions, the classifier
-    # left at PyTorch's default, BatchNorm at weight 1 and shift 0 (as built).
+def _built(name: str, text: str, in_channels: int, hw: tuple[int, int], native: tuple[int, int],
+           zero_init_residual: bool) -> SpecNet:  # fmt: skip
+    """The network of ``text``, initialised as torchvision and the paper do: He's
+    initialisation of the convolutions, the classifier left at PyTorch's default, BatchNorm at
+    weight 1 and shift 0 (as built); ``zero_init_residual`` as in the module docstring."""
+    model = build(name, text, in_channels=in_channels, hw=hw, native=native)
     apply_init(model, "he", linear=False)
     if zero_init_residual:
         for m in model.modules():
@@ -156,8 +159,7 @@ def resnet(
     check_choice(name, "variant", variant, VARIANTS)
     check_choice(name, "shortcut", shortcut, SHORTCUTS)
     text = resnet_text(depth, num_classes, variant, shortcut)
-    model = build_spec(text, in_channels=in_channels, input_size=hw, init="torch")
-    return _init(model, zero_init_residual)
+    return _built(name, text, in_channels, hw, (224, 224), zero_init_residual)
 
 
 def resnet_cifar(
@@ -179,8 +181,7 @@ def resnet_cifar(
     hw = checked_input(name, num_classes, in_channels, input_size, (32, 32))
     check_choice(name, "shortcut", shortcut, SHORTCUTS)
     text = resnet_cifar_text(depth, num_classes, shortcut)
-    model = build_spec(text, in_channels=in_channels, input_size=hw, init="torch")
-    return _init(model, zero_init_residual)
+    return _built(name, text, in_channels, hw, (32, 32), zero_init_residual)
 
 
 # depth -> (params, MACs v1.5 at 224x224, top-5 error); the paper's

@@ -13,28 +13,48 @@ Reconstructed where the paper is silent (its figure gives only the map sizes
 - the normalisation is AlexNet's LRN (k=2, n=5, alpha=1e-4, beta=0.75), whose formula the
   paper's "contrast normalized across feature maps" refers to.
 With these, 62,357,608 parameters (the paper gives no count).  ``conv345=(512, 1024, 512)``
-builds the wider model (b) of Table 2 (the "ZFNet" of CS231n's slides): 107,627,624.
+builds the wider model (b) of Table 2 (the "ZFNet" of CS231n's slides): 107,627,624.  The
+network is written in the compact notation (:func:`zfnet_text`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
-from torch import nn
-
 from cnnlab.errors import CnnlabError
-from cnnlab.layers import LocalResponseNorm
-from cnnlab.zoo._common import check_count, checked_input, trace
+from cnnlab.notation import SpecNet
+from cnnlab.zoo._common import build, check_count, checked_input
 from cnnlab.zoo._registry import REGISTRY
 
-__all__ = ["ZFNet", "zfnet"]
+__all__ = ["ZFNet", "zfnet", "zfnet_text"]
 
 PAPER = "Zeiler & Fergus 2014, Visualizing and Understanding CNNs (ECCV; arXiv:1311.2901)"
 _NATIVE = (224, 224)
 
 
-class ZFNet(nn.Sequential):
+class ZFNet(SpecNet):
     """ZFNet as a plain ``nn.Sequential`` with AlexNet-style layer names (conv1 ... fc8)."""
+
+
+def zfnet_text(conv345: tuple[int, int, int] = (384, 384, 256), num_classes: int = 1000) -> str:
+    """ZFNet in the compact notation (the text :func:`zfnet` builds), with AlexNet-style
+    module names; ``lrn`` is AlexNet's k=2, n=5, alpha=1e-4, beta=0.75 (the notation's)."""
+    if not isinstance(conv345, tuple | list) or len(conv345) != 3:
+        raise CnnlabError(f"zfnet: conv345 must be three widths, got {conv345!r}")
+    c3, c4, c5 = (check_count("zfnet", "conv345 width", c) for c in conv345)
+    return "-".join(
+        [
+            "conv7/2-96(pad=1,name=conv1)-relu(name=relu1)-maxpool3/2(ceil=true,name=pool1)",
+            "lrn(name=norm1)",
+            "conv5/2-256(pad=0,name=conv2)-relu(name=relu2)-maxpool3/2(ceil=true,name=pool2)",
+            "lrn(name=norm2)",
+            f"conv3-{c3}(name=conv3)-relu(name=relu3)",
+            f"conv3-{c4}(name=conv4)-relu(name=relu4)",
+            f"conv3-{c5}(name=conv5)-relu(name=relu5)-maxpool3/2(name=pool5)",
+            # fc6 reads 256*6*6 = 9,216 at 224x224; its width follows the input size.
+            "fc-4096(name=fc6)-relu(name=relu6)-dropout(name=drop6)",
+            "fc-4096(name=fc7)-relu(name=relu7)-dropout(name=drop7)",
+            f"fc-{num_classes}(name=fc8)",
+        ]
+    )
 
 
 def zfnet(
@@ -45,43 +65,10 @@ def zfnet(
     conv345: tuple[int, int, int] = (384, 384, 256),
 ) -> ZFNet:
     """Build ZFNet (Fig. 3 of the paper, reconstructed as the module docstring says)."""
-    h, w = checked_input("zfnet", num_classes, in_channels, input_size, _NATIVE)
-    if not isinstance(conv345, tuple | list) or len(conv345) != 3:
-        raise CnnlabError(f"zfnet: conv345 must be three widths, got {conv345!r}")
-    c3, c4, c5 = (check_count("zfnet", "conv345 width", c) for c in conv345)
-
-    def lrn() -> nn.Module:
-        return LocalResponseNorm()  # AlexNet's k=2, n=5, alpha=1e-4, beta=0.75: its defaults
-
-    layers: list[tuple[str, nn.Module]] = [
-        ("conv1", nn.Conv2d(in_channels, 96, 7, stride=2, padding=1)),
-        ("relu1", nn.ReLU()),
-        ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
-        ("norm1", lrn()),
-        ("conv2", nn.Conv2d(96, 256, 5, stride=2)),
-        ("relu2", nn.ReLU()),
-        ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
-        ("norm2", lrn()),
-        ("conv3", nn.Conv2d(256, c3, 3, padding=1)),
-        ("relu3", nn.ReLU()),
-        ("conv4", nn.Conv2d(c3, c4, 3, padding=1)),
-        ("relu4", nn.ReLU()),
-        ("conv5", nn.Conv2d(c4, c5, 3, padding=1)),
-        ("relu5", nn.ReLU()),
-        ("pool5", nn.MaxPool2d(3, 2)),
-    ]
-    oh, ow = trace("zfnet", layers, (h, w), _NATIVE)
-    layers += [
-        ("flatten", nn.Flatten()),
-        ("fc6", nn.Linear(c5 * oh * ow, 4096)),  # 256*6*6 = 9,216 inputs at 224x224
-        ("relu6", nn.ReLU()),
-        ("drop6", nn.Dropout(0.5)),
-        ("fc7", nn.Linear(4096, 4096)),
-        ("relu7", nn.ReLU()),
-        ("drop7", nn.Dropout(0.5)),
-        ("fc8", nn.Linear(4096, num_classes)),
-    ]
-    return ZFNet(OrderedDict(layers))
+    hw = checked_input("zfnet", num_classes, in_channels, input_size, _NATIVE)
+    text = zfnet_text(conv345, num_classes)
+    return build("zfnet", text, in_channels=in_channels, hw=hw, native=_NATIVE,
+                 into=ZFNet)  # type: ignore[return-value]  # fmt: skip
 
 
 REGISTRY.register(
