@@ -369,3 +369,46 @@ def test_a_cnnlab_train_run_is_evaluated_on_exactly_its_validation_images(tmp_pa
     listed = json.loads(in_process(capsys, "runs", tmp_path, "--format", "json").stdout)
     assert [(r["recipe"], r["epochs"]) for r in listed["runs"]] == [("fast", 1)]
     assert listed["runs"][0]["test_top1"] == pytest.approx(run.final["test_top1"])
+
+
+# ---- flip test-time augmentation follows the run -----------------------------------------------
+def test_predict_and_ensemble_of_a_run_measured_with_flips_average_image_and_mirror(
+    small_runs, test_split, tmp_path
+):
+    import tomllib
+
+    import tomli_w
+
+    from cnnlab.train.predict import predict_files
+    from cnnlab.train.runs import measures_flipped
+
+    flipped = []
+    for src in small_runs[:2]:
+        dst = tmp_path / src.name
+        shutil.copytree(src, dst)
+        config = tomllib.loads((dst / "config.toml").read_text())
+        config["recipe"]["test_flip"] = True
+        (dst / "config.toml").write_text(tomli_w.dumps(config))
+        flipped.append(open_run(dst))
+    assert not measures_flipped(open_run(small_runs[0])) and measures_flipped(flipped[0])
+    mnist = type("Info", (), {"hflip": False})()
+    assert not measures_flipped(flipped[0], mnist)  # never for data whose mirror is no class
+
+    run = flipped[0]
+    Image.fromarray(test_split.images[0, 0].numpy()).save(tmp_path / "one.png")
+    model, images = run.build_model(), test_split.images[:1]
+    z = (_by_hand(model, images, run.mean, run.std)
+         + _by_hand(model, images.flip(-1), run.mean, run.std)) / 2  # fmt: skip
+    want = dict(zip(run.classes, torch.softmax(z, 1)[0].tolist(), strict=True))
+    (pred,) = predict_files(run, [tmp_path / "one.png"], top=10)
+    assert dict(pred.top) == pytest.approx(want, abs=1e-6)
+    plain = dict(predict_files(open_run(small_runs[0]), [tmp_path / "one.png"], top=10)[0].top)
+    assert plain != pytest.approx(want, abs=1e-6)  # the mirror changed the answer
+
+    result = ensemble_runs(flipped)
+    expected = torch.zeros(10)
+    for r in flipped:
+        m = r.build_model()
+        z = (_by_hand(m, images, r.mean, r.std) + _by_hand(m, images.flip(-1), r.mean, r.std)) / 2
+        expected += torch.softmax(z, 1)[0] / 2
+    assert result.probabilities[0].tolist() == pytest.approx(expected.tolist(), abs=1e-6)

@@ -167,9 +167,11 @@ def probabilities(
     *,
     batch_size: int = 1000,
     precision: str = "fp32",
+    flip: bool = False,
 ) -> torch.Tensor:
     """Softmax outputs (N, classes), float32 on the CPU, for uint8 images (N, C, H, W),
-    normalised with ``mean``/``std`` exactly as in training."""
+    normalised with ``mean``/``std`` exactly as in training; ``flip``: of the logits of each
+    image and its mirror averaged, as :func:`evaluate` measures with ``flip``."""
     from cnnlab.data import BatchPipeline, Dataset
 
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
@@ -190,6 +192,8 @@ def probabilities(
         for x, _ in BatchPipeline(ds, batch_size, device=device, shuffle=False).epoch(0):
             with autocast(device, precision):
                 logits = _logits(model(x))
+                if flip:
+                    logits = (logits + _logits(model(x.flip(-1)))) / 2
             out.append(torch.softmax(logits.float(), dim=1).cpu())
     return torch.cat(out)
 

@@ -115,10 +115,26 @@ def evaluate_run(
 
     ds = run_split(run, split, data=data, data_dir=data_dir)
     model = run.build_model(weights)
-    flip = bool((run.config.get("recipe") or {}).get("test_flip")) and (
-        ds.info is None or ds.info.hflip
-    )
+    flip = measures_flipped(run, ds.info)
     return evaluate(model, ds, batch_size=batch_size, mean=run.mean, std=run.std, flip=flip)
+
+
+def measures_flipped(run: Any, info: Any = ()) -> bool:
+    """Whether ``run`` measured with flip test-time augmentation: its recipe's ``test_flip``,
+    where the data's mirror keeps the class (``info``: the data's
+    :class:`~cnnlab.data.catalog.DatasetInfo`, None for an image folder; by default the
+    catalogue's entry of the run's dataset).  Evaluation, ensembles and predictions of the
+    run then do the same, so that they give its own numbers."""
+    if not (run.config.get("recipe") or {}).get("test_flip"):
+        return False
+    if info == ():
+        from cnnlab.data.catalog import dataset_info
+
+        try:
+            info = dataset_info(run.dataset)
+        except CnnlabError:
+            info = None  # an image folder: flipped, as its training flipped it
+    return info is None or bool(info.hflip)
 
 
 def check_compatible(runs: list[Any]) -> None:
