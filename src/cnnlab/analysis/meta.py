@@ -40,14 +40,29 @@ class _MetaBuild(DeviceContext):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if getattr(func, "__name__", "") in _FILLS:
+        action = _ACTIONS.get(func)
+        if action is None:
+            action = _ACTIONS[func] = _action(func)
+        if action == _FILL:
             # Tensor methods get the tensor first; nn.init functions pass it as `tensor=`.
             target = args[0] if args else kwargs.get("tensor", kwargs.get("input"))
             if isinstance(target, torch.Tensor) and target.is_meta:
                 return target
-        if kwargs.get("device") is None and func in _device_constructors():
+        elif action == _CONSTRUCTOR and kwargs.get("device") is None:
             kwargs["device"] = self.device
         return func(*args, **kwargs)
+
+
+_OTHER, _FILL, _CONSTRUCTOR = 0, 1, 2
+# torch function -> what the build does with it (one dictionary lookup per call of a build
+# that makes thousands of modules, instead of a name test and a set test)
+_ACTIONS: dict[Any, int] = {}
+
+
+def _action(func: Any) -> int:
+    if getattr(func, "__name__", "") in _FILLS:
+        return _FILL
+    return _CONSTRUCTOR if func in _device_constructors() else _OTHER
 
 
 def build_on_meta(build: Callable[..., T], *args: Any, **kwargs: Any) -> T:

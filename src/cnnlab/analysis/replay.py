@@ -113,28 +113,37 @@ def _static_key(module: nn.Module, memo: dict[int, Any]) -> Any:
     if type(module) not in PURE:
         return None
     d = module.__dict__
-    attrs = []
-    for name, v in d.items():
-        if name not in _OWN:
-            pv = _plain(v)
-            if pv is _NO:
-                return None
-            attrs.append((name, pv))
-    children = []
-    for name, child in module._modules.items():
-        ck = None if child is None else static_key(child, memo)
-        if ck is None and child is not None:
-            return None
-        children.append((name, ck))
+    names = tuple(d)
+    layout = _LAYOUTS.get((type(module), names))
+    if layout is None:  # which attributes are not nn.Module's own, for this class and layout
+        layout = _LAYOUTS[(type(module), names)] = tuple(
+            i for i, n in enumerate(names) if n not in _OWN
+        )
+    values = tuple(d.values())
+    attrs = tuple(_plain(values[i]) for i in layout)
+    if _NO in attrs:
+        return None
+    children = tuple(_NO if c is None else static_key(c, memo) for c in module._modules.values())
+    if None in children:
+        return None
+    params, buffers = module._parameters, module._buffers
     return (
         type(module),
         module.training,
-        tuple(attrs),
-        tuple((n, _tensor_key(p)) for n, p in module._parameters.items()),
-        tuple((n, _tensor_key(b)) for n, b in module._buffers.items()),
+        names,
+        attrs,
+        tuple(params),
+        tuple(map(_tensor_key, params.values())),
+        tuple(buffers),
+        tuple(map(_tensor_key, buffers.values())),
         tuple(sorted(module._non_persistent_buffers_set)),
-        tuple(children),
+        tuple(module._modules),
+        children,
     )
+
+
+# (class, attribute names in order) -> positions of the attributes that are not nn.Module's own
+_LAYOUTS: dict[tuple, tuple[int, ...]] = {}
 
 
 def call_key(args: tuple, kwargs: dict, needs_grad: Any, state: set[int]) -> tuple | None:
