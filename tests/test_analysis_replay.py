@@ -3,6 +3,7 @@ and nothing is replayed where a call could differ from the one recorded."""
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 import pytest
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnlab
-from cnnlab.analysis import analyze, build_on_meta, replay
+from cnnlab.analysis import Row, analyze, build_on_meta, replay
 from cnnlab.analysis.rules import DEFAULT_RULES
 from cnnlab.analysis.tracer import trace
 from cnnlab.layers import BasicBlock
@@ -125,3 +126,14 @@ def test_nothing_replays_with_shared_weights_hooks_or_rules_of_ones_own():
     assert _replayed(plain, size) == 1  # 2, as 1 (0's input needs no gradient: a key of its own)
     table = DEFAULT_RULES.with_overrides({F.relu: DEFAULT_RULES.op(F.relu).fn})
     assert trace(plain, torch.empty(1, *size, device="meta"), rules=table).replayed == 0
+
+
+def test_rows_made_without_the_dataclass_init_are_rows():
+    # core._new_row fills a Row's fields directly: the same objects as Row(**fields).
+    a = analyze(build_on_meta(cnnlab.create_model, "resnet20"), (3, 32, 32))
+    names = [f.name for f in dataclasses.fields(Row)]
+    assert not hasattr(Row, "__post_init__")
+    for row in a.rows:
+        assert list(vars(row)) == names
+        assert Row(**vars(row)) == row
+        assert hash(Row(**vars(row))) == hash(row)

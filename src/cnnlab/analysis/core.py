@@ -202,6 +202,10 @@ class _RowBuilder:
         self.itemsize = itemsize
         self.rows: list[Row] = []
         self.uncounted: dict[str, int] = {}
+        # Memos of the walk, by id: a producer's row key, a field's RField (a leaf's output
+        # field is often its op's, and an activation's its input's: the same object).
+        self.key_of: dict[int, RowKey] = {}
+        self.rfield_of: dict[int, RField | None] = {}
         self.called: set[str] = set()
         # Each parameter belongs to the first module that holds it (shared tensors once).
         self.own: dict[str, list[tuple[str, nn.Parameter]]] = {}
@@ -276,7 +280,7 @@ class _RowBuilder:
         notes = []
         if frame.call > 1:
             notes.append(f"call {frame.call}: parameters counted at the first call")
-        row = Row(
+        row = _new_row(
             path=frame.path,
             type=frame.type,
             kind="module",
@@ -300,17 +304,17 @@ class _RowBuilder:
             macs=agg.macs,
             other_ops=agg.other,
             uncounted=tuple(sorted(agg.uncounted)),
-            field=_rfield(frame.out_info),
+            field=self._rfield(frame.out_info),
             fit=_fit_text(agg.fits) if leaf else "",
             notes=tuple(notes),
-            producers=_keys(frame.sources),
+            producers=self._keys(frame.sources),
         )
         self.rows[index] = row
         return agg
 
     def _op_row(self, rec: OpRecord, frame: Frame, agg: _Agg) -> Row:
         shapes = rec.output_shapes
-        return Row(
+        return _new_row(
             path=_op_path(rec),
             type=rec.name,
             kind="op",
@@ -330,11 +334,30 @@ class _RowBuilder:
             macs=agg.macs,
             other_ops=agg.other,
             uncounted=tuple(sorted(agg.uncounted)),
-            field=_rfield(rec.out_info),
+            field=self._rfield(rec.out_info),
             fit=_fit_text(agg.fits),
             notes=() if rec.counted else ("no counting rule: MACs unknown",),
-            producers=_keys(rec.sources),
+            producers=self._keys(rec.sources),
         )
+
+    def _keys(self, sources) -> tuple[RowKey, ...]:
+        """Row keys of the producers: the op's own row, or the leaf module that ran it."""
+        keys: list[RowKey] = []
+        memo = self.key_of
+        for rec in sources:
+            key = memo.get(id(rec))
+            if key is None:
+                key = memo[id(rec)] = _key(rec)
+            if key not in keys:
+                keys.append(key)
+        return tuple(keys)
+
+    def _rfield(self, info) -> RField | None:
+        memo = self.rfield_of
+        r = memo.get(id(info), _UNSEEN)
+        if r is _UNSEEN:
+            r = memo[id(info)] = _rfield(info)
+        return r
 
     def uncalled_rows(self) -> list[Row]:
         """Modules that hold parameters but were not called (e.g. auxiliary heads in eval)."""
@@ -386,19 +409,25 @@ def _op_path(rec: OpRecord) -> str:
     return f"{base}<{rec.name}>" + (f"#{rec.n}" if rec.n > 1 else "")
 
 
-def _keys(sources) -> tuple[RowKey, ...]:
-    """Row keys of the producers: the op's own row, or the leaf module that ran it."""
-    keys: list[RowKey] = []
-    for rec in sources:
-        if rec is None:
-            key = INPUT
-        elif _emits_ops(rec.parent):
-            key = (_op_path(rec), 1)
-        else:
-            key = (rec.parent.path, rec.parent.call)
-        if key not in keys:
-            keys.append(key)
-    return tuple(keys)
+def _new_row(**fields: Any) -> Row:
+    """``Row(**fields)`` with every field given, without the frozen dataclass's one
+    ``object.__setattr__`` per field: the same object (Row has no ``__post_init__``), at an
+    eighth of the cost, for the thousands of rows of a deep network."""
+    row = object.__new__(Row)
+    row.__dict__.update(fields)
+    return row
+
+
+def _key(rec: OpRecord | None) -> RowKey:
+    """The row key of a producer: the op's own row, or the leaf module that ran it."""
+    if rec is None:
+        return INPUT
+    if _emits_ops(rec.parent):
+        return (_op_path(rec), 1)
+    return (rec.parent.path, rec.parent.call)
+
+
+_UNSEEN = object()
 
 
 def _apply(count, agg: _Agg, leaf: bool) -> None:
