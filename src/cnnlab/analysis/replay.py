@@ -7,27 +7,29 @@ receptive fields, producers (the graph) and first parameter uses worked out agai
 call's own inputs.
 
 When two calls give the same rows, provably: only blocks of the classes in :data:`BLOCKS`,
-built only of modules of the classes in :data:`PURE`, whose forwards (read here, all in
-PyTorch or cnnlab) depend on nothing but their modules' attributes and their inputs'
-metadata.  The key of a call (:func:`static_key`, :func:`call_key`) holds, for every module
-of the block, its exact class, its training flag, every attribute that is not nn.Module's
-own bookkeeping (only plain values: numbers, strings, dtypes and tuples or lists of them; any
-other value and the block is never replayed), its parameters' and buffers' shapes, strides,
-dtypes, devices and ``requires_grad``, and its submodules' names; and for the call, every
-argument: a tensor's shape, strides, dtype, device, whether it is a view (and of what shape)
-and whether a training forward would give it a gradient, any other argument by type and
-value.  A record is kept only when everything the traced call read or made is accounted for:
-its inputs, the block's own parameters and buffers, and the outputs of its counted calls
-(anything else, e.g. a constant made in the forward, an op run on real tensors or a
-parameter of another module, and that key is traced every time).  Nothing is replayed when
-the analysis has rules of its own (a user rule may count calls), when a module has forward
-hooks, or when a module, parameter or buffer is held twice in the model (shared weights).
+in a model built only of modules of the classes in :data:`PURE` (or subclasses of
+nn.Sequential that change nothing of how it runs), whose forwards (read here, all in PyTorch
+or cnnlab) depend on nothing but their modules' attributes and their inputs' metadata, and
+assign nothing (so what was keyed before the trace holds throughout).  The key of a call
+(:func:`static_key`, :func:`call_key`) holds, for every module of the block, its exact
+class, its training flag, every attribute that is not nn.Module's own bookkeeping (only plain
+values: numbers, strings, dtypes and tuples or lists of them; any other value and the block
+is never replayed), its parameters' and buffers' shapes, strides, dtypes, devices and
+``requires_grad``, and its submodules' names; and for the call, every argument: a tensor's
+shape, strides, dtype, device, whether it is a view (and of what) and whether a training
+forward would give it a gradient, any other argument by type and value.  A record is kept
+only when everything the traced call read or made is accounted for: its inputs, the block's
+own parameters and buffers, and the outputs of its counted calls (anything else, e.g. a
+constant made in the forward, an op run on real tensors or a parameter of another module,
+and that key is traced every time).  Nothing is replayed when the analysis has rules of its
+own (a user rule may count calls), when a module has forward hooks, or when a module,
+parameter or buffer is held twice in the model (shared weights).
 :data:`ENABLED` turns replay off (the tests compare both ways).
 """
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import torch
@@ -37,8 +39,16 @@ from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_h
 from cnnlab.analysis.fields import Fields, derive, globalized
 from cnnlab.analysis.records import Frame, OpRecord
 from cnnlab.analysis.walk import storage_owner, tensors_in
-from cnnlab.layers import BasicBlock, Bottleneck, ZeroPadShortcut
-from cnnlab.notation.build import SpecNet
+from cnnlab.layers import (
+    BasicBlock,
+    Bottleneck,
+    ConnectionTableConv2d,
+    Inception,
+    LocalResponseNorm,
+    ScaledTanh,
+    Subsampling,
+    ZeroPadShortcut,
+)
 
 __all__ = ["BLOCKS", "ENABLED", "PURE", "Replayer", "all_pure", "call_key", "static_key"]
 
@@ -48,12 +58,14 @@ ENABLED = True
 BLOCKS: frozenset[type] = frozenset({BasicBlock, Bottleneck})
 
 # Modules whose forward is a function of their attributes (the key) and their inputs' metadata
-# alone (no global state, no random numbers, no values of tensors that decide shapes) and
-# assigns nothing (BatchNorm's in-place count of batches runs on a stand-in in a trace).
+# alone (no global state, no random numbers, no values of tensors that decide shapes: the
+# connection table's index buffer is made from its table attribute) and assigns nothing
+# (BatchNorm's in-place count of batches runs on a stand-in in a trace).  Subclasses of
+# nn.Sequential that change nothing of how it runs count as nn.Sequential (_pure).
 PURE: frozenset[type] = frozenset(
     {
-        BasicBlock, Bottleneck, ZeroPadShortcut, SpecNet, nn.Sequential, nn.Identity,
-        nn.Dropout,
+        BasicBlock, Bottleneck, ZeroPadShortcut, Inception, LocalResponseNorm, ScaledTanh,
+        Subsampling, ConnectionTableConv2d, nn.Sequential, nn.Identity, nn.Dropout,
         nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
         nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU,
         nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Linear, nn.Flatten,
@@ -75,8 +87,31 @@ def all_pure(named: list[tuple[str, nn.Module]]) -> bool:
     return (
         not _global_forward_hooks
         and not _global_forward_pre_hooks
-        and all(type(m) in PURE for _, m in named)
+        and all(map(_pure, {type(m) for _, m in named}))
     )
+
+
+@cache
+def _pure(cls: type) -> bool:
+    """Whether ``cls`` is in PURE, or a subclass of nn.Sequential (a spec's or the zoo's
+    networks) that overrides nothing of how a module or a Sequential runs."""
+    if cls in PURE:
+        return True
+    if not issubclass(cls, nn.Sequential):
+        return False
+    mro = cls.__mro__
+    own = set().union(*(vars(c) for c in mro[: mro.index(nn.Sequential)]))
+    return not own & _RUNS
+
+
+# What nn.Sequential's forward calls, and how a module is called and its attributes read.
+_RUNS = frozenset(
+    {
+        "forward", "__iter__", "__len__", "__call__", "_call_impl", "_wrapped_call_impl",
+        "__getattr__", "__getattribute__", "__setattr__", "__dir__", "children",
+        "named_children", "modules", "named_modules",
+    }
+)  # fmt: skip
 
 
 def _plain(v: Any) -> Any:
@@ -110,7 +145,7 @@ def static_key(module: nn.Module, memo: dict[int, Any]) -> Any:
 
 
 def _static_key(module: nn.Module, memo: dict[int, Any]) -> Any:
-    if type(module) not in PURE:
+    if not _pure(type(module)):
         return None
     d = module.__dict__
     names = tuple(d)
