@@ -8,7 +8,8 @@
   :func:`build_spec` (Spec or text -> ``nn.Sequential``), :func:`lecture_pattern` (the
   lecture's ``[(CONV-RELU)*N-POOL?]*M-(FC-RELU)*K,SOFTMAX`` as text).
 - The layer kinds (each one's words, options, defaults, text, module and read-back):
-  :mod:`cnnlab.notation.kinds` (GoogLeNet's ``inception(...)`` and ResNet's ``basic``/
+  :mod:`cnnlab.notation.kinds` (global and adaptive pooling, zero padding:
+  :mod:`cnnlab.notation.sizes`; GoogLeNet's ``inception(...)`` and ResNet's ``basic``/
   ``bottleneck`` blocks: :mod:`cnnlab.notation.blocks`); branches ``{a | b}cat``:
   :mod:`cnnlab.notation.branch`; named groups ``[...](name=layer1)``:
   :mod:`cnnlab.notation.group`; the grammar: :mod:`cnnlab.notation.parser`; the intermediate

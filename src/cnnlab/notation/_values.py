@@ -18,6 +18,7 @@ __all__ = [
     "FieldError",
     "NoNotation",
     "Pair",
+    "as_pair",
     "check_bool",
     "check_float",
     "check_int",
@@ -46,6 +47,11 @@ class NoNotation(Exception):  # noqa: N818 (a signal between a kind and the form
     def __init__(self, why: str):
         super().__init__(why)
         self.why = why
+
+
+def as_pair(value: Any) -> Pair:
+    """A module's int-or-pair attribute (``kernel_size``, ``stride``...) as a pair."""
+    return tuple(value) if isinstance(value, tuple | list) else (value, value)  # type: ignore
 
 
 def check_pair(field: str, value: object, low: int, label: str | None = None) -> Pair:

@@ -18,6 +18,7 @@ its fields, each kind's class says, in one place:
   :mod:`cnnlab.notation._naming`.
 
 The kinds themselves are in :mod:`cnnlab.notation.kinds` (windows and vectors),
+:mod:`cnnlab.notation.sizes` (global and adaptive pooling, zero padding),
 :mod:`cnnlab.notation.elementwise` and :mod:`cnnlab.notation.blocks` (Inception, residual
 blocks); the structural nodes in :mod:`cnnlab.notation.branch` and
 :mod:`cnnlab.notation.group`; adding one means one class there, listed in
