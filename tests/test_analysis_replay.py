@@ -137,3 +137,17 @@ def test_rows_made_without_the_dataclass_init_are_rows():
         assert list(vars(row)) == names
         assert Row(**vars(row)) == row
         assert hash(Row(**vars(row))) == hash(row)
+
+
+def test_a_forward_set_on_an_instance_is_traced_and_what_it_assigns_put_back():
+    model = build_on_meta(_blocks, 3)
+    block = model[1]
+
+    def forward(x):
+        block.seen = tuple(x.shape)  # an assignment no PURE forward makes
+        return BasicBlock.forward(block, x)
+
+    block.forward = forward
+    assert _replayed(model, (16, 8, 8)) == 0
+    analyze(model, (16, 8, 8))
+    assert "seen" not in vars(block) and vars(block)["forward"] is forward

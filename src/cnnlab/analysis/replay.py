@@ -82,12 +82,15 @@ _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 
 
 def all_pure(named: list[tuple[str, nn.Module]]) -> bool:
-    """Whether every module of a model (its ``named_modules()``) is of a class in PURE, and no
-    global module hook (which could change anything) is registered."""
+    """Whether every module of a model (its ``named_modules()``) is of a class in PURE, none
+    has a forward of its own set on the instance, and no global module hook (which could
+    change anything) is registered."""
     return (
         not _global_forward_hooks
         and not _global_forward_pre_hooks
         and all(map(_pure, {type(m) for _, m in named}))
+        # (nor a forward of one module's own, set on the instance)
+        and all(_RUNS.isdisjoint(m.__dict__) for _, m in named)
     )
 
 
