@@ -379,6 +379,7 @@ class Replayer:
                         groups.setdefault(key, []).append(m)
         self.blocks = {id(m): k for k, ms in groups.items() if len(ms) > 1 for m in ms}
         self.installed = []
+        self.subtree: dict[int, list[nn.Module]] = {}
         if self.blocks and sum(len(m._modules) for _, m in named) + 1 != len(named):
             return  # a module held twice (or a None entry): the tree's ids are not unique
         for ms in groups.values():
@@ -386,6 +387,17 @@ class Replayer:
                 for m in ms:
                     m.__dict__["forward"] = partial(self.call, m)
                     self.installed.append(m)
+        # Each installed block's modules in its named_modules() order: the entries after it
+        # in the model's pre-order walk, while their paths are under its own (no module is
+        # held twice, so the walk's order is the block's own).
+        n = len(named)
+        for i, (path, m) in enumerate(named):
+            if id(m) in self.blocks:
+                prefix = f"{path}."
+                j = i + 1
+                while j < n and named[j][0].startswith(prefix):
+                    j += 1
+                self.subtree[id(m)] = [c for _, c in named[i:j]]
 
     def call(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         forward = type(module).forward
@@ -396,7 +408,7 @@ class Replayer:
         if ck is None:
             return forward(module, *args, **kwargs)
         key = (self.blocks[id(module)], ck)
-        modules = [m for _, m in module.named_modules()]
+        modules = self.subtree[id(module)]
         if key in self.templates:
             template = self.templates[key]
             if template is None:
