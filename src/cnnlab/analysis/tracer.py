@@ -19,7 +19,10 @@ How it works, and why the model is left exactly as it was:
   elements are made for real, as constants.  So the real memory an analysis takes is bounded
   whatever the input size.
 * Whatever the forward assigns to its modules (counters, EMA buffers, caches, lists) is put
-  back afterwards (:class:`~cnnlab.analysis.modelstate.ModelState`), also when it fails.
+  back afterwards (:class:`~cnnlab.analysis.modelstate.ModelState`), also when it fails;
+  a model made only of modules whose forwards assign nothing (``replay.PURE``) has nothing
+  to put back but the random state, and its repeated residual blocks are rebuilt from one
+  recorded call each (:mod:`~cnnlab.analysis.replay`).
 * Forward pre/post hooks on every submodule (two global module hooks that skip modules
   outside the model, or one pair per module) delimit module calls; they are removed in a
   ``finally`` block, also when the forward fails.
