@@ -122,6 +122,9 @@ def test_nothing_replays_with_shared_weights_hooks_or_rules_of_ones_own():
     hooked = build_on_meta(_blocks, 3)
     hooked[1].register_forward_hook(lambda m, i, o: None)
     assert _replayed(hooked, size) == 0
+    hooked = build_on_meta(_blocks, 3)
+    hooked[2].conv1.register_full_backward_hook(lambda m, gi, go: None)
+    assert _replayed(hooked, size) == 0
     plain = build_on_meta(_blocks, 3)
     assert _replayed(plain, size) == 1  # 2, as 1 (0's input needs no gradient: a key of its own)
     table = DEFAULT_RULES.with_overrides({F.relu: DEFAULT_RULES.op(F.relu).fn})

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
+from torch.nn.modules import module as _module
 
 from cnnlab.analysis.fields import Fields, derive, globalized
 from cnnlab.analysis.records import Frame, OpRecord
@@ -83,14 +83,19 @@ _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 
 def all_pure(named: list[tuple[str, nn.Module]]) -> bool:
     """Whether every module of a model (its ``named_modules()``) is of a class in PURE, none
-    has a forward of its own set on the instance, and no global module hook (which could
-    change anything) is registered."""
+    has a forward of its own set on the instance or backward hooks (a call of a module with
+    them wraps its inputs), and no global module hook (which could change anything) is
+    registered."""
     return (
-        not _global_forward_hooks
-        and not _global_forward_pre_hooks
+        not _module._global_forward_hooks
+        and not _module._global_forward_pre_hooks
+        and not _module._global_backward_hooks
+        and not _module._global_backward_pre_hooks
         and all(map(_pure, {type(m) for _, m in named}))
-        # (nor a forward of one module's own, set on the instance)
-        and all(_RUNS.isdisjoint(m.__dict__) for _, m in named)
+        and all(
+            _RUNS.isdisjoint(m.__dict__) and not (m._backward_hooks or m._backward_pre_hooks)
+            for _, m in named
+        )
     )
 
 
