@@ -111,7 +111,18 @@ def test_the_throughput_benchmark_prints_the_machine_and_both_sides():
     assert cpu_info().model in out and "load average" in out and "peak: fp32 matmul" in out
     (row,) = [line for line in out.splitlines() if line.startswith("fast ")]
     cells = row.split()
-    assert cells[1] == "94,410" and cells[2] == "7.45M"  # the fast network, counted by analyze
+    # The fast recipe's network, its parameters and multiply-adds counted here with hooks.
+    from cnnlab.train.recipes import RECIPES
+
+    net = build_spec(RECIPES["fast"].model, in_channels=1, input_size=28, num_classes=10)
+    params = sum(p.numel() for p in net.parameters())
+    macs = []
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
+            m.register_forward_hook(lambda m, i, o: macs.append(o.numel() * m.weight[0].numel()))
+    net.eval()(torch.zeros(1, 1, 28, 28))
+    macs = sum(macs)
+    assert cells[1] == f"{params:,}" and cells[2] == f"{macs / 1e6:.2f}M", (params, macs)
     ours, theirs, ratio = (float(c.rstrip("x").replace(",", "")) for c in cells[4:7])
     assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, rel=0.03)
 
