@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a few steps each (6,000 and 5,120 images): checks that the script works",
+        help="a few steps each (6,000 and 10,240 images): checks that the script works",
     )
     parser.add_argument("--baseline-epochs", type=int, default=8)
     parser.add_argument("--fast-args", default="", help="more arguments for cnnlab train")
@@ -218,8 +218,8 @@ def _fast_cmd(seed: int, args: argparse.Namespace, out: Path) -> list[str]:
         str(out),
         *args.fast_args.split(),
     ]
-    if args.quick:  # 20 steps (5,120 images), a small validation split
-        cmd += ["--set", "epochs=none", "--set", "iterations=20", "--val-split", "0.02"]
+    if args.quick:  # 40 steps (10,240 images), a small validation split
+        cmd += ["--set", "epochs=none", "--set", "iterations=40", "--val-split", "0.02"]
     return cmd
 
 

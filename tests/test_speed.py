@@ -191,3 +191,20 @@ def test_without_recipe_the_family_default_decides_whether_a_preset_applies():
     args = parser.parse_args(["train", "conv3-8-relu-gap-fc-10", "--data", "fashion-mnist",
                               "--target", "0.93"])  # fmt: skip
     assert "epochs=10" in _preset_sets(args)
+
+
+def test_the_network_probe_builds_the_candidates_the_readme_compares():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from probe_nets import _macs, network
+
+    from cnnlab import analyze
+
+    for text, macs in (("base", 7.45e6), ("32p,64p,128p", 7.45e6),
+                       ("32p,64p,128,128p", 14.68e6), ("s32,64p,128,128p", 14.55e6)):  # fmt: skip
+        net = network(text)
+        assert _macs(net) == analyze(net, (1, 28, 28)).totals.macs
+        assert _macs(net) == pytest.approx(macs, rel=2e-3), text
+    pooled_first = [type(m).__name__ for m in network("32p")][:4]
+    assert pooled_first == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    assert [type(m).__name__ for m in network("base")][:4] == [
+        "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]  # fmt: skip
