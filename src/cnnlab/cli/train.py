@@ -217,10 +217,15 @@ def _train(args: argparse.Namespace) -> int:
         return _launch(args.nproc)
     if w.rank != 0:  # only rank 0 prints (errors still reach stderr from every rank)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    completed = False
     try:
-        return _train_ranked(args, w)
+        code = _train_ranked(args, w)
+        completed = code == 0
+        return code
     finally:
-        distributed.stop()
+        # Every rank of a completed run gets here, so they leave together; otherwise (an
+        # exception, a checkpoint rank 0 could not write) this rank may be the only one.
+        distributed.stop(together=completed)
 
 
 def _train_ranked(args: argparse.Namespace, w: Any) -> int:

@@ -96,8 +96,16 @@ def start(device_type: str) -> str:
     return backend
 
 
-def stop() -> None:
+def stop(together: bool = False) -> None:
+    """Leave the process group; ``together``: after a barrier, so that every rank exits at
+    the same moment (a completed run: every rank is here).  torchrun's agent leaves as soon
+    as its own workers have; when the agent that hosts the c10d rendezvous store leaves
+    while another one's worker is still finishing (rank 0 writing the last files), that
+    agent's next poll of the store fails and it exits with an error although its run
+    succeeded."""
     if dist.is_initialized():
+        if together and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
