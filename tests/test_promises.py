@@ -204,6 +204,10 @@ def test_ctrl_c_ends_with_one_line_and_status_130(user_file):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As a terminal's foreground job: a suite started in the background (`make test &`)
+        # ignores SIGINT, every child inherits that, and Python then installs no Ctrl-C
+        # handler at all.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     ready = user_file.with_suffix(".ready")
     deadline = time.monotonic() + 120
