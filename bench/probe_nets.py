@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=0.2)
     parser.add_argument("--label-smoothing", type=float, default=0.2)
     args = parser.parse_args(argv)
+    if args.net != "base" and not re.fullmatch(r"(s?[0-9]+|[0-9]+p)(,([0-9]+p?))*", args.net):
+        parser.error(
+            f"net {args.net!r}: expected base, or layers such as s32,64p,128,128p "
+            "(N: conv3 of N channels, Np: with a 2x2 max pool, sN first: 4x4/2 stem)"
+        )
 
     from cnnlab.data import Augment, BatchPipeline
     from cnnlab.train.device import cpu_info
