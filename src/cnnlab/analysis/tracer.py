@@ -23,9 +23,9 @@ How it works, and why the model is left exactly as it was:
   a model made only of modules whose forwards assign nothing (``replay.PURE``) has nothing
   to put back but the random state, and its repeated residual blocks are rebuilt from one
   recorded call each (:mod:`~cnnlab.analysis.replay`).
-* Forward pre/post hooks on every submodule (two global module hooks that skip modules
-  outside the model, or one pair per module) delimit module calls; they are removed in a
-  ``finally`` block, also when the forward fails.
+* Forward pre/post hooks on every submodule (:mod:`~cnnlab.analysis.hooks`: two global
+  module hooks that skip modules outside the model, or one pair per module) delimit module
+  calls; they are removed in a ``finally`` block, also when the forward fails.
 
 Per tensor the tracer keeps the receptive field (one :class:`~cnnlab.geometry.Field` per
 spatial axis), whether it owns new storage, whether a training forward would give it a
@@ -50,7 +50,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.analysis import replay
@@ -64,6 +63,7 @@ from cnnlab.analysis.blame import (
     user_line_of,
 )
 from cnnlab.analysis.fields import Fields, ceil_message, derive, globalize
+from cnnlab.analysis.hooks import ModuleHooks
 from cnnlab.analysis.metakernels import run_on_meta
 from cnnlab.analysis.modelstate import ModelState
 from cnnlab.analysis.records import Frame, OpRecord, TraceResult
@@ -95,10 +95,6 @@ _METADATA = frozenset(
         torch.Tensor.layout.__get__,
     }
 )
-
-
-# Turns off every torch-function handler, the tracer's mode included, for metadata reads.
-_NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 
 
 class _Tracer(TorchFunctionMode):
@@ -445,67 +441,6 @@ def _mutates(func: Any, kwargs: dict) -> bool:
     return name.endswith("_")
 
 
-class _Hooks:
-    """Forward pre/post hooks that open and close a :class:`Frame` per module call."""
-
-    def __init__(self, model: nn.Module, tracer: _Tracer, named: list[tuple[str, nn.Module]]):
-        self.model = model
-        self.tracer = tracer
-        self.calls: dict[str, int] = {}
-        self.paths: dict[int, str] = {}
-        for name, m in named:
-            self.paths.setdefault(id(m), name)
-
-    def pre(self, module: nn.Module, args: Any) -> None:
-        tracer = self.tracer
-        # Reading shapes here, outside the tracer's own handler, would be one intercepted
-        # call per tensor attribute: they are metadata, read with interception off.
-        tensors = tensors_in(args)
-        with _NO_TORCH_FUNCTION():
-            shapes = tuple(tuple(t.shape) for t in tensors)
-        if module is self.model:
-            tracer.stack[0].input_shapes = shapes
-            return
-        path = self.paths.get(id(module), "?")
-        parent = tracer.stack[-1]
-        call = self.calls[path] = self.calls.get(path, 0) + 1
-        frame = Frame(
-            path=path,
-            module=module,
-            parent=parent,
-            depth=path.count(".") + 1,
-            call=call,
-            input_shapes=shapes,
-            sources=tracer.sources_of(tensors),
-        )
-        parent.items.append(frame)
-        tracer.stack.append(frame)
-        if tracer.recording is not None:
-            tracer.recording.open(frame, tensors)
-
-    def post(self, module: nn.Module, args: Any, output: Any) -> None:
-        tracer = self.tracer
-        if module is self.model:
-            return
-        frame = tracer.stack[-1]
-        if frame.module is not module:  # a forward that raised: the stack is unwound later
-            return
-        tracer.stack.pop()
-        outs = tensors_in(output)
-        with _NO_TORCH_FUNCTION():
-            frame.output_shapes = tuple(tuple(t.shape) for t in outs)
-        # The producing op knows its output's itemsize; asking the tensor here would be one
-        # more intercepted call per module.
-        rec = tracer.producer.get(id(outs[0])) if outs else None
-        frame.itemsize = rec.itemsize if rec is not None else 0
-        frame.out_info = tracer.info_of(outs[0]) if outs else None
-        rule = tracer.rules.module(module)
-        if rule is not None:
-            frame.override = rule(module, tensors_in(args), output)
-        if tracer.recording is not None:
-            tracer.recording.close(frame, outs)
-
-
 def _forward(model: nn.Module, xs: tuple[torch.Tensor, ...], tracer: _Tracer) -> Any:
     """``model(x)``; an exception raised by the model's own code (or by PyTorch for it) becomes
     an AnalysisError naming the layer that was running, the exception's type and message and
@@ -553,11 +488,11 @@ def trace(
     # repeated blocks can be replayed.
     pure = not own_hooks and replay.all_pure(named)
     state = ModelState(() if pure else (m for _, m in named))
-    hooks = _Hooks(model, tracer, named)
+    hooks = ModuleHooks(model, tracer, named)
     handles = []
     replayer = None
     try:
-        handles = _register(hooks, named, own_hooks)
+        handles = hooks.register(named, own_hooks)
         if (
             pure
             and replay.ENABLED
@@ -590,33 +525,6 @@ def trace(
         buffers=buffers,
         replayed=0 if replayer is None else replayer.replayed,
     )
-
-
-def _register(hooks: _Hooks, named: list[tuple[str, nn.Module]], own_hooks: bool) -> list:
-    """The hooks on every module of the tree: as two global module hooks that skip modules
-    outside it (two registrations instead of two per module: 8,424 for ResNet-1202), or per
-    module where a module has forward hooks of its own, so that ours still run after them
-    (they may change a call's inputs or output) as they would if registered last."""
-    if own_hooks:
-        handles = []
-        for _, m in named:
-            handles.append(m.register_forward_pre_hook(hooks.pre))
-            handles.append(m.register_forward_hook(hooks.post, always_call=True))
-        return handles
-    paths = hooks.paths
-
-    def pre(module: nn.Module, args: Any) -> None:
-        if id(module) in paths:
-            hooks.pre(module, args)
-
-    def post(module: nn.Module, args: Any, output: Any) -> None:
-        if id(module) in paths:
-            hooks.post(module, args, output)
-
-    return [
-        register_module_forward_pre_hook(pre),
-        register_module_forward_hook(post, always_call=True),
-    ]
 
 
 def _members(named: list[tuple[str, nn.Module]], table: str) -> tuple[list, int]:

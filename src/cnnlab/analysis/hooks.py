@@ -1,0 +1,113 @@
+"""The module hooks of a trace: a forward pre-hook opens a :class:`Frame` per module call and
+a post-hook closes it (its output shapes, itemsize, receptive field and the module's own
+counting rule), and both tell the replayer (:mod:`~cnnlab.analysis.replay`) when a call it
+records begins and ends.
+
+They are two global module hooks that skip modules outside the model (two registrations
+instead of two per module: 8,424 for ResNet-1202), or a pair per module where a module has
+forward hooks of its own, so that ours still run after them (they may change a call's inputs
+or output) as they would if registered last.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+from cnnlab.analysis.records import Frame
+from cnnlab.analysis.walk import tensors_in
+
+if TYPE_CHECKING:
+    from cnnlab.analysis.tracer import _Tracer
+
+__all__ = ["ModuleHooks"]
+
+# Turns off every torch-function handler, the tracer's mode included, for metadata reads.
+_NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
+
+
+class ModuleHooks:
+    """Forward pre/post hooks that open and close a :class:`Frame` per module call."""
+
+    def __init__(self, model: nn.Module, tracer: _Tracer, named: list[tuple[str, nn.Module]]):
+        self.model = model
+        self.tracer = tracer
+        self.calls: dict[str, int] = {}
+        self.paths: dict[int, str] = {}
+        for name, m in named:
+            self.paths.setdefault(id(m), name)
+
+    def pre(self, module: nn.Module, args: Any) -> None:
+        tracer = self.tracer
+        # Reading shapes here, outside the tracer's own handler, would be one intercepted
+        # call per tensor attribute: they are metadata, read with interception off.
+        tensors = tensors_in(args)
+        with _NO_TORCH_FUNCTION():
+            shapes = tuple(tuple(t.shape) for t in tensors)
+        if module is self.model:
+            tracer.stack[0].input_shapes = shapes
+            return
+        path = self.paths.get(id(module), "?")
+        parent = tracer.stack[-1]
+        call = self.calls[path] = self.calls.get(path, 0) + 1
+        frame = Frame(
+            path=path,
+            module=module,
+            parent=parent,
+            depth=path.count(".") + 1,
+            call=call,
+            input_shapes=shapes,
+            sources=tracer.sources_of(tensors),
+        )
+        parent.items.append(frame)
+        tracer.stack.append(frame)
+        if tracer.recording is not None:
+            tracer.recording.open(frame, tensors)
+
+    def post(self, module: nn.Module, args: Any, output: Any) -> None:
+        tracer = self.tracer
+        if module is self.model:
+            return
+        frame = tracer.stack[-1]
+        if frame.module is not module:  # a forward that raised: the stack is unwound later
+            return
+        tracer.stack.pop()
+        outs = tensors_in(output)
+        with _NO_TORCH_FUNCTION():
+            frame.output_shapes = tuple(tuple(t.shape) for t in outs)
+        # The producing op knows its output's itemsize; asking the tensor here would be one
+        # more intercepted call per module.
+        rec = tracer.producer.get(id(outs[0])) if outs else None
+        frame.itemsize = rec.itemsize if rec is not None else 0
+        frame.out_info = tracer.info_of(outs[0]) if outs else None
+        rule = tracer.rules.module(module)
+        if rule is not None:
+            frame.override = rule(module, tensors_in(args), output)
+        if tracer.recording is not None:
+            tracer.recording.close(frame, outs)
+
+    def register(self, named: list[tuple[str, nn.Module]], own_hooks: bool) -> list:
+        """Install the hooks (see the module docstring); returns the handles to remove."""
+        if own_hooks:
+            handles = []
+            for _, m in named:
+                handles.append(m.register_forward_pre_hook(self.pre))
+                handles.append(m.register_forward_hook(self.post, always_call=True))
+            return handles
+        paths = self.paths
+
+        def pre(module: nn.Module, args: Any) -> None:
+            if id(module) in paths:
+                self.pre(module, args)
+
+        def post(module: nn.Module, args: Any, output: Any) -> None:
+            if id(module) in paths:
+                self.post(module, args, output)
+
+        return [
+            register_module_forward_pre_hook(pre),
+            register_module_forward_hook(post, always_call=True),
+        ]
