@@ -33,7 +33,9 @@ def train_args(folder: Path, out: Path, *extra: str) -> list[str]:
     return [
         "train", SPEC, "--data", f"folder:{folder}", "--batch-size", "16", "--epochs", "2",
         "--lr", "0.2", "--set", "log_steps=true", "--quiet", "--no-report", "--out", str(out),
-        *extra,
+        # float32, whatever this CPU would choose: the ranks' weights are compared with
+        # float32's tolerance (bf16 autocast rounds each rank's half of a batch apart).
+        "--precision", "fp32", *extra,
     ]  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.train.ensemble import average_probabilities, ensemble_runs, scores
 from cnnlab.train.predict import load_images
 from cnnlab.train.run import RunWriter, build_from_record, open_run
-from cnnlab.train.runs import evaluate_run, run_split
+from cnnlab.train.runs import evaluate_run, measured_as, run_split
 
 
 def cli(*argv) -> subprocess.CompletedProcess:
@@ -350,15 +350,22 @@ def test_a_user_mistake_ends_the_process_with_one_line_and_status_2(damaged):
 
 
 # ---- a run written by cnnlab train itself -------------------------------------------------------
-def test_a_cnnlab_train_run_is_evaluated_on_exactly_its_validation_images(tmp_path, capsys):
+# In both precisions, on every machine: `cnnlab eval` measures in the run's own precision and
+# memory format (bf16 autocast rounds apart from fp32, enough to move an accuracy).
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_cnnlab_train_run_is_evaluated_on_exactly_its_validation_images(
+    tmp_path, capsys, precision
+):
     run_dir = tmp_path / "trained"
     trained = cli(
         "train", "conv3-8-relu-maxpool-fc-10", "--data", "fashion-mnist", "--recipe", "fast",
         "--set", "iterations=30", "--set", "epochs=none", "--batch-size", "64", "--seed", "3",
-        "--val-split", "0.05", "--out", run_dir, "--quiet",
+        "--val-split", "0.05", "--out", run_dir, "--quiet", "--precision", precision,
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     run = open_run(run_dir)
+    assert measured_as(run)["precision"] == precision
+    assert measured_as(run)["channels_last"] == (precision == "bf16")
     val = in_process(capsys, "eval", run_dir, "--split", "val", "--format", "json")
     doc = json.loads(val.stdout)
     assert doc["n"] == 3_000  # 5% of 60,000, held out with seed 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,15 @@ from cnnlab import build_spec
 from cnnlab.data import load_dataset
 from cnnlab.data.catalog import dataset_info
 from cnnlab.errors import CnnlabError
-from cnnlab.train.device import _FLAGS, cpu_info, cpu_precision, matmul_gflops, placement
+from cnnlab.train.device import (
+    _BF16_GAIN,
+    _FLAGS,
+    cpu_info,
+    cpu_precision,
+    matmul_gflops,
+    placement,
+    train_step_seconds,
+)
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.loop import fit
 from cnnlab.train.recipe import Recipe
@@ -40,10 +49,13 @@ def test_the_cpu_is_described_by_its_own_flags_and_torchs_capability():
 def test_auto_precision_on_the_cpu_is_the_measured_choice():
     choice, why = cpu_precision()
     assert choice in ("fp32", "bf16") and cpu_info().model in why
-    if "amx_bf16" not in cpu_info().flags:  # no measurement: fp32
-        assert choice == "fp32" and "GFLOP/s" not in why
-    else:  # measured: the reason gives both rates
-        assert "GFLOP/s" in why
+    if not cpu_info().has_bf16:  # no measurement: fp32
+        assert choice == "fp32" and " ms " not in why
+    else:  # measured: the reason gives both step times, and the choice follows them
+        times = [float(t) for t in re.findall(r"([0-9.]+) ms in", why)]
+        assert len(times) == 2
+        assert (choice == "bf16") == (times[1] / times[0] >= _BF16_GAIN - 0.01)
+    assert 0 < train_step_seconds(False, batch=4) < 60
     where = placement("cpu")
     assert where.precision == choice
     assert where.channels_last == (choice == "bf16")  # NHWC goes with oneDNN's bf16 convs

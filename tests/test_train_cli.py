@@ -13,8 +13,10 @@ import torch
 from test_data_writers import real_fashion_dir
 
 from cnnlab.data import load_dataset
+from cnnlab.train.device import cpu_precision
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.run import open_run, read_record
+from cnnlab.train.runs import measured_as
 
 SPEC = "conv3-8-bn-relu-maxpool-maxpool-fc-10"
 
@@ -60,7 +62,10 @@ def test_the_run_folder_holds_what_the_contract_says(trained):
     assert recipe["name"] == "fast" and recipe["epochs"] == 2 and recipe["batch_size"] == 128
     assert recipe["label_smoothing"] == 0.1  # --set reached the saved config
     opts = config["options"]
-    assert opts["seed"] == 3 and opts["device"] == "cpu" and opts["precision"] == "fp32"
+    assert opts["seed"] == 3 and opts["device"] == "cpu"
+    # "auto" is recorded as what this machine chose, with the memory format that goes with it
+    assert opts["precision"] == cpu_precision()[0]
+    assert opts["channels_last"] == (opts["precision"] == "bf16")
     assert opts["threads"] == 1
     env = config["environment"]
     assert env["torch"] == torch.__version__ and env["python"] and env["cnnlab"]
@@ -91,8 +96,9 @@ def test_the_run_folder_holds_what_the_contract_says(trained):
     # The run rebuilds its model, and the final weights give the logged test accuracy.
     run = open_run(out)
     test = load_dataset("fashion-mnist", "test")
-    result = evaluate(run.build_model("final"), test, mean=run.mean, std=run.std,
-                      flip=recipe["test_flip"])  # fmt: skip
+    how = measured_as(run)  # flips, precision and memory format as the run measured
+    assert how["flip"] == recipe["test_flip"] and how["precision"] == opts["precision"]
+    result = evaluate(run.build_model("final"), test, mean=run.mean, std=run.std, **how)
     assert result.top1 == pytest.approx(final["test_top1"])
 
 

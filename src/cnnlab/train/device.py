@@ -2,13 +2,15 @@
 
 ``device="auto"`` picks CUDA when present.  Precision ``"auto"`` is bf16 autocast on CUDA.  On
 a CPU the right choice depends on the CPU, so it is chosen per machine by
-:func:`cpu_precision`: by what the CPU has (bf16 autocast trained about 8x slower than fp32 on
-an AVX2-only AMD machine, and 1.5-2.9x faster on an Intel machine with AMX-BF16, both measured
-for cnnlab; on an AVX-512-BF16 Xeon without AMX a bf16 matmul was slower than fp32) and, where
-it has bf16 instructions, by a short measurement (a 2-thread matmul in both precisions, about
-0.2 s, once per process).  channels_last is on for CUDA (tensor-core convolutions want NHWC)
-and on the CPU only with bf16 (oneDNN's bf16 convolutions run in NHWC; in fp32 it slowed a
-small net and helped large ones).
+:func:`cpu_precision`: by what the CPU has (without bf16 instructions bf16 autocast trained
+about 8x slower than fp32 on an AVX2-only AMD machine) and, where it has them, by a short
+measurement (a training step of two small conv-BN-ReLU layers in both precisions, about
+0.5 s, once per process), because the instructions alone do not tell: measured for cnnlab,
+bf16 trained 1.5-2.9x faster on an Intel machine with AMX-BF16 and 2.2x faster on an AMD
+EPYC with AVX-512 BF16 and no AMX, while on an AVX-512-BF16 Xeon without AMX a bf16 matmul
+was slower than fp32.  channels_last is on for CUDA (tensor-core convolutions want NHWC) and
+on the CPU only with bf16 (oneDNN's bf16 convolutions run in NHWC; in fp32 it slowed a small
+net and helped large ones).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "cpu_precision",
     "matmul_gflops",
     "placement",
+    "train_step_seconds",
     "usable_cores",
 ]
 
@@ -38,8 +41,9 @@ __all__ = [
 # bf16 / fp16 instructions (AVX-512 BF16 dot products; AMX tiles, which oneDNN uses for bf16
 # convolutions and matmuls).
 _FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
-# bf16 is chosen on a CPU only when its matmul is at least this much faster than fp32's.
-_BF16_GAIN = 1.5
+# bf16 is chosen on a CPU only when its measured training step is at least this much faster
+# than fp32's (2-3x where it pays; a busy machine must not flip a tie).
+_BF16_GAIN = 1.3
 
 
 @dataclass(frozen=True)
@@ -134,30 +138,51 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: in
     return 2 * n**3 / best / 1e9
 
 
+def train_step_seconds(bf16: bool, batch: int = 64) -> float:
+    """Best-of-two seconds of a forward and backward pass, with torch's current threads, of
+    two conv3-BN-ReLU layers (32 -> 64 -> 64 channels at 14x14, the middle of a small
+    Fashion-MNIST net): fp32 in NCHW, or bf16 autocast in channels_last as training runs it."""
+    from torch import nn
+
+    fmt = torch.channels_last if bf16 else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+    ).to(memory_format=fmt)  # fmt: skip
+    x = torch.randn(batch, 32, 14, 14, generator=gen).to(memory_format=fmt)
+
+    def step() -> float:
+        t = time.perf_counter()
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            out = net(x)
+        out.float().mean().backward()
+        return time.perf_counter() - t
+
+    step()  # warm-up: oneDNN creates its primitives on the first call
+    return min(step(), step())
+
+
 @functools.cache
 def cpu_precision() -> tuple[str, str]:
     """The CPU precision this machine trains fastest in, and why: ``("fp32" | "bf16",
     reason)``.  Without bf16 instructions, fp32 (no measurement: emulated bf16 is many times
-    slower); with AVX-512 BF16 but no AMX, fp32 too.  With AMX-BF16, a short measurement:
-    bf16 when its matmul is at least ``_BF16_GAIN`` times fp32's, interleaved over three
-    rounds (the best of each), so that a busy machine slows both alike."""
+    slower).  With them (AVX-512 BF16 or AMX-BF16), a short measurement: bf16 when its
+    training step (:func:`train_step_seconds`) is at least ``_BF16_GAIN`` times faster than
+    fp32's, interleaved over three rounds (the best of each), so that a busy machine slows
+    both alike.  Distributed ranks use rank 0's choice."""
     info = cpu_info()
     if not info.has_bf16:
         return "fp32", f"{info.model}: no bf16 instructions (avx512_bf16 / amx_bf16)"
-    if "amx_bf16" not in info.flags:
-        # AVX-512 BF16 alone was slower than fp32 for a matmul (cnnlab's measurement, 74 vs
-        # 132 GFLOP/s); a noisy short measurement on a busy machine must not flip it, nor
-        # let two ranks choose differently.
-        return "fp32", f"{info.model}: avx512_bf16 without AMX (bf16 matmul slower than fp32)"
-    fp32 = bf16 = 0.0
+    fp32 = bf16 = float("inf")
     for _ in range(3):
-        fp32 = max(fp32, matmul_gflops(torch.float32, 512, 3))
-        bf16 = max(bf16, matmul_gflops(torch.bfloat16, 512, 3))
-    gain = bf16 / fp32
+        fp32 = min(fp32, train_step_seconds(False))
+        bf16 = min(bf16, train_step_seconds(True))
+    gain = fp32 / bf16
     choice = "bf16" if gain >= _BF16_GAIN else "fp32"
     return choice, (
-        f"{info.model}: bf16 matmul {bf16:.0f} GFLOP/s vs fp32 {fp32:.0f} ({gain:.2f}x; bf16 "
-        f"needs >= {_BF16_GAIN}x)"
+        f"{info.model}: a conv training step took {bf16 * 1e3:.1f} ms in bf16 vs "
+        f"{fp32 * 1e3:.1f} ms in fp32 ({gain:.2f}x; bf16 needs >= {_BF16_GAIN}x)"
     )
 
 

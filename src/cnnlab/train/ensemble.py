@@ -101,7 +101,7 @@ def ensemble_runs(
     the ensemble.  Runs with different class lists or input shapes are refused, naming both.
     """
     from cnnlab.train.evaluate import probabilities
-    from cnnlab.train.runs import check_compatible, measures_flipped, run_split
+    from cnnlab.train.runs import check_compatible, measured_as, run_split
 
     runs = list(runs)
     if len(runs) < 2:
@@ -111,8 +111,8 @@ def ensemble_runs(
     member_probs, member_scores = [], []
     for run in runs:
         model = run.build_model(weights)
-        flip = measures_flipped(run, ds.info)  # each member as it measured itself
-        p = probabilities(model, ds.images, run.mean, run.std, flip=flip)
+        how = measured_as(run, ds.info)  # each member as it measured itself
+        p = probabilities(model, ds.images, run.mean, run.std, **how)
         member_probs.append(p)
         member_scores.append(scores(p, ds.labels))
     mean = average_probabilities(member_probs)

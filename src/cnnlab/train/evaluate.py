@@ -167,11 +167,13 @@ def probabilities(
     *,
     batch_size: int = 1000,
     precision: str = "fp32",
+    channels_last: bool = False,
     flip: bool = False,
 ) -> torch.Tensor:
     """Softmax outputs (N, classes), float32 on the CPU, for uint8 images (N, C, H, W),
-    normalised with ``mean``/``std`` exactly as in training; ``flip``: of the logits of each
-    image and its mirror averaged, as :func:`evaluate` measures with ``flip``."""
+    normalised with ``mean``/``std`` exactly as in training; ``precision``,
+    ``channels_last`` and ``flip`` (the logits of each image and its mirror averaged) as in
+    :func:`evaluate`."""
     from cnnlab.data import BatchPipeline, Dataset
 
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
@@ -190,6 +192,8 @@ def probabilities(
     out = []
     with _eval_mode(model), torch.inference_mode():
         for x, _ in BatchPipeline(ds, batch_size, device=device, shuffle=False).epoch(0):
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
                 logits = _logits(model(x))
                 if flip:

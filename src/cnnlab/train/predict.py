@@ -108,14 +108,20 @@ def predict(
     *,
     top: int = 5,
     flip: bool = False,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> list[list[tuple[str, float]]]:
     """The ``top`` most probable classes of each uint8 image (N, C, H, W) with their softmax
     probabilities, most probable first (``top`` is capped at the number of classes);
-    ``flip``: with flip test-time augmentation (the logits of image and mirror averaged)."""
+    ``flip``: with flip test-time augmentation (the logits of image and mirror averaged);
+    ``precision`` and ``channels_last`` as :func:`~cnnlab.train.evaluate.evaluate` takes
+    them."""
     from cnnlab.train.evaluate import probabilities
 
     _check_top(top)
-    probs = probabilities(model, images, mean, std, flip=flip)
+    probs = probabilities(
+        model, images, mean, std, flip=flip, precision=precision, channels_last=channels_last
+    )
     if probs.shape[1] != len(classes):
         raise CnnlabError(
             f"the model gives {probs.shape[1]} outputs per image but has {len(classes)} class names"
@@ -137,13 +143,13 @@ def predict_files(
 ) -> list[Prediction]:
     """Classify image files with ``run`` (a :class:`~cnnlab.train.run.Run`): one
     :class:`Prediction` per file, in order, with the run's flip test-time augmentation when
-    it measured with it.  A file that is not an image is a
+    it measured with it (and in its precision).  A file that is not an image is a
     :class:`~cnnlab.errors.DataError` naming it."""
-    from cnnlab.train.runs import measures_flipped
+    from cnnlab.train.runs import measured_as
 
     _check_top(top)
     images, notes = load_images(paths, run.input_shape, strict=strict)
     model = run.build_model(weights)
-    flip = measures_flipped(run)
-    tops = predict(model, images, run.classes, run.mean, run.std, top=top, flip=flip)
+    how = measured_as(run)
+    tops = predict(model, images, run.classes, run.mean, run.std, top=top, **how)
     return [Prediction(Path(p), t, n) for p, t, n in zip(paths, tops, notes, strict=True)]

@@ -27,6 +27,8 @@ __all__ = [
     "check_compatible",
     "evaluate_run",
     "list_runs",
+    "measured_as",
+    "measures_flipped",
     "run_split",
 ]
 
@@ -115,16 +117,32 @@ def evaluate_run(
 
     ds = run_split(run, split, data=data, data_dir=data_dir)
     model = run.build_model(weights)
-    flip = measures_flipped(run, ds.info)
-    return evaluate(model, ds, batch_size=batch_size, mean=run.mean, std=run.std, flip=flip)
+    how = measured_as(run, ds.info)
+    return evaluate(model, ds, batch_size=batch_size, mean=run.mean, std=run.std, **how)
+
+
+def measured_as(run: Any, info: Any = ()) -> dict[str, Any]:
+    """How ``run`` measured its images, as keyword arguments of
+    :func:`~cnnlab.train.evaluate.evaluate` and
+    :func:`~cnnlab.train.evaluate.probabilities`: ``flip`` (:func:`measures_flipped`),
+    ``precision`` and ``channels_last`` (as its config.toml recorded them; fp32 in NCHW
+    for a run that recorded none).  Evaluation, ensembles and predictions of the run use
+    them, so that they give its own numbers: bf16 autocast rounds apart from fp32, enough
+    to move a validation accuracy by a few images."""
+    options = _options(run)
+    precision = options.get("precision")
+    return {
+        "flip": measures_flipped(run, info),
+        "precision": precision if precision in ("fp32", "bf16") else "fp32",
+        "channels_last": bool(options.get("channels_last", False)),
+    }
 
 
 def measures_flipped(run: Any, info: Any = ()) -> bool:
     """Whether ``run`` measured with flip test-time augmentation: its recipe's ``test_flip``,
     where the data's mirror keeps the class (``info``: the data's
     :class:`~cnnlab.data.catalog.DatasetInfo`, None for an image folder; by default the
-    catalogue's entry of the run's dataset).  Evaluation, ensembles and predictions of the
-    run then do the same, so that they give its own numbers."""
+    catalogue's entry of the run's dataset); part of :func:`measured_as`."""
     if not (run.config.get("recipe") or {}).get("test_flip"):
         return False
     if info == ():
