@@ -127,3 +127,20 @@ def test_analysis_results_do_not_depend_on_what_an_earlier_analysis_cached():
     assert [r.output_shapes for r in large.rows] == [((1, 4, 7, 7),), ((1, 4, 4, 4),)]
     assert [r.fit for r in small.rows] == ["exact", "exact"]
     assert [r.fit for r in large.rows] == ["exact", "ceil +1"]
+
+
+def test_a_meta_build_initialises_nothing_and_a_real_one_still_does(monkeypatch):
+    # Shape-only weights have no values: apply_init skips them (on ResNet-1202 its loop of
+    # no-op fills was a tenth of the meta build) and keeps initialising real ones.
+    import cnnlab
+    from cnnlab.analysis import build_on_meta
+    from cnnlab.layers import init
+
+    layers = []
+    real_init = init._init_layer
+    monkeypatch.setattr(init, "_init_layer", lambda m, how: layers.append(m) or real_init(m, how))
+    meta = build_on_meta(cnnlab.create_model, "resnet20")
+    assert layers == [] and all(p.is_meta for p in meta.parameters())
+    real = cnnlab.create_model("resnet20")
+    convs = [m for m in real.modules() if isinstance(m, nn.Conv2d)]
+    assert layers == convs and len(convs) == 19
