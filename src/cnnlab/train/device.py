@@ -4,13 +4,13 @@
 a CPU the right choice depends on the CPU, so it is chosen per machine by
 :func:`cpu_precision`: by what the CPU has (without bf16 instructions bf16 autocast trained
 about 8x slower than fp32 on an AVX2-only AMD machine) and, where it has them, by a short
-measurement (a training step of two small conv-BN-ReLU layers in both precisions, about
-0.5 s, once per process), because the instructions alone do not tell: measured for cnnlab,
-bf16 trained 1.5-2.9x faster on an Intel machine with AMX-BF16 and 2.2x faster on an AMD
-EPYC with AVX-512 BF16 and no AMX, while on an AVX-512-BF16 Xeon without AMX a bf16 matmul
-was slower than fp32.  channels_last is on for CUDA (tensor-core convolutions want NHWC) and
-on the CPU only with bf16 (oneDNN's bf16 convolutions run in NHWC; in fp32 it slowed a small
-net and helped large ones).
+measurement (a one-thread training step of two small conv-BN-ReLU layers in both
+precisions, about 0.5 s, once per process), because the instructions alone do not tell:
+measured for cnnlab, bf16 trained 1.5-2.9x faster on an Intel machine with AMX-BF16 and
+2.2x faster on an AMD EPYC with AVX-512 BF16 and no AMX, while on an AVX-512-BF16 Xeon
+without AMX a bf16 matmul was slower than fp32.  channels_last is on for CUDA (tensor-core
+convolutions want NHWC) and on the CPU only with bf16 (oneDNN's bf16 convolutions run in
+NHWC; in fp32 it slowed a small net and helped large ones).
 """
 
 from __future__ import annotations
@@ -168,20 +168,28 @@ def cpu_precision() -> tuple[str, str]:
     """The CPU precision this machine trains fastest in, and why: ``("fp32" | "bf16",
     reason)``.  Without bf16 instructions, fp32 (no measurement: emulated bf16 is many times
     slower).  With them (AVX-512 BF16 or AMX-BF16), a short measurement: bf16 when its
-    training step (:func:`train_step_seconds`) is at least ``_BF16_GAIN`` times faster than
-    fp32's, interleaved over three rounds (the best of each), so that a busy machine slows
-    both alike.  Distributed ranks use rank 0's choice."""
+    training step (:func:`train_step_seconds`, on one thread) is at least ``_BF16_GAIN`` times
+    faster than fp32's, interleaved over three rounds (the best of each), so that a busy
+    machine slows both alike.  Distributed ranks use rank 0's choice."""
     info = cpu_info()
     if not info.has_bf16:
         return "fp32", f"{info.model}: no bf16 instructions (avx512_bf16 / amx_bf16)"
+    # On one thread: with two, a core busy with another process stalls every parallel
+    # region (a step took 300 ms instead of 13-25 in both precisions, a tie), while one
+    # thread's ratio held at 1.9-2.0x on the same busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     fp32 = bf16 = float("inf")
-    for _ in range(3):
-        fp32 = min(fp32, train_step_seconds(False))
-        bf16 = min(bf16, train_step_seconds(True))
+    try:
+        for _ in range(3):
+            fp32 = min(fp32, train_step_seconds(False, batch=32))
+            bf16 = min(bf16, train_step_seconds(True, batch=32))
+    finally:
+        torch.set_num_threads(threads)
     gain = fp32 / bf16
     choice = "bf16" if gain >= _BF16_GAIN else "fp32"
     return choice, (
-        f"{info.model}: a conv training step took {bf16 * 1e3:.1f} ms in bf16 vs "
+        f"{info.model}: a one-thread conv training step took {bf16 * 1e3:.1f} ms in bf16 vs "
         f"{fp32 * 1e3:.1f} ms in fp32 ({gain:.2f}x; bf16 needs >= {_BF16_GAIN}x)"
     )
 
