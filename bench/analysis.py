@@ -22,7 +22,8 @@ large ones of the ImageNet zoo; ``--all`` runs every model of the zoo at its own
 The time ratio is the tool's time divided by cnnlab's; "peak RSS" is the process's maximum
 resident set, "+RSS" its growth over the process right after the imports.  The MACs each tool
 reports are printed too (they differ by what each counts: see the conventions in the README).
-The CPU model, its vector flags and the load average (before and after) are printed.  Every
+The CPU model, its vector flags and the load average (before and after) are printed, and
+how much of each timing is the build of the model.  Every
 process runs PyTorch single-threaded (``--threads 1``, the default): cnnlab runs no kernel,
 but the tools' real forwards on two threads slow down up to 20x on a machine busy with other
 work (measured here: torchinfo on ResNet-20, 0.017 s on one thread, 0.32-0.44 s on two at
@@ -107,13 +108,16 @@ def worker(method: str, name: str, size: int, threads: int) -> dict:
     t1 = time.perf_counter()
     if method == "cnnlab":
         model = build_on_meta(cnnlab.create_model, name, **options)
+        t_built = time.perf_counter()
         macs = analyze(model, (channels, size, size)).totals.macs
     elif method == "torchinfo":
         model = cnnlab.create_model(name, **options)
+        t_built = time.perf_counter()
         stats = torchinfo.summary(model, input_size=(1, channels, size, size), verbose=0)
         macs = stats.total_mult_adds
     else:
         model = cnnlab.create_model(name, **options)
+        t_built = time.perf_counter()
         model.eval()
         flops = FlopCountAnalysis(model, torch.randn(1, channels, size, size))
         flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
@@ -121,6 +125,7 @@ def worker(method: str, name: str, size: int, threads: int) -> dict:
     seconds = time.perf_counter() - t1
     return {
         "seconds": seconds,
+        "build_seconds": t_built - t1,
         "import_seconds": t_import,
         "peak_rss_kib": _rss_kib(),
         "grown_rss_kib": _rss_kib() - rss0,
@@ -193,6 +198,7 @@ def main() -> None:
             runs = [measure(method, name, size, args.threads) for _ in range(n)]
             row[method] = {
                 "seconds": statistics.median(r["seconds"] for r in runs),
+                "build_seconds": statistics.median(r["build_seconds"] for r in runs),
                 "import_seconds": statistics.median(r["import_seconds"] for r in runs),
                 "peak_rss_mb": max(r["peak_rss_kib"] for r in runs) / 1024,
                 "grown_rss_mb": max(r["grown_rss_kib"] for r in runs) / 1024,
@@ -257,6 +263,11 @@ def _report(results: list[dict], markdown: bool, methods: tuple[str, ...]) -> No
     for r in results:
         print(f"  {r['model']} @ {r['size']}: "
               + ", ".join(f"{m} {r[m]['macs']:,}" for m in methods))  # fmt: skip
+    print("of which building the model (median; cnnlab on the meta device, the tools on the CPU):")
+    for r in results:
+        print(f"  {r['model']} @ {r['size']}: "
+              + ", ".join(f"{m} {r[m]['build_seconds']:.4f} of {r[m]['seconds']:.4f} s"
+                          for m in methods))  # fmt: skip
     imports = {m: statistics.median(r[m]["import_seconds"] for r in results) for m in methods}
     print("import time (not in the timings above, median): " + ", ".join(
         f"{m} {s:.2f} s" for m, s in imports.items()))  # fmt: skip
