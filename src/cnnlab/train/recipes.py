@@ -211,14 +211,16 @@ class FastPreset:
 
 FAST_PRESETS: tuple[FastPreset, ...] = (
     FastPreset(0.92, ("epochs=8",), 8, 14.55e6,
-               "92.23% test accuracy (1 seed) in 5 min 13 s on a 2-vCPU AVX-512 Xeon without "
-               "AMX (README, Performance); 6 epochs gave 91.41% in 3 min 57 s"),
+               "92.19% test accuracy (mean of 3 seeds) in 170-180 s in bf16 on a 2-vCPU AMD "
+               "EPYC with AVX-512 BF16; 92.23% (1 seed) in 5 min 13 s in fp32 on a 2-vCPU "
+               "AVX-512 Xeon without AMX (README, Performance)"),
     FastPreset(0.93, ("epochs=10",), 10, 14.55e6,
                "not measured with this net: a prototype reached 93.1% after 10 epochs of a "
                "7.5M-MAC net on an AMX Xeon"),
     FastPreset(0.94, (f"model={_FAST_RES}", "epochs=8"), 8, 36.35e6,
                "94.0% after 8 epochs of a 38.7M-MAC ResNet-9-like net in a prototype on an "
-               "AMX Xeon"),
+               "AMX Xeon; this net and recipe gave 91.69% after 4 epochs (1 seed, AMD EPYC, "
+               "README, Performance), no more than 6 epochs of the fast net"),
     FastPreset(0.95, (f"model={_FAST_RES}", "epochs=30", "erase=0.25"), 30, 36.35e6,
                "not measured: the 94% net trained longer with random erasing (the published "
                "95-96.7% are WRN-class nets with random erasing, Zhong et al. 2020)"),
