@@ -22,6 +22,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.train.device import (
     _BF16_GAIN,
     _FLAGS,
+    bf16_speedup,
     cpu_info,
     cpu_precision,
     matmul_gflops,
@@ -56,6 +57,12 @@ def test_auto_precision_on_the_cpu_is_the_measured_choice():
         assert len(times) == 2
         assert (choice == "bf16") == (times[1] / times[0] >= _BF16_GAIN - 0.01)
     assert 0 < train_step_seconds(False, batch=4) < 60
+    # the budget presets scale their estimate by the same measured gain where bf16 trains
+    speedup = bf16_speedup()
+    if cpu_info().has_bf16:
+        assert speedup == pytest.approx(times[1] / times[0], rel=0.02)
+    else:
+        assert speedup is None
     where = placement("cpu")
     assert where.precision == choice
     assert where.channels_last == (choice == "bf16")  # NHWC goes with oneDNN's bf16 convs
@@ -172,6 +179,13 @@ def test_fast_presets_choose_network_and_length_for_a_target_or_a_budget():
     assert fast_preset(budget=parse_budget("20min"), flops_per_s=1e12)[0].target == 0.95
     first, sets = fast_preset(budget=60.0, flops_per_s=10e9)
     assert first.target == 0.92 and sets == ["epochs=1"]
+    # measured here (a few SGD steps of the fast net in each precision): a day fits every
+    # preset, and a minute fits fewer epochs of the first than its own 8
+    for precision in ("fp32", "auto"):
+        assert fast_preset(budget=86_400.0, precision=precision)[0].target == 0.95
+        first, sets = fast_preset(budget=60.0, precision=precision)
+        assert first.target == 0.92 and sets[0].startswith("epochs=")
+        assert 1 <= int(sets[0].split("=")[1]) < first.epochs
     assert parse_budget("5min") == 300 and parse_budget("90s") == 90 and parse_budget("2") == 2
     for bad in ("soon", "-1min", "5 parsecs"):
         with pytest.raises(CnnlabError, match="--budget"):

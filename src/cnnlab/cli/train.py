@@ -187,7 +187,7 @@ def _preset_sets(args: argparse.Namespace) -> list[str]:
             "valid: cnnlab train --recipe fast --data fashion-mnist --target 0.93"
         )
     budget = parse_budget(args.budget) if args.budget is not None else None
-    return fast_preset(args.target_accuracy, budget)[1]
+    return fast_preset(args.target_accuracy, budget, precision=args.precision)[1]
 
 
 def _launch(nproc: int) -> int:

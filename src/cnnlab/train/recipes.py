@@ -244,6 +244,7 @@ def fast_preset(
     *,
     train_images: int = 54_000,
     flops_per_s: float | None = None,
+    precision: str = "auto",
 ) -> tuple[FastPreset, list[str]]:
     """The :data:`FAST_PRESETS` entry for a test accuracy ``target`` (the cheapest that
     claims at least it), or for a time ``budget`` in seconds (the most accurate whose
@@ -251,9 +252,9 @@ def fast_preset(
     and its ``--set`` keys.
 
     The estimate: epochs x ``train_images`` x 6 x MACs / ``flops_per_s`` (the training
-    FLOP/s this machine achieves; measured by :func:`cnnlab.train.device.matmul_gflops` x
-    the fast network's measured share of it when None), plus 30% for evaluation and 10 s
-    for start and data loading.
+    FLOP/s this machine achieves; when None, measured: a few steps of the fast network in
+    the precision the run trains in, ``precision`` or, for ``"auto"``, what the CPU
+    chooses), plus 30% for evaluation and 10 s for start and data loading.
     """
     if (target is None) == (budget is None):
         raise CnnlabError("fast presets: give one of --target ACCURACY or --budget TIME")
@@ -266,11 +267,7 @@ def fast_preset(
         best = FAST_PRESETS[-1].target
         raise CnnlabError(f"--target {target}: the fast presets go up to {best}; valid: <= {best}")
     if flops_per_s is None:
-        import torch
-
-        from cnnlab.train.device import matmul_gflops
-
-        flops_per_s = matmul_gflops(torch.float32, 1024, 3) * 1e9 * _FAST_SHARE_OF_PEAK
+        flops_per_s = _fast_training_rate(precision)
 
     def seconds(preset: FastPreset, epochs: int) -> float:
         return 10.0 + 1.3 * epochs * train_images * 6 * preset.macs / flops_per_s
@@ -284,9 +281,15 @@ def fast_preset(
     return first, [s for s in first.sets if not s.startswith("epochs=")] + [f"epochs={epochs}"]
 
 
-# The fast network's training FLOP/s as a share of the 2-thread fp32 matmul's, as
-# bench/throughput.py measured it (README, Performance).
-_FAST_SHARE_OF_PEAK = 0.5
+def _fast_training_rate(precision: str) -> float:
+    """Training FLOP/s of the fast network here (about 1 s: three SGD steps of 256 images
+    after a warm-up), in ``precision`` ("auto": the CPU's choice)."""
+    from cnnlab.notation import build_spec
+    from cnnlab.train.device import cpu_precision, training_flops_per_s
+
+    bf16 = precision == "bf16" or (precision == "auto" and cpu_precision()[0] == "bf16")
+    net = build_spec(_FAST.model, in_channels=1, input_size=28, num_classes=10)
+    return training_flops_per_s(net, FAST_PRESETS[0].macs, (1, 28, 28), bf16)
 
 
 RECIPES: dict[str, Recipe] = {
