@@ -22,7 +22,6 @@ from cnnlab.errors import CnnlabError
 from cnnlab.train.device import (
     _BF16_GAIN,
     _FLAGS,
-    bf16_speedup,
     cpu_info,
     cpu_precision,
     matmul_gflops,
@@ -56,13 +55,7 @@ def test_auto_precision_on_the_cpu_is_the_measured_choice():
         times = [float(t) for t in re.findall(r"([0-9.]+) ms in", why)]
         assert len(times) == 2
         assert (choice == "bf16") == (times[1] / times[0] >= _BF16_GAIN - 0.01)
-    assert 0 < train_step_seconds(False, batch=4) < 60
-    # the budget presets scale their estimate by the same measured gain where bf16 trains
-    speedup = bf16_speedup()
-    if cpu_info().has_bf16:
-        assert speedup == pytest.approx(times[1] / times[0], rel=0.02)
-    else:
-        assert speedup is None
+    assert 0 < train_step_seconds(nn.Conv2d(1, 2, 3), (1, 8, 8), False, batch=4) < 60
     where = placement("cpu")
     assert where.precision == choice
     assert where.channels_last == (choice == "bf16")  # NHWC goes with oneDNN's bf16 convs

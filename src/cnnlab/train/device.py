@@ -28,14 +28,12 @@ from cnnlab.errors import CnnlabError
 __all__ = [
     "CpuInfo",
     "Placement",
-    "bf16_speedup",
     "configure_threads",
     "cpu_info",
     "cpu_precision",
     "matmul_gflops",
     "placement",
     "train_step_seconds",
-    "training_flops_per_s",
     "usable_cores",
 ]
 
@@ -140,42 +138,18 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: in
     return 2 * n**3 / best / 1e9
 
 
-def train_step_seconds(bf16: bool, batch: int = 64) -> float:
-    """Best-of-two seconds of a forward and backward pass, with torch's current threads, of
-    two conv3-BN-ReLU layers (32 -> 64 -> 64 channels at 14x14, the middle of a small
-    Fashion-MNIST net): fp32 in NCHW, or bf16 autocast in channels_last as training runs it."""
-    from torch import nn
-
-    fmt = torch.channels_last if bf16 else torch.contiguous_format
-    gen = torch.Generator().manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-    ).to(memory_format=fmt)  # fmt: skip
-    x = torch.randn(batch, 32, 14, 14, generator=gen).to(memory_format=fmt)
-
-    def step() -> float:
-        t = time.perf_counter()
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            out = net(x)
-        out.float().mean().backward()
-        return time.perf_counter() - t
-
-    step()  # warm-up: oneDNN creates its primitives on the first call
-    return min(step(), step())
-
-
-def training_flops_per_s(
-    net: torch.nn.Module, macs: float, in_shape: tuple[int, ...], bf16: bool, steps: int = 3
+def train_step_seconds(
+    net: torch.nn.Module, in_shape: tuple[int, ...], bf16: bool, batch: int = 256, steps: int = 2
 ) -> float:
-    """Training FLOP/s (6 x ``macs`` per image: forward 2, backward 4) of ``net`` on random
-    batches of 256 images of ``in_shape`` (C, H, W), with torch's current threads, fp32 in
-    NCHW or bf16 autocast in channels_last: the best of ``steps`` SGD steps after one
-    warm-up.  ``net`` is trained by it: pass a throwaway copy."""
+    """Seconds of one SGD step (forward, backward, update) of ``net`` on a random batch of
+    ``batch`` images of ``in_shape`` (C, H, W), with torch's current threads, fp32 in NCHW
+    or bf16 autocast in channels_last as training runs them: the best of ``steps`` after a
+    warm-up (oneDNN creates its primitives on the first call).  ``net`` is trained by it:
+    pass a throwaway one."""
     fmt = torch.channels_last if bf16 else torch.contiguous_format
     net = net.to(memory_format=fmt).train()
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(256, *in_shape, generator=gen).to(memory_format=fmt)
+    x = torch.randn(batch, *in_shape, generator=gen).to(memory_format=fmt)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
 
     def step() -> float:
@@ -188,15 +162,32 @@ def training_flops_per_s(
         return time.perf_counter() - t
 
     step()
-    return 6 * macs * 256 / min(step() for _ in range(steps))
+    return min(step() for _ in range(steps))
+
+
+def _probe_net() -> torch.nn.Module:
+    """Two conv3-BN-ReLU layers, 32 -> 64 -> 64 channels (14x14 inputs: the middle of a small
+    Fashion-MNIST net), which :func:`cpu_precision` times."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+    )  # fmt: skip
 
 
 @functools.cache
-def _step_times() -> tuple[float, float] | None:
-    """Seconds of :func:`train_step_seconds` in fp32 and in bf16, each the best of three
-    interleaved rounds on one thread; None on a CPU without bf16 instructions."""
-    if not cpu_info().has_bf16:
-        return None
+def cpu_precision() -> tuple[str, str]:
+    """The CPU precision this machine trains fastest in, and why: ``("fp32" | "bf16",
+    reason)``.  Without bf16 instructions, fp32 (no measurement: emulated bf16 is many times
+    slower).  With them (AVX-512 BF16 or AMX-BF16), a short measurement: bf16 when a
+    training step of two small conv layers (:func:`train_step_seconds`, on one thread) is at
+    least ``_BF16_GAIN`` times faster than fp32's, interleaved over three rounds (the best
+    of each), so that a busy machine slows both alike.  Distributed ranks use rank 0's
+    choice."""
+    info = cpu_info()
+    if not info.has_bf16:
+        return "fp32", f"{info.model}: no bf16 instructions (avx512_bf16 / amx_bf16)"
     # On one thread: with two, a core busy with another process stalls every parallel
     # region (a step took 300 ms instead of 13-25 in both precisions, a tie), while one
     # thread's ratio held at 1.9-2.0x on the same busy machine.
@@ -205,33 +196,10 @@ def _step_times() -> tuple[float, float] | None:
     fp32 = bf16 = float("inf")
     try:
         for _ in range(3):
-            fp32 = min(fp32, train_step_seconds(False, batch=32))
-            bf16 = min(bf16, train_step_seconds(True, batch=32))
+            fp32 = min(fp32, train_step_seconds(_probe_net(), (32, 14, 14), False, batch=32))
+            bf16 = min(bf16, train_step_seconds(_probe_net(), (32, 14, 14), True, batch=32))
     finally:
         torch.set_num_threads(threads)
-    return fp32, bf16
-
-
-def bf16_speedup() -> float | None:
-    """How many times faster this CPU's measured conv training step runs in bf16 than in
-    fp32 (:func:`cpu_precision`'s measurement, made once); None without bf16 instructions."""
-    times = _step_times()
-    return None if times is None else times[0] / times[1]
-
-
-@functools.cache
-def cpu_precision() -> tuple[str, str]:
-    """The CPU precision this machine trains fastest in, and why: ``("fp32" | "bf16",
-    reason)``.  Without bf16 instructions, fp32 (no measurement: emulated bf16 is many times
-    slower).  With them (AVX-512 BF16 or AMX-BF16), a short measurement: bf16 when its
-    training step (:func:`train_step_seconds`, on one thread) is at least ``_BF16_GAIN`` times
-    faster than fp32's, interleaved over three rounds (the best of each), so that a busy
-    machine slows both alike.  Distributed ranks use rank 0's choice."""
-    info = cpu_info()
-    times = _step_times()
-    if times is None:
-        return "fp32", f"{info.model}: no bf16 instructions (avx512_bf16 / amx_bf16)"
-    fp32, bf16 = times
     gain = fp32 / bf16
     choice = "bf16" if gain >= _BF16_GAIN else "fp32"
     return choice, (

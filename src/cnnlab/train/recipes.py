@@ -286,11 +286,12 @@ def _fast_training_rate(precision: str) -> float:
     """Training FLOP/s of the fast network here (about 1 s: three SGD steps of 256 images
     after a warm-up), in ``precision`` ("auto": the CPU's choice)."""
     from cnnlab.notation import build_spec
-    from cnnlab.train.device import cpu_precision, training_flops_per_s
+    from cnnlab.train.device import cpu_precision, train_step_seconds
 
     bf16 = precision == "bf16" or (precision == "auto" and cpu_precision()[0] == "bf16")
     net = build_spec(_FAST.model, in_channels=1, input_size=28, num_classes=10)
-    return training_flops_per_s(net, FAST_PRESETS[0].macs, (1, 28, 28), bf16)
+    seconds = train_step_seconds(net, (1, 28, 28), bf16, batch=256, steps=3)
+    return 6 * FAST_PRESETS[0].macs * 256 / seconds  # forward 2, backward 4 per MAC
 
 
 RECIPES: dict[str, Recipe] = {
