@@ -15,7 +15,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.layers import ConnectionTableConv2d
 from cnnlab.train.config import resolve_config
 from cnnlab.train.init import apply_init, set_dropout
-from cnnlab.train.loop import loss_fn
+from cnnlab.train.loss import loss_fn
 from cnnlab.train.optim import Schedule, make_optimizer, param_groups
 from cnnlab.train.recipe import ConfigError, Recipe
 from cnnlab.train.recipes import RECIPES, default_recipe

@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "TrainState": "cnnlab.train.state",
     "fit": "cnnlab.train.loop",
     "load_data": "cnnlab.train.splits",
-    "loss_fn": "cnnlab.train.loop",
+    "loss_fn": "cnnlab.train.loss",
     "ConfigError": "cnnlab.train.recipe",
     "Options": "cnnlab.train.recipe",
     "RECIPES": "cnnlab.train.recipes",

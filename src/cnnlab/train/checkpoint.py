@@ -299,6 +299,32 @@ def restore(state: Any, ckpt: Checkpoint) -> None:
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
+def rank_generators(distributed: bool) -> dict[str, torch.Tensor]:
+    """The torch generator state of every rank but rank 0 (whose :func:`save_checkpoint`
+    saves itself) as checkpoint tensors ``rng/rank{r}/torch``; a collective, called on every
+    rank.  Empty in one process."""
+    if not distributed:
+        return {}
+    from cnnlab.train.distributed import all_gather_states
+
+    gathered = all_gather_states({"torch": torch.get_rng_state()})
+    return {f"rng/rank{r}/torch": states["torch"] for r, states in enumerate(gathered[1:], 1)}
+
+
+def restore_rank_generator(ckpt: Checkpoint, rank: int, seed: int) -> None:
+    """Give rank ``rank`` (> 0) the torch generator :func:`rank_generators` saved for it; a
+    checkpoint saved with fewer ranks has none: then a fresh stream of this rank and step."""
+    if not rank:
+        return
+    own = f"rng/rank{rank}/torch"
+    if own in ckpt.tensors:
+        torch.set_rng_state(ckpt.tensors[own])
+    else:
+        from cnnlab.data.dataset import derive_seed
+
+        torch.manual_seed(derive_seed(seed, "rank", rank, "step", ckpt.step))
+
+
 def compare_config(saved: dict[str, Any], now: dict[str, Any], may_change: tuple[str, ...]):
     """Raise :class:`CheckpointError` naming the first key (``recipe.batch_size``, ``target``)
     where ``now`` contradicts ``saved``, unless its last part is in ``may_change``."""

@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.train.average import WeightAverage
 from cnnlab.train.device import Placement, placement
 from cnnlab.train.evaluate import Evaluation, autocast, evaluate
+from cnnlab.train.loss import loss_fn
 from cnnlab.train.optim import Schedule, make_optimizer
 from cnnlab.train.recipe import Recipe
 from cnnlab.train.splits import TrainData
@@ -46,23 +46,9 @@ from cnnlab.train.stopping import (
     grad_norm,
 )
 
-__all__ = ["STOP_REASONS", "fit", "loss_fn"]
+__all__ = ["STOP_REASONS", "fit"]
 
 Event = dict[str, Any]
-
-
-def loss_fn(out: Any, y: torch.Tensor, label_smoothing: float = 0.0, aux_weight: float = 0.3):
-    """Cross-entropy of the logits (mean over the batch), with label smoothing; a model that
-    returns ``(logits, aux1, aux2, ...)`` in training (GoogLeNet, Szegedy et al. 2015,
-    section 5) adds each auxiliary head's loss times ``aux_weight``.  Returns (loss, logits)."""
-    if isinstance(out, tuple | list):
-        logits, aux = out[0], out[1:]
-    else:
-        logits, aux = out, ()
-    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-    for a in aux:
-        loss = loss + aux_weight * F.cross_entropy(a, y, label_smoothing=label_smoothing)
-    return loss, logits
 
 
 def fit(
@@ -241,8 +227,7 @@ class _Loop:
 
     def _restore(self, resume: Any) -> None:
         """Continue from the checkpoint ``resume``: state, the epoch's sums, generators."""
-        from cnnlab.data.dataset import derive_seed
-        from cnnlab.train.checkpoint import restore
+        from cnnlab.train.checkpoint import restore, restore_rank_generator
 
         where = self.where
         restore(self.state, resume)
@@ -256,11 +241,7 @@ class _Loop:
         if self.average is not None:
             averaged = {k[8:]: v for k, v in resume.tensors.items() if k.startswith("average/")}
             self.average.load_state_dict(averaged, resume.state["average_updates"])
-        own = f"rng/rank{where.rank}/torch"
-        if where.rank and own in resume.tensors:
-            torch.set_rng_state(resume.tensors[own])
-        elif where.rank:  # saved with fewer ranks: a fresh stream of this rank and step
-            torch.manual_seed(derive_seed(self.seed, "rank", where.rank, "step", resume.step))
+        restore_rank_generator(resume, where.rank, self.seed)
         if self.run_writer is not None:
             self.run_writer.restart(self.state.history, self.state.step)
             if self.early_stop is not None and self.state.best_epoch is not None:
@@ -269,8 +250,8 @@ class _Loop:
     # ---- checkpoints and evaluation ---------------------------------------------------------
     def checkpoint(self) -> Path | None:
         """Save a checkpoint of the state now (a step boundary); None without a folder."""
-        from cnnlab.train.checkpoint import save_checkpoint
-        from cnnlab.train.distributed import all_gather_states, all_reduce_sum
+        from cnnlab.train.checkpoint import rank_generators, save_checkpoint
+        from cnnlab.train.distributed import all_reduce_sum
 
         where, state = self.where, self.state
         if self.saved_step == state.step or (self.checkpoint_dir is None and not self.distributed):
@@ -283,10 +264,7 @@ class _Loop:
         tensors = {"epoch/loss_sum": total_loss, "epoch/correct": total_correct}
         if self.average is not None:
             tensors.update({f"average/{k}": v for k, v in self.average.state_dict().items()})
-        if self.distributed:
-            gathered = all_gather_states({"torch": torch.get_rng_state()})
-            for r, states in enumerate(gathered[1:], 1):
-                tensors[f"rng/rank{r}/torch"] = states["torch"]
+        tensors.update(rank_generators(self.distributed))
         self.saved_step = state.step
         if self.checkpoint_dir is None:
             return None
