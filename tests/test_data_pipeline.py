@@ -108,6 +108,37 @@ def test_flip_only_mirrors_half_the_images():
     assert 140 <= flipped <= 260  # Binomial(400, 1/2): mean 200, sd 10
 
 
+def _mirrored(ds: Dataset, p: BatchPipeline, e: int) -> dict[int, bool]:
+    """Image index -> was it mirrored in epoch ``e``."""
+    x, y = _epoch(p, e)
+    pix = _pixels(ds, x)
+    return {i: not torch.equal(pix[k], ds.images[i]) for k, i in enumerate(y.tolist())}
+
+
+def test_alternating_flips_mirror_each_image_in_every_other_epoch():
+    ds = _indexed(n=400, h=4, w=5)
+    p = BatchPipeline(ds, 64, augment=Augment(flip=True, alternate_flip=True), seed=3)
+    e0, e1, e2, e3 = (_mirrored(ds, p, e) for e in range(4))
+    assert 140 <= sum(e0.values()) <= 260  # a random half (Binomial(400, 1/2))
+    assert all(e1[i] != e0[i] and e2[i] == e0[i] and e3[i] == e1[i] for i in e0)
+    other = BatchPipeline(ds, 64, augment=Augment(flip=True, alternate_flip=True), seed=4)
+    assert _mirrored(ds, other, 0) != e0  # the half depends on the seed
+    # Random flips (the default) do not alternate: some image keeps its side two epochs.
+    r = BatchPipeline(ds, 64, augment=Augment(flip=True), seed=3)
+    r0, r1 = _mirrored(ds, r, 0), _mirrored(ds, r, 1)
+    assert any(r0[i] == r1[i] for i in r0)
+
+
+def test_a_recipe_alternates_flips_only_where_flips_keep_the_class():
+    from cnnlab.train.recipe import Recipe
+
+    recipe = Recipe(augment="standard", alternate_flip=True, crop_padding=0)
+    clothes, digits = _indexed(n=40), _indexed(n=40, info=MNIST)
+    assert recipe.augmentation(clothes) == Augment(flip=True, alternate_flip=True)
+    p = BatchPipeline(digits, 8, augment=recipe.augmentation(digits), seed=0)
+    assert not any(_mirrored(digits, p, 0).values()) and not any(_mirrored(digits, p, 1).values())
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_random_erasing_sets_one_box_to_the_mean(device):
     ds = _indexed(n=600, c=3, h=16, w=16)

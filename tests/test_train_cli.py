@@ -13,7 +13,7 @@ import torch
 from test_data_writers import real_fashion_dir
 
 from cnnlab.data import load_dataset
-from cnnlab.train.device import cpu_precision
+from cnnlab.train.device import cpu_info
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.run import open_run, read_record
 from cnnlab.train.runs import measured_as
@@ -64,7 +64,9 @@ def test_the_run_folder_holds_what_the_contract_says(trained):
     opts = config["options"]
     assert opts["seed"] == 3 and opts["device"] == "cpu"
     # "auto" is recorded as what this machine chose, with the memory format that goes with it
-    assert opts["precision"] == cpu_precision()[0]
+    # (a measurement where the CPU has bf16 instructions: on a busy machine a second one,
+    # here, may choose otherwise, so only what the CPU allows is compared)
+    assert opts["precision"] in (("fp32", "bf16") if cpu_info().has_bf16 else ("fp32",))
     assert opts["channels_last"] == (opts["precision"] == "bf16")
     assert opts["threads"] == 1
     env = config["environment"]

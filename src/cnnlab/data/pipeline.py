@@ -20,7 +20,11 @@ Augmentations (all off unless asked; :meth:`Augment.standard` gives each dataset
 
 * random crop with zero padding: pad ``crop_padding`` zero pixels on each side, crop the
   original size at a uniform offset (He et al. 2015, section 4.2, for CIFAR: padding 4);
-* horizontal flip with probability 1/2, only where it keeps the class (not for digits);
+* horizontal flip with probability 1/2, only where it keeps the class (not for digits); with
+  ``alternate_flip`` each image is instead mirrored in every other epoch, a random half of
+  the images in the even epochs and the other half in the odd ones (Jordan 2024, airbench:
+  over any two epochs the network sees each image both ways, where random flips show a
+  quarter of them one way only);
 * random erasing (Zhong et al. 2017, arXiv:1708.04896): with probability ``erase_p`` a
   rectangle of area fraction in ``erase_area`` and aspect ratio in ``erase_ratio``
   (log-uniform) is set to 0 *after* normalisation, i.e. to the dataset's mean colour.
@@ -62,6 +66,7 @@ class Augment:
     crop_padding: int = 0
     flip: bool = False
     erase_p: float = 0.0
+    alternate_flip: bool = False
     erase_area: tuple[float, float] = (0.02, 0.33)  # Zhong et al.: s_l, s_h
     erase_ratio: tuple[float, float] = (0.3, 1 / 0.3)  # Zhong et al.: r_1, 1/r_1
 
@@ -232,6 +237,8 @@ class BatchPipeline:
             params["flip"] = (
                 torch.rand(n, generator=g) < 0.5 if aug.flip else torch.zeros(n, dtype=torch.bool)
             )
+            if aug.flip and aug.alternate_flip:
+                params["flip"] = self._alternating_flips(epoch)[params["order"]]
         if aug.erase_p > 0:
             shape = (n, _ERASE_TRIES)
             frac = torch.empty(shape, dtype=torch.float64).uniform_(*aug.erase_area, generator=g)
@@ -254,6 +261,13 @@ class BatchPipeline:
             params["eh"] = torch.where(apply, eh, torch.zeros_like(eh))
             params["ew"] = ew
         return params
+
+    def _alternating_flips(self, epoch: int) -> torch.Tensor:
+        """Per image (dataset index): mirrored in ``epoch``?  Half of the images, drawn once
+        from the seed, in the even epochs; the others in the odd ones."""
+        g = torch.Generator().manual_seed(derive_seed(self.seed, "alternate_flip"))
+        even = torch.rand(len(self.dataset), generator=g) < 0.5
+        return even if epoch % 2 == 0 else ~even
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield this rank's ``(x, y)`` batches of ``epoch``, from step ``start`` on.

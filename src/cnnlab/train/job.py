@@ -311,7 +311,7 @@ def _build(
     import torch
 
     from cnnlab.analysis import analyze
-    from cnnlab.train.init import apply_init, set_dropout
+    from cnnlab.train.init import apply_init, set_dropout, whiten_first_conv
     from cnnlab.zoo.target import load_target, parse_options
 
     if kwargs is None:
@@ -330,6 +330,8 @@ def _build(
     model = target.model
     set_dropout(model, recipe.dropout, _kind_label(target, target_text)[1])
     apply_init(model, recipe.init)
+    if recipe.whiten != "none":
+        whiten_first_conv(model, train, frozen=recipe.whiten == "frozen")
     if request.weights and resume is None:
         from cnnlab.train.pretrained import load_pretrained
 

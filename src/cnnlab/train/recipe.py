@@ -99,6 +99,11 @@ class Recipe:
         choices=("none", "standard"),
     )
     crop_padding: int | None = _key(None, "standard augment: padding (None: dataset's)", lo=0)
+    alternate_flip: bool = _key(
+        False,
+        "standard augment: mirror each image in every other epoch (a random half in the even "
+        "epochs, the others in the odd ones; Jordan 2024) instead of at random each epoch",
+    )
     erase: float = _key(0.0, "random erasing probability", lo=0, hi=1)
     test_flip: bool = _key(
         False,
@@ -118,6 +123,12 @@ class Recipe:
         "default (the builder's) | he | glorot | lenet (uniform +-2.4/fan-in)",
         choices=("default", "he", "glorot", "lenet"),
     )
+    whiten: str = _key(
+        "none",
+        "none | init (the first convolution's filters: a whitening of the training images' "
+        "patches) | frozen (so, and not trained)",
+        choices=("none", "init", "frozen"),
+    )
 
     def effective_lr(self) -> float:
         """``lr`` scaled linearly to ``batch_size`` (Goyal et al. 2017) when ``lr_batch``
@@ -133,6 +144,8 @@ class Recipe:
             augment = Augment.standard(train, erase_p=self.erase)
             if self.crop_padding is not None:
                 augment = Augment(self.crop_padding, augment.flip, self.erase)
+            if self.alternate_flip:
+                augment = dataclasses.replace(augment, alternate_flip=True)
             return augment
         return Augment(erase_p=self.erase) if self.erase else Augment()
 
