@@ -144,3 +144,29 @@ def test_a_meta_build_initialises_nothing_and_a_real_one_still_does(monkeypatch)
     real = cnnlab.create_model("resnet20")
     convs = [m for m in real.modules() if isinstance(m, nn.Conv2d)]
     assert layers == convs and len(convs) == 19
+
+
+@pytest.mark.parametrize(
+    "name, args, kwargs",
+    [
+        ("new_zeros", (96, 5, 5), {}),  # LeNet-5's dense C3 kernel
+        ("new_zeros", ((2, 3),), {"dtype": torch.float16}),
+        ("new_ones", ([4],), {}),
+        ("new_empty", (torch.Size([2, 0, 3]),), {"dtype": torch.long}),
+        ("new_zeros", ((),), {}),  # a 0-d tensor
+        ("new_full", ((2, 3), 1.5), {}),  # not made here: PyTorch's kernel
+        ("new_zeros", (2, 3), {"requires_grad": True}),  # likewise
+    ],
+)
+def test_new_tensors_of_a_trace_equal_pytorchs_own(name, args, kwargs):
+    # The tracer makes new_zeros(...) of a shape-only tensor itself (PyTorch's meta kernel is
+    # slow on first use); what it makes must be what PyTorch makes.
+    class New(nn.Module):
+        def forward(self, x):
+            return getattr(x, name)(*args, **kwargs)
+
+    x = torch.empty(3, 4, dtype=torch.float64)
+    theirs = getattr(x.to("meta"), name)(*args, **kwargs)
+    row = analyze(New(), (4,), batch=3, dtype=torch.float64).rows[0]
+    assert row.output_shapes == (tuple(theirs.shape),)
+    assert row.activation_bytes == theirs.numel() * theirs.element_size()

@@ -63,8 +63,10 @@ class Subsampling(nn.Module):
         self.channels = check_int("Subsampling channels", channels)
         self.kernel_size = check_int("Subsampling kernel_size", kernel_size)
         self.stride = check_int("Subsampling stride", kernel_size if stride is None else stride)
-        self.weight = nn.Parameter(torch.full((channels,), 1.0 / kernel_size**2))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        # empty + fill: the same values as torch.full / torch.zeros, and on the meta device
+        # (cnnlab.analysis.build_on_meta skips fills) one kind of torch call fewer to set up.
+        self.weight = nn.Parameter(torch.empty(channels).fill_(1.0 / kernel_size**2))
+        self.bias = nn.Parameter(torch.empty(channels).zero_())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The window sum is the window mean times its area, the area folded into the

@@ -100,9 +100,11 @@ def lenet5(
     # LeNet-5's seeded weights have always been drawn C3 first, then C1, C5, F6 and the
     # output (the subsamplings start at fixed values): draw them again in that order from the
     # same generator state, so a seed gives the weights it always gave.
-    torch.set_rng_state(drawn)
-    for layer in ("c3", "c1", "c5", "f6", "output"):
-        getattr(model, layer).reset_parameters()
+    # (On the meta device no values were drawn: there is nothing to draw again.)
+    if not model.c1.weight.is_meta:
+        torch.set_rng_state(drawn)
+        for layer in ("c3", "c1", "c5", "f6", "output"):
+            getattr(model, layer).reset_parameters()
     return model  # type: ignore[return-value]
 
 

@@ -434,5 +434,7 @@ def result_dtype(*values: Any) -> torch.dtype:
     dtype = None
     for v in traced or values:
         if is_tensor(v):
-            dtype = v.dtype if dtype is None else torch.promote_types(dtype, v.dtype)
+            d = v.dtype
+            # (equal dtypes need no promotion: a first torch call less in a process)
+            dtype = d if dtype is None or dtype is d else torch.promote_types(dtype, d)
     return dtype or torch.get_default_dtype()

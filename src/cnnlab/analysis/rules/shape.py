@@ -316,10 +316,28 @@ def _new_like(name: str) -> Rule:
         x = call["input"]
         kwargs = {k: v for k, v in call.args.items() if k not in ("input", "*rest", "device")}
         kwargs.pop("pin_memory", None)
-        out = getattr(x, name)(*call.args.get("*rest", ()), **kwargs)  # x is shape-only
+        rest = call.args.get("*rest", ())
+        size = _sizes(rest) if name in ("new_empty", "new_zeros", "new_ones") else None
+        if size is not None and set(kwargs) <= {"dtype"}:
+            # What PyTorch's meta kernel gives (contiguous, x's dtype unless given), without
+            # its first use in a process (a third of a millisecond, for LeNet-5's C3).
+            out = new_tensor(size, x, kwargs.get("dtype"))
+        else:
+            out = getattr(x, name)(*rest, **kwargs)  # x is shape-only
         return Effect(out, spatial=UNKNOWN)
 
     return rule
+
+
+def _sizes(rest: tuple) -> tuple[int, ...] | None:
+    """``new_zeros(2, 3)``'s or ``new_zeros((2, 3))``'s sizes, or None for anything else."""
+    if not rest:
+        return None  # no size: PyTorch's error
+    if len(rest) == 1 and isinstance(rest[0], tuple | list | torch.Size):
+        rest = tuple(rest[0])
+    if all(type(s) is int and s >= 0 for s in rest):
+        return rest
+    return None
 
 
 for _name in ("new_empty", "new_zeros", "new_ones", "new_full", "new_empty_strided"):
