@@ -330,14 +330,12 @@ def _new_like(name: str) -> Rule:
 
 
 def _sizes(rest: tuple) -> tuple[int, ...] | None:
-    """``new_zeros(2, 3)``'s or ``new_zeros((2, 3))``'s sizes, or None for anything else."""
-    if not rest:
-        return None  # no size: PyTorch's error
+    """``new_zeros(2, 3)``'s or ``new_zeros((2, 3))``'s sizes; None for anything else (no
+    size at all included: PyTorch's error)."""
     if len(rest) == 1 and isinstance(rest[0], tuple | list | torch.Size):
         rest = tuple(rest[0])
-    if all(type(s) is int and s >= 0 for s in rest):
-        return rest
-    return None
+    ok = rest and all(type(s) is int and s >= 0 for s in rest)
+    return rest if ok else None
 
 
 for _name in ("new_empty", "new_zeros", "new_ones", "new_full", "new_empty_strided"):
