@@ -75,3 +75,19 @@ def test_a_model_without_a_convolution_over_the_images_cannot_be_whitened():
     net = build_spec("fc-10", in_channels=1, input_size=28, num_classes=10)
     with pytest.raises(CnnlabError, match="whiten=none"):
         whiten_first_conv(net, train)
+
+
+def test_a_network_without_a_convolution_trains_with_the_fast_recipe_and_a_note(tmp_path):
+    real_fashion_dir()
+    job = prepare(
+        Request(
+            target="fc-32-relu-fc-10",
+            data="fashion-mnist",
+            recipe="fast",
+            sets=["iterations=1", "epochs=none", "batch_size=64"],
+            flags={"threads": 1},
+            out=str(tmp_path / "mlp"),
+        )
+    )
+    assert job.recipe.whiten == "init"
+    assert any("not whitened" in n and "no convolution" in n for n in job.notes)

@@ -43,7 +43,8 @@ def whiten_first_conv(
     sees (Coates & Ng 2011; Page 2018 and Jordan 2024 for fast CIFAR-10 training).
 
     Its input patches are taken from the first ``images`` images of the split ``train``
-    (normalised as training normalises them, zero-padded as the layer pads), centred, and their
+    (fewer where they would give more than 2M patches; normalised as training normalises them,
+    zero-padded as the layer pads), centred, and their
     covariance's eigenvectors ``v`` with eigenvalues ``l`` give the filters ``v / sqrt(l + eps)``
     and their negatives (a ReLU after keeps both signs of each direction), the directions of
     most variance first, as many as the layer has output channels (any beyond twice the patch
@@ -65,15 +66,13 @@ def whiten_first_conv(
             f"whiten: the model has no convolution over the {channels}-channel images to "
             "whiten; valid: whiten=none (or a model that starts with a Conv2d)"
         )
+    if isinstance(conv.padding, str):
+        raise CnnlabError(
+            f"whiten: the first convolution pads {conv.padding!r}, which cnnlab cannot "
+            "unfold into patches; valid: whiten=none, or padding given in pixels"
+        )
     with torch.no_grad():
-        x = train.images[:images].to(torch.float64) / 255.0
-        mean = torch.tensor(train.mean, dtype=torch.float64).view(1, -1, 1, 1)
-        std = torch.tensor(train.std, dtype=torch.float64).view(1, -1, 1, 1)
-        x = (x - mean) / std
-        patches = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
-        patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])
-        patches = patches - patches.mean(dim=0)
-        eigenvalues, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        eigenvalues, vectors = torch.linalg.eigh(_patch_covariance(conv, train, images))
         order = eigenvalues.argsort(descending=True)
         filters = (vectors[:, order] / (eigenvalues[order] + eps).sqrt()).T
         filters = torch.stack([filters, -filters], dim=1).flatten(0, 1)  # v1, -v1, v2, ...
@@ -85,3 +84,37 @@ def whiten_first_conv(
     if frozen:
         weight.requires_grad_(False)
     return conv
+
+
+_MAX_PATCHES = 2_000_000  # 10,000 Fashion-MNIST images under a 4x4 stride-2 conv: 1.96M
+_CHUNK_VALUES = 8_000_000  # float64 values of patches held at once (64 MB)
+
+
+def _patch_covariance(conv: nn.Conv2d, train: Any, images: int) -> torch.Tensor:
+    """float64 covariance of ``conv``'s input patches over the first images of ``train``
+    (normalised as training normalises them), accumulated a chunk of images at a time."""
+    c, h, w = train.image_shape
+    kh, kw = conv.kernel_size
+    rows = [
+        (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+        for size, k, pad, dil, stride in zip(
+            (h, w), (kh, kw), conv.padding, conv.dilation, conv.stride, strict=True
+        )
+    ]
+    per_image, d = rows[0] * rows[1], c * kh * kw
+    n = max(1, min(images, len(train), _MAX_PATCHES // max(1, per_image)))
+    chunk = max(1, _CHUNK_VALUES // (per_image * d))
+    mean = torch.tensor(train.mean, dtype=torch.float64).view(1, -1, 1, 1)
+    std = torch.tensor(train.std, dtype=torch.float64).view(1, -1, 1, 1)
+    total, outer = torch.zeros(d, dtype=torch.float64), torch.zeros(d, d, dtype=torch.float64)
+    for start in range(0, n, chunk):
+        idx = torch.arange(start, min(n, start + chunk))
+        pixels = train.read(idx) if hasattr(train, "read") else train.images[idx]
+        x = (pixels.to(torch.float64) / 255.0 - mean) / std
+        p = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+        p = p.transpose(1, 2).reshape(-1, d)
+        total += p.sum(dim=0)
+        outer += p.T @ p
+    count = n * per_image
+    centre = total / count
+    return outer / count - torch.outer(centre, centre)

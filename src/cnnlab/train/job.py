@@ -156,7 +156,10 @@ def prepare(request: Request, world: Any = None) -> Job:
     kwargs = None
     if resume is not None and options_text is None:
         kwargs = dict((saved.get("model") or {}).get("kwargs") or {})
-    model, target, summary = _build(request, recipe, options, data, target_text, kwargs, resume)
+    notes = list(resume.notes) if resume is not None else []
+    model, target, summary = _build(
+        request, recipe, options, data, target_text, kwargs, resume, notes
+    )
     kind, label = _kind_label(target, target_text)
     record = _record(kind, target, target_text, data.train)
     config = _config(request, recipe, options, where, threads, record, data, resume)
@@ -189,7 +192,7 @@ def prepare(request: Request, world: Any = None) -> Job:
         path=path,
         run=run,
         resume=resume,
-        notes=list(resume.notes) if resume is not None else [],
+        notes=notes,
     )
 
 
@@ -305,9 +308,11 @@ def _build(
     target_text: str,
     kwargs: dict[str, Any] | None,
     resume: Any,
+    notes: list[str],
 ) -> tuple[Any, Any, Any]:
     """(model, target, analysis): the network built for the dataset's images, initialised
-    by the recipe (or from ``request.weights``), its output checked against the classes."""
+    by the recipe (or from ``request.weights``), its output checked against the classes.
+    A whitening the model cannot take (no convolution over the images) is a note."""
     import torch
 
     from cnnlab.analysis import analyze
@@ -331,7 +336,10 @@ def _build(
     set_dropout(model, recipe.dropout, _kind_label(target, target_text)[1])
     apply_init(model, recipe.init)
     if recipe.whiten != "none":
-        whiten_first_conv(model, train, frozen=recipe.whiten == "frozen")
+        try:
+            whiten_first_conv(model, train, frozen=recipe.whiten == "frozen")
+        except CnnlabError as exc:
+            notes.append(f"not whitened ({exc})")
     if request.weights and resume is None:
         from cnnlab.train.pretrained import load_pretrained
 
