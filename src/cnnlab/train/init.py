@@ -63,8 +63,8 @@ def whiten_first_conv(
     )
     if conv is None:
         raise CnnlabError(
-            f"whiten: the model has no convolution over the {channels}-channel images to "
-            "whiten; valid: whiten=none (or a model that starts with a Conv2d)"
+            f"whiten: the model has no convolution over the {channels}-channel images; "
+            "valid: whiten=none, or a model with a Conv2d over the images"
         )
     if isinstance(conv.padding, str):
         raise CnnlabError(

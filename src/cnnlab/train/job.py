@@ -339,7 +339,7 @@ def _build(
         try:
             whiten_first_conv(model, train, frozen=recipe.whiten == "frozen")
         except CnnlabError as exc:
-            notes.append(f"not whitened ({exc})")
+            notes.append(f"the first layer is not whitened: {exc}")
     if request.weights and resume is None:
         from cnnlab.train.pretrained import load_pretrained
 
