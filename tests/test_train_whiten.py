@@ -91,3 +91,28 @@ def test_a_network_without_a_convolution_trains_with_the_fast_recipe_and_a_note(
     )
     assert job.recipe.whiten == "init"
     assert any("not whitened" in n and "no convolution" in n for n in job.notes)
+
+
+def test_frozen_keeps_loaded_weights_untrained_and_whitens_nothing(tmp_path):
+    from safetensors.torch import save_file
+
+    real_fashion_dir()
+    net = build_spec(SPEC, in_channels=1, input_size=28, num_classes=10)
+    torch.nn.init.normal_(net.conv1_1.weight)  # not a whitening
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp_path / "w.safetensors")
+    job = prepare(
+        Request(
+            target=SPEC,
+            data="fashion-mnist",
+            recipe="fast",
+            sets=["iterations=2", "epochs=none", "batch_size=64", "whiten=frozen"],
+            flags={"seed": 1, "threads": 1},
+            weights=str(tmp_path / "w.safetensors"),
+            out=str(tmp_path / "run"),
+        )
+    )
+    conv = job.model.conv1_1
+    assert torch.equal(conv.weight.detach(), net.conv1_1.weight.detach())
+    assert not conv.weight.requires_grad
+    job.fit()
+    assert torch.equal(conv.weight.detach(), net.conv1_1.weight.detach())

@@ -237,7 +237,7 @@ class BatchPipeline:
             params["flip"] = (
                 torch.rand(n, generator=g) < 0.5 if aug.flip else torch.zeros(n, dtype=torch.bool)
             )
-            if aug.flip and aug.alternate_flip:
+            if aug.flip and aug.alternate_flip:  # (the draw above kept: erasing's stay put)
                 params["flip"] = self._alternating_flips(epoch)[params["order"]]
         if aug.erase_p > 0:
             shape = (n, _ERASE_TRIES)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.geometry import output_size
 from cnnlab.layers.init import INITS, apply_init
 
 __all__ = ["INITS", "apply_init", "set_dropout", "whiten_first_conv"]
@@ -37,7 +38,13 @@ def set_dropout(model: nn.Module, p: float | None, name: str = "the model") -> i
 
 
 def whiten_first_conv(
-    model: nn.Module, train: Any, *, frozen: bool = False, images: int = 10_000, eps: float = 5e-4
+    model: nn.Module,
+    train: Any,
+    *,
+    frozen: bool = False,
+    values: bool = True,
+    images: int = 10_000,
+    eps: float = 5e-4,
 ) -> nn.Conv2d:
     """Initialise the first convolution of ``model`` as a whitening of the image patches it
     sees (Coates & Ng 2011; Page 2018 and Jordan 2024 for fast CIFAR-10 training).
@@ -49,7 +56,9 @@ def whiten_first_conv(
     and their negatives (a ReLU after keeps both signs of each direction), the directions of
     most variance first, as many as the layer has output channels (any beyond twice the patch
     size keep their initialisation); biases are set to 0.  ``frozen``: its weights are then
-    not trained (their ``requires_grad`` is False; the bias still is).  Returns the layer;
+    not trained (their ``requires_grad`` is False; the bias still is).  ``values=False``:
+    the weights come from elsewhere (a checkpoint, a weights file) and are left as they are;
+    only ``frozen`` applies.  Returns the layer;
     :class:`CnnlabError` when the model has no ungrouped convolution over the image channels.
     """
     channels = train.image_shape[0]
@@ -71,18 +80,20 @@ def whiten_first_conv(
             f"whiten: the first convolution pads {conv.padding!r}, which cnnlab cannot "
             "unfold into patches; valid: whiten=none, or padding given in pixels"
         )
+    weight = conv.weight
+    if frozen:
+        weight.requires_grad_(False)
+    if not values:
+        return conv
     with torch.no_grad():
         eigenvalues, vectors = torch.linalg.eigh(_patch_covariance(conv, train, images))
         order = eigenvalues.argsort(descending=True)
         filters = (vectors[:, order] / (eigenvalues[order] + eps).sqrt()).T
         filters = torch.stack([filters, -filters], dim=1).flatten(0, 1)  # v1, -v1, v2, ...
         n = min(conv.out_channels, len(filters))
-        weight = conv.weight
         weight[:n] = filters[:n].view(n, *weight.shape[1:]).to(weight.dtype)
         if conv.bias is not None:
             conv.bias.zero_()
-    if frozen:
-        weight.requires_grad_(False)
     return conv
 
 
@@ -96,9 +107,9 @@ def _patch_covariance(conv: nn.Conv2d, train: Any, images: int) -> torch.Tensor:
     c, h, w = train.image_shape
     kh, kw = conv.kernel_size
     rows = [
-        (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
-        for size, k, pad, dil, stride in zip(
-            (h, w), (kh, kw), conv.padding, conv.dilation, conv.stride, strict=True
+        output_size(size, k, stride, pad, dil)
+        for size, k, stride, pad, dil in zip(
+            (h, w), (kh, kw), conv.stride, conv.padding, conv.dilation, strict=True
         )
     ]
     per_image, d = rows[0] * rows[1], c * kh * kw

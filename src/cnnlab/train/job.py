@@ -337,7 +337,9 @@ def _build(
     apply_init(model, recipe.init)
     if recipe.whiten != "none":
         try:
-            whiten_first_conv(model, train, frozen=recipe.whiten == "frozen")
+            # Resumed or loaded weights replace any whitening: only "frozen" still applies.
+            fresh = resume is None and not request.weights
+            whiten_first_conv(model, train, frozen=recipe.whiten == "frozen", values=fresh)
         except CnnlabError as exc:
             notes.append(f"the first layer is not whitened: {exc}")
     if request.weights and resume is None:
