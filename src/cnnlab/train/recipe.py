@@ -142,11 +142,10 @@ class Recipe:
 
         if self.augment == "standard":
             augment = Augment.standard(train, erase_p=self.erase)
-            if self.crop_padding is not None:
-                augment = Augment(self.crop_padding, augment.flip, self.erase)
-            if self.alternate_flip:
-                augment = dataclasses.replace(augment, alternate_flip=True)
-            return augment
+            padding = augment.crop_padding if self.crop_padding is None else self.crop_padding
+            return dataclasses.replace(
+                augment, crop_padding=padding, alternate_flip=self.alternate_flip
+            )
         return Augment(erase_p=self.erase) if self.erase else Augment()
 
     def to_dict(self) -> dict[str, Any]:

@@ -223,8 +223,8 @@ FAST_PRESETS: tuple[FastPreset, ...] = (
                "10 epochs of a 7.5M-MAC net on an AMX Xeon"),
     FastPreset(0.94, (f"model={_FAST_RES}", "epochs=8"), 8, 36.35e6,
                "94.0% after 8 epochs of a 38.7M-MAC ResNet-9-like net in a prototype on an "
-               "AMX Xeon; this net and recipe gave 91.69% after 4 epochs (1 seed, AMD EPYC, "
-               "README, Performance), no more than 6 epochs of the fast net"),
+               "AMX Xeon; this net gave 91.69% after 4 epochs with the recipe before its lr "
+               "0.4 and whitening (1 seed, AMD EPYC, README, Performance)"),
     FastPreset(0.95, (f"model={_FAST_RES}", "epochs=30", "erase=0.25"), 30, 36.35e6,
                "not measured: the 94% net trained longer with random erasing (the published "
                "95-96.7% are WRN-class nets with random erasing, Zhong et al. 2020)"),
