@@ -150,7 +150,9 @@ def train_step_seconds(
     net = net.to(memory_format=fmt).train()
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, *in_shape, generator=gen).to(memory_format=fmt)
-    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    from cnnlab.train.optim import SGD  # training's optimizer (no torch._dynamo to import)
+
+    opt = SGD(net.parameters(), lr=1e-3, momentum=0.9)
 
     def step() -> float:
         t = time.perf_counter()

@@ -1,5 +1,8 @@
 """Optimizers and learning-rate schedules of the recipes.
 
+SGD on the CPU is :class:`SGD`: torch.optim.SGD's arithmetic without torch.optim, whose
+first use imports ``torch._dynamo`` (see :class:`SGD`); Adam and AdamW are torch's.
+
 A :class:`Schedule` gives the learning rate of every optimizer step ``t`` (0-based) of a run
 of ``total`` steps, ``steps_per_epoch`` to an epoch, with peak rate ``lr``:
 
@@ -19,6 +22,7 @@ of ``total`` steps, ``steps_per_epoch`` to an epoch, with peak rate ``lr``:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -26,7 +30,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 
-__all__ = ["Schedule", "make_optimizer", "param_groups"]
+__all__ = ["SGD", "Schedule", "make_optimizer", "param_groups"]
 
 
 def _norm_types() -> tuple[type, ...]:
@@ -57,18 +61,140 @@ def param_groups(
     ]
 
 
-def make_optimizer(model: nn.Module, recipe: Any) -> torch.optim.Optimizer:
-    """The recipe's optimizer over ``model``'s trainable parameters, at the peak rate."""
+def make_optimizer(model: nn.Module, recipe: Any) -> Any:
+    """The recipe's optimizer over ``model``'s trainable parameters, at the peak rate
+    (``model`` already on its device): :class:`SGD` on the CPU, else torch's."""
     groups = param_groups(model, recipe.weight_decay, recipe.decay_norm_and_bias)
     lr = recipe.effective_lr()
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+        on_cpu = all(p.device.type == "cpu" for g in groups for p in g["params"])
+        sgd = SGD if on_cpu else torch.optim.SGD
+        return sgd(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
     betas = tuple(recipe.betas)
     if recipe.optimizer == "adam":
         return torch.optim.Adam(groups, lr=lr, betas=betas)
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=betas)
     raise CnnlabError(f"optimizer {recipe.optimizer!r}: expected sgd, adam or adamw")
+
+
+class SGD:
+    """Mini-batch SGD with momentum (optionally Nesterov's) and L2 weight decay, as
+    ``torch.optim.SGD`` computes it for CPU tensors, without ``torch.optim``.
+
+    Every ``torch.optim`` optimizer wraps ``add_param_group``, ``zero_grad`` and ``step`` to
+    keep ``torch.compile`` out, and the wrappers import ``torch._dynamo`` on their first
+    call: about 1.4 s of Python on a 2-core CPU before the first training step.  This class
+    does torch's per-tensor update (the path ``torch.optim.SGD`` takes for CPU tensors; on
+    CUDA it takes another, so runs there keep torch's optimizer): the same operations in the
+    same order, so the weights come out bit for bit the same; its :meth:`state_dict` has
+    torch's layout, so either optimizer's state loads into the other (the tests hold both).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        if nesterov and momentum <= 0:
+            raise CnnlabError("nesterov=true needs momentum > 0")
+        # torch.optim.SGD's group keys, in its order (a checkpoint keeps them)
+        self.defaults: dict[str, Any] = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": 0,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": False,
+            "foreach": None,
+            "differentiable": False,
+            "fused": None,
+        }
+        self.state: dict[Any, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
+        groups = list(params)
+        for group in groups if groups and isinstance(groups[0], dict) else [{"params": groups}]:
+            self.add_param_group(group)
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        params = group["params"]
+        group = {**group, "params": [params] if isinstance(params, torch.Tensor) else list(params)}
+        for key, value in self.defaults.items():  # after the group's own keys, as torch's
+            group.setdefault(key, value)
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_().zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient (torch's ``_single_tensor_sgd``:
+        ``g += wd * p``; ``b = g`` at first, then ``b = momentum * b + (1 - dampening) * g``;
+        ``g = g + momentum * b`` (Nesterov) or ``g = b``; ``p -= lr * g``)."""
+        for group in self.param_groups:
+            wd, momentum, lr = group["weight_decay"], group["momentum"], group["lr"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if wd != 0:
+                    grad = grad.add(p, alpha=wd)
+                if momentum != 0:
+                    state = self.state.setdefault(p, {})
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = grad.detach().clone()
+                    else:
+                        buf.mul_(momentum).add_(grad, alpha=1 - group["dampening"])
+                    grad = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
+                p.add_(grad, alpha=-lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"state": {index: {"momentum_buffer": tensor}}, "param_groups": [...]}``, the
+        parameters numbered through the groups in order, as torch's."""
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+            packed = {k: v for k, v in group.items() if k != "params"}
+            groups.append({**packed, "params": [index[id(p)] for p in group["params"]]})
+        state = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take ``state_dict`` (this class's or ``torch.optim.SGD``'s): its groups' settings
+        and its buffers, cast to each parameter's dtype and device.  Raises ``ValueError``
+        when its groups do not match these (in number, or in size)."""
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups):
+            raise ValueError("the state has another number of parameter groups")
+        by_index: dict[int, Any] = {}
+        for group, old in zip(self.param_groups, saved, strict=True):
+            if len(group["params"]) != len(old["params"]):
+                raise ValueError("a parameter group of the state has another size")
+            by_index.update(zip(old["params"], group["params"], strict=True))
+        self.state = {}
+        for i, entry in state_dict["state"].items():
+            p = by_index[int(i)]
+            self.state[p] = {
+                k: v.to(dtype=p.dtype, device=p.device) if isinstance(v, torch.Tensor) else v
+                for k, v in entry.items()
+            }
+        self.param_groups = [
+            {**old, "params": group["params"]}
+            for group, old in zip(self.param_groups, saved, strict=True)
+        ]
 
 
 class Schedule:
