@@ -104,3 +104,20 @@ def test_user_mistakes_are_one_line_and_status_2(argv, message):
     assert out.stderr.startswith("error: ")
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_program_freezes_its_objects_at_the_end_and_a_caller_keeps_its_collector():
+    # run as the program (no argv), main leaves the exit nothing to walk for cycles
+    code = (
+        "import gc, sys\n"
+        "from cnnlab.cli import main\n"
+        "assert main(['models']) == 0\n"
+        "called = gc.get_freeze_count()\n"
+        "sys.argv = ['cnnlab', 'models']\n"
+        "assert main() == 0\n"
+        "print('frozen', called, gc.get_freeze_count() > 0, file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stderr.strip().splitlines()[-1] == "frozen 0 True", out.stderr

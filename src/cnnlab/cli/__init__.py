@@ -11,6 +11,7 @@ an error in the user's own code (:class:`~cnnlab.errors.UserCodeError`) says whe
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 import traceback
@@ -53,7 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the command ``argv`` (default: this process's arguments); its exit status.
+
+    Run as the program (``argv`` None), it then freezes the objects it made
+    (:func:`gc.freeze`): the process ends next, and the interpreter's exit would otherwise
+    walk them all again for reference cycles (torch's thousand modules: 0.4-0.5 s on a 2-core
+    CPU); ``atexit`` handlers and every file's close still run.  A caller that goes on (a
+    test, a script) passes ``argv`` and keeps its collector as it was."""
+    code = _run(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        gc.freeze()
+    return code
+
+
+def _run(argv: list[str]) -> int:
+    argv = list(argv)
     show_traceback = "--traceback" in argv
     argv = [a for a in argv if a != "--traceback"]
     try:
