@@ -67,7 +67,9 @@ def test_a_field_over_the_edge_is_padding_and_drawn_as_such():
 
     patch = Patch(0, 1.0, (0, 0), (-1, 1), (-1, 1), pixels, mask)
     fig = maxact_figure({0: [patch]}, "x", (3, 3), "t")
-    shown = fig.axes[0].images[0].get_array()
+    (grid,) = fig.axes
+    assert [t.get_text() for t in grid.texts] == ["ch 0", "1.00"]
+    shown = grid.images[0].get_array()
     assert tuple(shown[0, 0]) == PAD_RGB and tuple(shown[1, 1]) == (0, 0, 0)
 
 

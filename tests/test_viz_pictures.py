@@ -41,10 +41,14 @@ def test_a_hand_set_filter_appears_at_its_place_in_the_grid():
         net[0].weight[4, 0] = pattern
     tiles = filter_tiles(net[0].weight)
     fig = filter_figure(tiles, "t")
-    shown = fig.axes[4].images[0].get_array()
+    (grid,) = fig.axes  # one Axes holds the tiles, in grid order, and their titles
+    shown = grid.images[4].get_array()
     # per filter: 0.5 + 0.5 * w / max|w| (max |w| = 2): 0 is mid grey, -2 black
     assert np.allclose(shown, 0.5 + 0.25 * pattern.numpy())
-    assert fig.axes[4].get_title() == "4" and len(fig.axes) == 6
+    assert grid.texts[4].get_text() == "4" and len(grid.images) == 6
+    # 3 columns: tile 4 is below tile 1 (extents are left, right, bottom, top; y downwards)
+    below, above = grid.images[4].get_extent(), grid.images[1].get_extent()
+    assert grid.yaxis_inverted() and below[0] == above[0] and below[3] > above[2]
     shared = filter_tiles(net[0].weight, normalize="shared")
     m = float(net[0].weight.detach().abs().max())
     assert np.allclose(shared.tiles[4], 0.5 + 0.5 * pattern.numpy() / m)

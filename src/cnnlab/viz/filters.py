@@ -107,44 +107,30 @@ def filter_tiles(
 
 
 def filter_figure(tiles: FilterTiles, title: str) -> Any:
-    """The tiles as a matplotlib figure: axes in grid order (``fig.axes[i]`` shows tile i),
-    each titled with its filter (and input channel), the normalization stated below."""
-    from cnnlab.viz._figure import new_figure
+    """The tiles as a matplotlib figure, in one Axes (``fig.axes[0]``, a
+    :class:`~cnnlab.viz._figure.TileGrid`): its images are the tiles in grid order (blank
+    cells have none), each titled (its texts, in the same order) with its filter (and input
+    channel), the normalization stated below."""
+    from cnnlab.viz._figure import TileGrid, new_figure
 
     n, cols = len(tiles.tiles), tiles.columns
     rows = int(np.ceil(n / cols))
     cell = 0.62
     fig = new_figure(max(3.0, cols * cell + 0.4), rows * (cell + 0.12) + 0.9)
-    grid = fig.add_gridspec(
-        rows,
-        cols,
-        left=0.02,
-        right=0.98,
-        top=1 - 0.6 / fig.get_figheight(),
-        bottom=0.4 / fig.get_figheight(),
-        wspace=0.15,
-        hspace=0.35,
-    )
+    height = fig.get_figheight()
+    grid = TileGrid(fig, rows, cols, (0.02, 0.4 / height, 0.98, 1 - 0.6 / height))
+    multi = _multi(tiles)
+    colours = {} if tiles.rgb else {"cmap": "gray"}
     for i in range(n):
-        ax = fig.add_subplot(grid[i // cols, i % cols])
         if tiles.channels[i] == -1:
-            ax.set_axis_off()
             continue
-        t = tiles.tiles[i]
-        if tiles.rgb:
-            ax.imshow(t, vmin=0, vmax=1, interpolation="nearest")
-        else:
-            ax.imshow(t, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        multi = _multi(tiles)
         label = f"{tiles.filters[i]}:{tiles.channels[i]}" if multi else f"{tiles.filters[i]}"
-        ax.set_title(label, fontsize=6, pad=1.5)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        grid.draw(i // cols, i % cols, tiles.tiles[i], label, vmin=0, vmax=1, **colours)
     fig.suptitle(title, fontsize=9)
     fig.text(
         0.5,
-        0.08 / fig.get_figheight(),
-        tiles.note + ("; tiles are filter:input channel" if _multi(tiles) else ""),
+        0.08 / height,
+        tiles.note + ("; tiles are filter:input channel" if multi else ""),
         ha="center",
         va="bottom",
         fontsize=7,

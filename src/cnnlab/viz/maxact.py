@@ -249,38 +249,27 @@ def maxact_figure(
     projections: dict[int, list[np.ndarray]] | None = None,
     method: str = "",
 ) -> Any:
-    """One row per channel: its patches, strongest first, each titled with its response
-    (``fig.axes`` in row order), each followed by its projection when ``projections`` are
-    given; padding in pink, as the figure says."""
-    from cnnlab.viz._figure import new_figure
+    """One row per channel: its patches, strongest first, each titled with its response,
+    each followed by its projection when ``projections`` are given; padding in pink, as the
+    figure says.  One Axes (``fig.axes[0]``, a :class:`~cnnlab.viz._figure.TileGrid`): its
+    images are the pictures in row order."""
+    from cnnlab.viz._figure import TileGrid, new_figure
 
     step = 2 if projections else 1
     rows = len(found)
     cols = max(len(p) for p in found.values()) * step
     cell = 0.75
     fig = new_figure(cols * cell + 1.0, rows * (cell + 0.2) + 0.9)
-    grid = fig.add_gridspec(
-        rows, cols, left=0.1, right=0.99, top=1 - 0.55 / fig.get_figheight(),
-        bottom=0.3 / fig.get_figheight(), wspace=0.1, hspace=0.4,
-    )  # fmt: skip
+    height = fig.get_figheight()
+    grid = TileGrid(fig, rows, cols, (0.1, 0.3 / height, 0.99, 1 - 0.55 / height), (0.1, 0.4))
     for r, (ch, patches) in enumerate(found.items()):
-        for c in range(cols):
-            ax = fig.add_subplot(grid[r, c])
-            ax.set_xticks([])
-            ax.set_yticks([])
-            i, is_projection = divmod(c, step)[0], c % step == 1
-            if i >= len(patches):
-                ax.set_axis_off()
-                continue
-            if is_projection:
-                ax.imshow(_projection_rgb(projections[ch][i], patches[i].padding),
-                          interpolation="nearest")  # fmt: skip
-                ax.set_title(method, fontsize=5, pad=1.5)
-                continue
-            ax.imshow(_rgb(patches[i]), interpolation="nearest")
-            ax.set_title(f"{patches[i].value:.2f}", fontsize=6, pad=1.5)
-            if c == 0:
-                ax.set_ylabel(f"ch {ch}", fontsize=7)
+        if patches:
+            grid.label_row(r, f"ch {ch}")
+        for i, patch in enumerate(patches):
+            grid.draw(r, i * step, _rgb(patch), f"{patch.value:.2f}")
+            if projections:
+                shown = _projection_rgb(projections[ch][i], patch.padding)
+                grid.draw(r, i * step + 1, shown, method, fontsize=5)
     h, w = field_size
     more = f"; beside each, its {method} projection" if projections else ""
     fig.suptitle(
