@@ -125,6 +125,8 @@ BAD = [
     (["schedule=step", "milestones=4,19"], "19 is past the end of training \\(12 epochs\\)"),
     (["milestones=5,3"], "milestones must increase"),
     (["schedule=plateau", "val_split=0"], "val_split=0 holds out none"),
+    (["augment=none", "crop_padding=2"], "crop_padding=2 is part of the standard augmentation"),
+    (["augment=none", "alternate_flip=true"], "alternate_flip=true is part of the standard"),
     (["min_lr=1"], "min_lr=1.0: must be below the learning rate"),
     (["optimizer=adam"], "nesterov=true needs optimizer='sgd'"),
     (["val_split=1"], r"val_split=1.0: expected a value in \[0, 1\)"),

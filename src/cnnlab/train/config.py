@@ -218,6 +218,12 @@ def _check_together(r: Recipe, o: Options) -> None:
                 f"milestones={list(r.milestones)}: {late[0]} is past the end of training "
                 f"({r.epochs} epochs); valid: epochs 1..{r.epochs - 1}"
             )
+    if r.augment == "none" and (r.crop_padding or r.alternate_flip):
+        asked = f"crop_padding={r.crop_padding}" if r.crop_padding else "alternate_flip=true"
+        raise ConfigError(
+            f"{asked} is part of the standard augmentation, but augment='none' turns it off; "
+            "valid: --set augment=standard with it, or leave it out"
+        )
     if r.schedule == "plateau" and o.val_split == 0:
         raise ConfigError(
             "schedule='plateau' watches the validation accuracy, but val_split=0 holds out "
