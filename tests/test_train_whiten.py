@@ -116,3 +116,18 @@ def test_frozen_keeps_loaded_weights_untrained_and_whitens_nothing(tmp_path):
     assert not conv.weight.requires_grad
     job.fit()
     assert torch.equal(conv.weight.detach(), net.conv1_1.weight.detach())
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation"),
+    [(4, 2, 1, 1), ((3, 5), (1, 2), (2, 0), 1), (3, 1, 0, 1), (3, 2, 1, 2)],
+)
+def test_patches_are_unfolds_rows(kernel, stride, padding, dilation):
+    # The strided-view patches (and the unfold fallback for dilation) against F.unfold.
+    from cnnlab.train.init import _patches as patches
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 11, 9, dtype=torch.float64)
+    conv = torch.nn.Conv2d(2, 4, kernel, stride, padding, dilation)
+    p = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+    assert torch.equal(patches(x, conv), p.transpose(1, 2).reshape(-1, p.shape[1]))

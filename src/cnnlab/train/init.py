@@ -121,11 +121,23 @@ def _patch_covariance(conv: nn.Conv2d, train: Any, images: int) -> torch.Tensor:
     for start in range(0, n, chunk):
         idx = torch.arange(start, min(n, start + chunk))
         pixels = train.read(idx) if hasattr(train, "read") else train.images[idx]
-        x = (pixels.to(torch.float64) / 255.0 - mean) / std
-        p = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
-        p = p.transpose(1, 2).reshape(-1, d)
+        p = _patches((pixels.to(torch.float64) / 255.0 - mean) / std, conv)
         total += p.sum(dim=0)
         outer += p.T @ p
     count = n * per_image
     centre = total / count
     return outer / count - torch.outer(centre, centre)
+
+
+def _patches(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv``'s input patches of the images ``x``, one row each ``(C, kh, kw)`` as its
+    filters are laid out: the rows of ``F.unfold`` transposed.  Without dilation, a strided
+    view of the padded images copied once (twice as fast as ``unfold`` and its transpose,
+    the same values)."""
+    d = x.shape[1] * conv.kernel_size[0] * conv.kernel_size[1]
+    if conv.dilation != (1, 1):
+        p = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+        return p.transpose(1, 2).reshape(-1, d)
+    (ph, pw), (kh, kw), (sh, sw) = conv.padding, conv.kernel_size, conv.stride
+    view = F.pad(x, (pw, pw, ph, ph)).unfold(2, kh, sh).unfold(3, kw, sw)  # B,C,H',W',kh,kw
+    return view.permute(0, 2, 3, 1, 4, 5).reshape(-1, d)
