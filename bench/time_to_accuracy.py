@@ -4,6 +4,7 @@
     .venv/bin/python bench/time_to_accuracy.py --quick      # a few steps each: the script works
     .venv/bin/python bench/time_to_accuracy.py --fast-args="--target 0.93"
     .venv/bin/python bench/time_to_accuracy.py --seeds 3 --baseline-seeds 1
+    .venv/bin/python bench/time_to_accuracy.py --fast-args="" --fast-args="--target 0.94"
 
 Each side is a fresh process, started one after the other (never together: on a 2-core
 machine they would slow each other), and timed by this script from its launch to the moment
@@ -16,7 +17,8 @@ start, data loading, training and evaluation:
   30% warm-up) over ``--baseline-epochs``, the test split evaluated after every epoch;
 * cnnlab: ``cnnlab train --recipe fast --data fashion-mnist --eval-test-every-epoch`` (plus
   ``--fast-args``), its test accuracy read from the run folder's ``metrics.jsonl`` when the
-  epoch's line appears.
+  epoch's line appears.  ``--fast-args`` may be given more than once: each is a cnnlab side
+  of its own, all against the same baseline runs (one table each).
 
 Each side runs ``--seeds`` times (3 by default: the issue's goals are means of at least 3
 seeds; ``--baseline-seeds`` may run the slow baseline fewer times).  Printed: the CPU and its
@@ -127,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a few steps each (6,000 and 10,240 images): checks that the script works",
     )
     parser.add_argument("--baseline-epochs", type=int, default=8)
-    parser.add_argument("--fast-args", default="", help="more arguments for cnnlab train")
+    parser.add_argument(
+        "--fast-args",
+        action="append",
+        help="more arguments for cnnlab train (repeatable: one cnnlab side each)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument(
         "--seeds", type=int, default=3, help="runs of each side (seeds --seed, --seed+1, ...)"
@@ -165,25 +171,34 @@ def main(argv: list[str] | None = None) -> int:
             row = json.loads(line)
             yield row["epoch"], row["test_top1"]
 
+    sides = args.fast_args or [""]
     baselines = [_side(base_cmd(seed), base_rows, env) for seed in base_seeds]
-    fasts = [_fast(seed, args, env) for seed in seeds]
+    fasts = {extra: [_fast(seed, args, extra, env) for seed in seeds] for extra in sides}
     load_after = os.getloadavg()
 
     print("cnnlab bench/time_to_accuracy.py" + (" --quick" if args.quick else ""))
     print(f"CPU: {cpu_info().describe()}, {os.cpu_count()} logical CPUs")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
     print(f"baseline: bench/{Path(base_cmd(0)[1]).name} {' '.join(base_cmd(seeds[0])[2:])}")
-    print(f"cnnlab:   cnnlab {' '.join(_fast_cmd(seeds[0], args, Path('RUN'))[3:])}")
     print(f"seeds: baseline {base_seeds}, cnnlab {seeds} (times and top-1: means over them)")
-    for name, runs in (("baseline", baselines), ("cnnlab", fasts)):
-        for seed, (rows, total) in zip(
-            base_seeds if name == "baseline" else seeds, runs, strict=True
-        ):
-            each = ", ".join(f"{e}: {s:.0f} s {t:.2%}" for s, e, t in rows)
-            print(f"  {name:<8} seed {seed} (total {total:.0f} s) epochs {each}")
-    baseline, fast = _mean([r for r, _ in baselines]), _mean([r for r, _ in fasts])
+    _runs("baseline", base_seeds, baselines)
+    baseline = _mean([r for r, _ in baselines])
     base_total = sum(t for _, t in baselines) / len(baselines)
-    print()
+    for extra, runs in fasts.items():
+        print(f"\ncnnlab:   cnnlab {' '.join(_fast_cmd(seeds[0], args, extra, Path('RUN'))[3:])}")
+        _runs("cnnlab", seeds, runs)
+        _table(baseline, base_total, _mean([r for r, _ in runs]))
+    return 0
+
+
+def _runs(name: str, seeds: list[int], runs: list) -> None:
+    for seed, (rows, total) in zip(seeds, runs, strict=True):
+        each = ", ".join(f"{e}: {s:.0f} s {t:.2%}" for s, e, t in rows)
+        print(f"  {name:<8} seed {seed} (total {total:.0f} s) epochs {each}")
+
+
+def _table(baseline: list, base_total: float, fast: list) -> None:
+    """For each target, when each side first reached it (epoch ends) and the ratio."""
     print(f"{'target':>6}  {'baseline':>16}  {'cnnlab fast':>16}  {'ratio':>7}")
     for target in _TARGETS:
         a, b = _first(baseline, target), _first(fast, target)
@@ -196,10 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ratio = "-"
         print(f"{target:>6.0%}  {cell_a:>16}  {cell_b:>16}  {ratio:>7}")
-    return 0
 
 
-def _fast_cmd(seed: int, args: argparse.Namespace, out: Path) -> list[str]:
+def _fast_cmd(seed: int, args: argparse.Namespace, extra: str, out: Path) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -216,14 +230,14 @@ def _fast_cmd(seed: int, args: argparse.Namespace, out: Path) -> list[str]:
         str(seed),
         "--out",
         str(out),
-        *args.fast_args.split(),
+        *extra.split(),
     ]
     if args.quick:  # 40 steps (10,240 images), a small validation split
         cmd += ["--set", "epochs=none", "--set", "iterations=40", "--val-split", "0.02"]
     return cmd
 
 
-def _fast(seed: int, args: argparse.Namespace, env: dict[str, str]):
+def _fast(seed: int, args: argparse.Namespace, extra: str, env: dict[str, str]):
     """One run of the cnnlab side: ([(seconds, epoch, test top-1)], total seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -239,7 +253,7 @@ def _fast(seed: int, args: argparse.Namespace, env: dict[str, str]):
                     reported.add(row["epoch"])
                     yield row["epoch"], row["test_top1"]
 
-        return _side(_fast_cmd(seed, args, out), fast_rows, env)
+        return _side(_fast_cmd(seed, args, extra, out), fast_rows, env)
 
 
 if __name__ == "__main__":

@@ -142,15 +142,18 @@ def test_the_throughput_benchmark_prints_the_machine_and_both_sides():
 def test_the_time_to_accuracy_benchmark_quick_mode_runs_both_sides():
     """Both sides really train and report a test accuracy; the table has every target."""
     real_fashion_dir()
-    out = _bench("time_to_accuracy.py", "--quick", timeout=1200)
+    # two cnnlab sides (--fast-args twice) against the one baseline run
+    out = _bench("time_to_accuracy.py", "--quick", "--fast-args=", "--fast-args=--lr 0.2",
+                 timeout=1200)  # fmt: skip
     epochs = [line.split() for line in out.splitlines() if "epochs 1:" in line]
-    assert [cells[0] for cells in epochs] == ["baseline", "cnnlab"]
+    assert [cells[0] for cells in epochs] == ["baseline", "cnnlab", "cnnlab"]
+    assert out.count("cnnlab:   cnnlab train") == 2 and "--lr 0.2" in out
     for cells in epochs:
         top1 = float(cells[-1].rstrip("%")) / 100
         assert 0.5 < top1 < 1.0  # a few thousand images already learn most classes
     targets = [line.split()[0] for line in out.splitlines() if line.strip()[:3] in
                ("90%", "91%", "92%", "93%", "94%", "95%")]  # fmt: skip
-    assert targets == ["90%", "91%", "92%", "93%", "94%", "95%"]
+    assert targets == ["90%", "91%", "92%", "93%", "94%", "95%"] * 2
     assert "load average" in out and cpu_info().model in out
 
 
