@@ -142,12 +142,15 @@ def test_the_throughput_benchmark_prints_the_machine_and_both_sides():
 def test_the_time_to_accuracy_benchmark_quick_mode_runs_both_sides():
     """Both sides really train and report a test accuracy; the table has every target."""
     real_fashion_dir()
-    # two cnnlab sides (--fast-args twice) against the one baseline run
-    out = _bench("time_to_accuracy.py", "--quick", "--fast-args=", "--fast-args=--lr 0.2",
-                 timeout=1200)  # fmt: skip
+    # two cnnlab sides against the one baseline run: the test after every epoch, and only
+    # after the last one (as a user's run)
+    out = _bench("time_to_accuracy.py", "--quick", "--fast-args=",
+                 "--fast-args-at-end=--lr 0.2", timeout=1200)  # fmt: skip
     epochs = [line.split() for line in out.splitlines() if "epochs 1:" in line]
     assert [cells[0] for cells in epochs] == ["baseline", "cnnlab", "cnnlab"]
-    assert out.count("cnnlab:   cnnlab train") == 2 and "--lr 0.2" in out
+    commands = [line for line in out.splitlines() if line.startswith("cnnlab:   cnnlab train")]
+    assert len(commands) == 2 and "--eval-test-every-epoch" in commands[0]
+    assert "--lr 0.2" in commands[1] and "--eval-test-every-epoch" not in commands[1]
     for cells in epochs:
         top1 = float(cells[-1].rstrip("%")) / 100
         assert 0.5 < top1 < 1.0  # a few thousand images already learn most classes

@@ -213,6 +213,11 @@ class FastPreset:
     macs: float
     evidence: str
 
+    @property
+    def model(self) -> str:
+        """The preset's network in the notation (``fast``'s own unless ``sets`` names one)."""
+        return next((s[len("model="):] for s in self.sets if s.startswith("model=")), _FAST.model)
+
 
 FAST_PRESETS: tuple[FastPreset, ...] = (
     FastPreset(0.92, ("epochs=3",), 3, 9.98e6,
@@ -260,9 +265,9 @@ def fast_preset(
     and its ``--set`` keys.
 
     The estimate: epochs x ``train_images`` x 6 x MACs / ``flops_per_s`` (the training
-    FLOP/s this machine achieves; when None, measured: a few steps of the fast network in
-    the precision the run trains in, ``precision`` or, for ``"auto"``, what the CPU
-    chooses), plus 30% for evaluation and 10 s for start and data loading.
+    FLOP/s this machine achieves; when None, measured for each preset's network: a few
+    steps of it in the precision the run trains in, ``precision`` or, for ``"auto"``, what
+    the CPU chooses), plus 30% for evaluation and 10 s for start and data loading.
     """
     if (target is None) == (budget is None):
         raise CnnlabError("fast presets: give one of --target ACCURACY or --budget TIME")
@@ -274,11 +279,15 @@ def fast_preset(
                 return preset, list(preset.sets)
         best = FAST_PRESETS[-1].target
         raise CnnlabError(f"--target {target}: the fast presets go up to {best}; valid: <= {best}")
-    if flops_per_s is None:
-        flops_per_s = _fast_training_rate(precision)
+    rates: dict[str, float] = {}  # network -> measured training FLOP/s
 
     def seconds(preset: FastPreset, epochs: int) -> float:
-        return 10.0 + 1.3 * epochs * train_images * 6 * preset.macs / flops_per_s
+        rate = flops_per_s
+        if rate is None:
+            if preset.model not in rates:
+                rates[preset.model] = _training_rate(preset, precision)
+            rate = rates[preset.model]
+        return 10.0 + 1.3 * epochs * train_images * 6 * preset.macs / rate
 
     fits = [p for p in FAST_PRESETS if seconds(p, p.epochs) <= budget]
     if fits:
@@ -289,16 +298,17 @@ def fast_preset(
     return first, [s for s in first.sets if not s.startswith("epochs=")] + [f"epochs={epochs}"]
 
 
-def _fast_training_rate(precision: str) -> float:
-    """Training FLOP/s of the fast network here (about 1 s: three SGD steps of 256 images
-    after a warm-up), in ``precision`` ("auto": the CPU's choice)."""
+def _training_rate(preset: FastPreset, precision: str) -> float:
+    """Training FLOP/s of ``preset``'s network here (three SGD steps of 256 images after a
+    warm-up: about 1 s for the fast network, 2 s for the residual one), in ``precision``
+    ("auto": the CPU's choice).  Per network: each runs its convolutions at its own rate."""
     from cnnlab.notation import build_spec
     from cnnlab.train.device import cpu_precision, train_step_seconds
 
     bf16 = precision == "bf16" or (precision == "auto" and cpu_precision()[0] == "bf16")
-    net = build_spec(_FAST.model, in_channels=1, input_size=28, num_classes=10)
+    net = build_spec(preset.model, in_channels=1, input_size=28, num_classes=10)
     seconds = train_step_seconds(net, (1, 28, 28), bf16, batch=256, steps=3)
-    return 6 * FAST_PRESETS[0].macs * 256 / seconds  # forward 2, backward 4 per MAC
+    return 6 * preset.macs * 256 / seconds  # forward 2, backward 4 per MAC
 
 
 RECIPES: dict[str, Recipe] = {
