@@ -216,7 +216,7 @@ class FastPreset:
     @property
     def model(self) -> str:
         """The preset's network in the notation (``fast``'s own unless ``sets`` names one)."""
-        return next((s[len("model="):] for s in self.sets if s.startswith("model=")), _FAST.model)
+        return next((s[len("model=") :] for s in self.sets if s.startswith("model=")), _FAST.model)
 
 
 FAST_PRESETS: tuple[FastPreset, ...] = (
