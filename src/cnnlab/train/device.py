@@ -42,8 +42,11 @@ __all__ = [
 # convolutions and matmuls).
 _FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 # bf16 is chosen on a CPU only when its measured training step is at least this much faster
-# than fp32's (2-3x where it pays; a busy machine must not flip a tie).
-_BF16_GAIN = 1.3
+# than fp32's (a busy machine must not flip a tie).  Not higher: on an AMD EPYC with AVX-512
+# BF16 the probe's small step measured 1.32-1.49x (batch 32) where whole networks train 2.3x
+# faster in bf16, and a 1.3 threshold sent one of a benchmark's runs to fp32 at half speed;
+# where bf16 does not pay (an Intel Xeon without AMX) its matmul ran at 0.56x fp32's.
+_BF16_GAIN = 1.15
 
 
 @dataclass(frozen=True)
