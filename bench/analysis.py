@@ -9,8 +9,11 @@ Every measurement runs in a fresh Python process, so that its peak RSS (ru_maxrs
 and no cache of an earlier run helps it.  Timed: building the model and analysing it, in that
 process, after ``import torch, cnnlab`` and the tool (import times are printed separately).
 
-* cnnlab: ``build_on_meta(create_model, ...)`` (shape-only weights, no initialisation) then
-  ``cnnlab.analysis.analyze``: what ``cnnlab summary NAME`` does.
+* cnnlab: what ``cnnlab summary NAME`` does: the spec path, ``cnnlab.zoo.model_spec`` (the
+  model's notation, no module built) then ``cnnlab.analysis.analyze_spec`` (timed as one;
+  "build" is the ``model_spec`` part).
+* cnnlab-module: the module path, ``build_on_meta(create_model, ...)`` (shape-only weights,
+  no initialisation) then ``cnnlab.analysis.analyze``: what any ``nn.Module`` gets.
 * torchinfo: ``create_model(...)`` (real CPU weights, initialised) then
   ``torchinfo.summary(model, input_size=(1, 3, S, S), verbose=0)``.
 * fvcore: ``create_model(...)`` then ``FlopCountAnalysis(model, x).total()``.
@@ -60,7 +63,7 @@ CASES = [
     ("googlenet", 224),
     ("vgg16", 1024),
 ]
-METHODS = ("cnnlab", "torchinfo", "fvcore")
+METHODS = ("cnnlab", "cnnlab-module", "torchinfo", "fvcore")
 
 
 def setup() -> None:
@@ -98,6 +101,9 @@ def worker(method: str, name: str, size: int, threads: int) -> dict:
 
         warnings.filterwarnings("ignore")
     elif method == "cnnlab":
+        from cnnlab.analysis import analyze_spec, build_on_meta
+        from cnnlab.zoo import model_spec
+    elif method == "cnnlab-module":
         from cnnlab.analysis import analyze
         from cnnlab.analysis.meta import build_on_meta
     t_import = time.perf_counter() - t0
@@ -107,6 +113,13 @@ def worker(method: str, name: str, size: int, threads: int) -> dict:
     rss0 = _rss_kib()
     t1 = time.perf_counter()
     if method == "cnnlab":
+        plan = model_spec(name, **options)
+        t_built = time.perf_counter()
+        result = analyze_spec(
+            plan, build=lambda: build_on_meta(cnnlab.create_model, name, **options)
+        )
+        macs = result.totals.macs
+    elif method == "cnnlab-module":
         model = build_on_meta(cnnlab.create_model, name, **options)
         t_built = time.perf_counter()
         macs = analyze(model, (channels, size, size)).totals.macs
@@ -194,7 +207,7 @@ def main() -> None:
         for method in methods:
             # One process at 1024 for the CPU tools: building VGG-16 for 1024x1024 means
             # allocating and initialising 2.2 billion fc6 weights (8.8 GB).
-            n = 1 if (size > 224 and method != "cnnlab") else args.repeat
+            n = 1 if (size > 224 and not method.startswith("cnnlab")) else args.repeat
             runs = [measure(method, name, size, args.threads) for _ in range(n)]
             row[method] = {
                 "seconds": statistics.median(r["seconds"] for r in runs),

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "create_model": "cnnlab.zoo",
     "list_models": "cnnlab.zoo",
     "model_info": "cnnlab.zoo",
+    "model_spec": "cnnlab.zoo",
     # compact notation
     "Spec": "cnnlab.notation",
     "parse_spec": "cnnlab.notation",
@@ -34,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "SpecNet": "cnnlab.notation",
     # static analysis
     "analyze": "cnnlab.analysis",
+    "analyze_spec": "cnnlab.analysis",
     "Analysis": "cnnlab.analysis",
     "Row": "cnnlab.analysis",
     "Totals": "cnnlab.analysis",

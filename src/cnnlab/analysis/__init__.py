@@ -8,7 +8,9 @@ graph), and :class:`Totals`.  Counting rules live in one read-only table per fam
 (:mod:`cnnlab.analysis.render`) turn the result into a terminal table, Markdown, CSV, JSON or
 the lecture's lines.
 
-The analysis works on any ``nn.Module`` and imports nothing of the zoo.
+The analysis works on any ``nn.Module`` and imports nothing of the zoo.  A network written in
+the compact notation has a faster way to the same result: :func:`analyze_spec` analyses its
+spec without building a module (:mod:`cnnlab.analysis.specpath`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from cnnlab.analysis.rules import (
     Spatial,
     op_rule,
 )
+from cnnlab.analysis.specpath import analyze_spec
 from cnnlab.errors import AnalysisError, ShapeError
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "Totals",
     "TrainingMemory",
     "analyze",
+    "analyze_spec",
     "build_on_meta",
     "op_rule",
 ]

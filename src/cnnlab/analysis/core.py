@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis import rules as R
-from cnnlab.analysis.records import Frame, OpRecord
+from cnnlab.analysis.records import Frame, OpRecord, TraceResult
 from cnnlab.analysis.result import (
     INPUT,
     Analysis,
@@ -25,7 +25,7 @@ from cnnlab.analysis.result import (
 from cnnlab.analysis.tracer import trace
 from cnnlab.errors import AnalysisError, CnnlabError, GeometryError, check_int
 
-__all__ = ["analyze"]
+__all__ = ["analyze", "assemble"]
 
 
 def analyze(
@@ -105,7 +105,6 @@ def _analyze(model, input_size, batch, dtype, strict, rules) -> Analysis:
     xs = tuple(
         torch.empty((batch, *s), dtype=d, device="meta") for s, d in zip(sizes, dtypes, strict=True)
     )
-    x = xs[0]
     try:
         result = trace(model, xs, strict=strict, rules=table, named=named)
     except (AnalysisError, GeometryError) as exc:
@@ -123,14 +122,29 @@ def _analyze(model, input_size, batch, dtype, strict, rules) -> Analysis:
                 f"(which is given separately): try {size[1:]}"
             ) from exc
         raise
-    itemsize = x.element_size()
-    builder = _RowBuilder(model, itemsize, named)
+    return assemble(result, type(model).__name__, xs, batch, strict, named, _own_parameters(named))
+
+
+def assemble(
+    result: TraceResult,
+    model_type: str,
+    xs: tuple[torch.Tensor, ...],
+    batch: int,
+    strict: bool,
+    named: list[tuple[str, nn.Module]],
+    own: dict[str, list[tuple[str, Any]]],
+) -> Analysis:
+    """The :class:`Analysis` of a trace, for a traced model and for the spec path
+    (:mod:`~cnnlab.analysis.specpath`).  ``own``: each path's parameters (attribute, tensor),
+    each at its first holder; ``named``: the modules, for those no call reached."""
+    x = xs[0]
+    builder = _RowBuilder(model_type, x.element_size(), named, own)
     builder.attribute_functional_uses(result.root, result.used)
     builder.walk(result.root)
     rows = builder.rows + builder.uncalled_rows()
-    totals = _totals(model, result, builder, batch)
+    totals = _totals(result, builder, batch)
     return Analysis(
-        model=type(model).__name__,
+        model=model_type,
         input_shape=tuple(x.shape),
         dtype=str(x.dtype).replace("torch.", ""),
         rows=tuple(rows),
@@ -140,6 +154,19 @@ def _analyze(model, input_size, batch, dtype, strict, rules) -> Analysis:
         output_shapes=result.root.output_shapes,
         input_shapes=tuple(tuple(t.shape) for t in xs),
     )
+
+
+def _own_parameters(named: list[tuple[str, nn.Module]]) -> dict[str, list[tuple[str, Any]]]:
+    """Each parameter at the first module that holds it (shared tensors once)."""
+    own: dict[str, list[tuple[str, Any]]] = {}
+    seen: set[int] = set()
+    for path, module in named:
+        for attr, p in module._parameters.items():
+            if p is None or id(p) in seen:
+                continue
+            seen.add(id(p))
+            own.setdefault(path, []).append((attr, p))
+    return own
 
 
 def _check_size(input_size: Any) -> tuple[int, ...]:
@@ -196,8 +223,14 @@ class _Agg:
 
 
 class _RowBuilder:
-    def __init__(self, model: nn.Module, itemsize: int, named: list[tuple[str, nn.Module]]):
-        self.model = model
+    def __init__(
+        self,
+        model_type: str,
+        itemsize: int,
+        named: list[tuple[str, nn.Module]],
+        own: dict[str, list[tuple[str, Any]]],
+    ):
+        self.model_type = model_type
         self.named = named
         self.itemsize = itemsize
         self.rows: list[Row] = []
@@ -207,15 +240,7 @@ class _RowBuilder:
         self.key_of: dict[int, RowKey] = {}
         self.rfield_of: dict[int, RField | None] = {}
         self.called: set[str] = set()
-        # Each parameter belongs to the first module that holds it (shared tensors once).
-        self.own: dict[str, list[tuple[str, nn.Parameter]]] = {}
-        seen: set[int] = set()
-        for path, module in named:
-            for attr, p in module._parameters.items():
-                if p is None or id(p) in seen:
-                    continue
-                seen.add(id(p))
-                self.own.setdefault(path, []).append((attr, p))
+        self.own = own  # path -> its parameters (attribute, tensor); see _own_parameters
 
     def attribute_functional_uses(self, root: Frame, used: dict[int, Frame]) -> None:
         """Parameters of a module that was never called but whose weights a called module
@@ -388,7 +413,7 @@ class _RowBuilder:
             rows.append(
                 _params_only_row(
                     "(model)",
-                    type(self.model).__name__,
+                    self.model_type,
                     1,
                     None,
                     own_root,
@@ -495,7 +520,7 @@ def _fit_text(fits: list[tuple[Any, bool]]) -> str:
     return ", ".join(parts)
 
 
-def _totals(model: nn.Module, result, builder: _RowBuilder, batch: int) -> Totals:
+def _totals(result, builder: _RowBuilder, batch: int) -> Totals:
     params = result.parameters
     total = sum(p.numel() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)

@@ -23,7 +23,7 @@ from cnnlab.analysis.walk import tensors_in
 if TYPE_CHECKING:
     from cnnlab.analysis.tracer import _Tracer
 
-__all__ = ["ModuleHooks"]
+__all__ = ["ModuleHooks", "close_frame", "open_frame"]
 
 # Turns off every torch-function handler, the tracer's mode included, for metadata reads.
 _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
@@ -51,21 +51,8 @@ class ModuleHooks:
             tracer.stack[0].input_shapes = shapes
             return
         path = self.paths.get(id(module), "?")
-        parent = tracer.stack[-1]
         call = self.calls[path] = self.calls.get(path, 0) + 1
-        frame = Frame(
-            path=path,
-            module=module,
-            parent=parent,
-            depth=path.count(".") + 1,
-            call=call,
-            input_shapes=shapes,
-            sources=tracer.sources_of(tensors),
-        )
-        parent.items.append(frame)
-        tracer.stack.append(frame)
-        if tracer.recording is not None:
-            tracer.recording.open(frame, tensors)
+        open_frame(tracer, path, call, module, tensors, shapes)
 
     def post(self, module: nn.Module, args: Any, output: Any) -> None:
         tracer = self.tracer
@@ -74,15 +61,8 @@ class ModuleHooks:
         frame = tracer.stack[-1]
         if frame.module is not module:  # a forward that raised: the stack is unwound later
             return
-        tracer.stack.pop()
         outs = tensors_in(output)
-        with _NO_TORCH_FUNCTION():
-            frame.output_shapes = tuple(tuple(t.shape) for t in outs)
-        # The producing op knows its output's itemsize; asking the tensor here would be one
-        # more intercepted call per module.
-        rec = tracer.producer.get(id(outs[0])) if outs else None
-        frame.itemsize = rec.itemsize if rec is not None else 0
-        frame.out_info = tracer.info_of(outs[0]) if outs else None
+        close_frame(tracer, frame, outs)
         rule = tracer.rules.module(module)
         if rule is not None:
             frame.override = rule(module, tensors_in(args), output)
@@ -111,3 +91,47 @@ class ModuleHooks:
             register_module_forward_pre_hook(pre),
             register_module_forward_hook(post, always_call=True),
         ]
+
+
+def open_frame(
+    tracer: _Tracer,
+    path: str,
+    call: int,
+    module: nn.Module | None,
+    tensors: list[torch.Tensor],
+    shapes: tuple[tuple[int, ...], ...] | None = None,
+    type_name: str = "",
+) -> Frame:
+    """Open the :class:`Frame` of one module call (``module`` None: a call the spec path
+    describes, :mod:`~cnnlab.analysis.specpath`, named ``type_name``) under the current one."""
+    if shapes is None:
+        with _NO_TORCH_FUNCTION():
+            shapes = tuple(tuple(t.shape) for t in tensors)
+    parent = tracer.stack[-1]
+    frame = Frame(
+        path=path,
+        module=module,
+        parent=parent,
+        depth=path.count(".") + 1,
+        call=call,
+        input_shapes=shapes,
+        sources=tracer.sources_of(tensors),
+        type_name=type_name,
+    )
+    parent.items.append(frame)
+    tracer.stack.append(frame)
+    if tracer.recording is not None:
+        tracer.recording.open(frame, tensors)
+    return frame
+
+
+def close_frame(tracer: _Tracer, frame: Frame, outs: list[torch.Tensor]) -> None:
+    """Close ``frame`` (the current call) on its outputs: their shapes, itemsize and field."""
+    tracer.stack.pop()
+    with _NO_TORCH_FUNCTION():
+        frame.output_shapes = tuple(tuple(t.shape) for t in outs)
+    # The producing op knows its output's itemsize; asking the tensor here would be one
+    # more intercepted call per module.
+    rec = tracer.producer.get(id(outs[0])) if outs else None
+    frame.itemsize = rec.itemsize if rec is not None else 0
+    frame.out_info = tracer.info_of(outs[0]) if outs else None

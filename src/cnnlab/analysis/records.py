@@ -44,7 +44,7 @@ class Frame:
     """One call of one module."""
 
     path: str
-    module: nn.Module
+    module: nn.Module | None  # None for a call the spec path made up (type_name says what)
     parent: Frame | None
     depth: int
     call: int
@@ -57,9 +57,12 @@ class Frame:
     itemsize: int = 0  # bytes per value of the (first) output
     op_counts: dict[str, int] = field(default_factory=dict)
     where: str = ""  # "path (Type)", for messages
+    type_name: str = ""  # the module's class name (from the module unless given)
 
     def __post_init__(self) -> None:
-        self.where = f"{self.path or '(model)'} ({type(self.module).__name__})"
+        if not self.type_name:
+            self.type_name = type(self.module).__name__
+        self.where = f"{self.path or '(model)'} ({self.type_name})"
 
     def add_op(self, rec: OpRecord) -> None:
         rec.n = self.op_counts[rec.name] = self.op_counts.get(rec.name, 0) + 1
@@ -67,7 +70,7 @@ class Frame:
 
     @property
     def type(self) -> str:
-        return type(self.module).__name__
+        return self.type_name
 
     @property
     def has_children(self) -> bool:

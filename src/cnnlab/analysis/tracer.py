@@ -72,7 +72,7 @@ from cnnlab.analysis.walk import map_tensors, shapes_of, storage_owner, tensors_
 from cnnlab.errors import AnalysisError, CnnlabError, GeometryError, ShapeError
 from cnnlab.geometry import Field, check_fit, fit
 
-__all__ = ["AnalysisError", "trace"]
+__all__ = ["AnalysisError", "finish", "start", "trace"]
 
 _REAL_LIMIT = 65_536  # elements: real-only calls up to this size run on real tensors
 
@@ -477,11 +477,7 @@ def trace(
     buffers, held_buffers = _members(named, "_buffers")
     root = Frame(path="", module=model, parent=None, depth=0, call=1)
     xs = x if isinstance(x, tuple) else (x,)
-    tracer = _Tracer(root, strict, rules, xs)
-    tracer.params = {id(p) for p in parameters}
-    tracer.state = tracer.params | {id(b) for b in buffers}
-    for t in xs:
-        tracer._remember(t, Fields(tuple(Field() for _ in range(max(t.dim() - 2, 0)))))
+    tracer = start(root, xs, strict, rules, parameters, buffers)
     own_hooks = any(m._forward_pre_hooks or m._forward_hooks for _, m in named)
     # A model made only of modules whose forwards assign nothing (replay.PURE), with no hooks
     # but ours, changes nothing a trace would have to put back but the random state; and its
@@ -510,6 +506,37 @@ def trace(
         for h in handles:
             h.remove()
         state.restore()
+    return finish(tracer, output, xs, parameters, buffers, replayer)
+
+
+def start(
+    root: Frame,
+    xs: tuple[torch.Tensor, ...],
+    strict: bool,
+    rules: R.RuleTable,
+    parameters: list,
+    buffers: list,
+) -> _Tracer:
+    """The tracer of one trace from ``root`` on the inputs ``xs`` of a model with these
+    parameters and buffers (also what the spec path, :mod:`~cnnlab.analysis.specpath`, drives)."""
+    tracer = _Tracer(root, strict, rules, xs)
+    tracer.params = {id(p) for p in parameters}
+    tracer.state = tracer.params | {id(b) for b in buffers}
+    for t in xs:
+        tracer._remember(t, Fields(tuple(Field() for _ in range(max(t.dim() - 2, 0)))))
+    return tracer
+
+
+def finish(
+    tracer: _Tracer,
+    output: Any,
+    xs: tuple[torch.Tensor, ...],
+    parameters: list,
+    buffers: list,
+    replayer: Any = None,
+) -> TraceResult:
+    """The :class:`TraceResult` of a trace that returned ``output``."""
+    root = tracer.stack[0]
     root.output_shapes = shapes_of(output)
     outs = tensors_in(output)
     root.out_info = tracer.info_of(outs[0]) if outs else None

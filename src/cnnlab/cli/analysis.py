@@ -103,11 +103,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 # ----------------------------------------------------------------------------------- summary
 
 
-def build_for_analysis(text: str, input_text: str | None, classes: int | None, options) -> Any:
+def build_for_analysis(
+    text: str, input_text: str | None, classes: int | None, options, plan: bool = False
+) -> Any:
     """Build TARGET for analysis: zoo and spec models on the meta device (no weights are
     allocated or initialised), user files as their code builds them.  A builder that cannot
     run on the meta device (one that computes with its own initial values) is built on the
-    CPU instead."""
+    CPU instead.  ``plan=True``: a zoo model or spec that is one spec is not built at all
+    (its Target has the plan, for :func:`~cnnlab.analysis.analyze_spec`)."""
     from cnnlab.analysis.meta import build_on_meta
     from cnnlab.zoo.target import load_target, parse_input_size, parse_options
 
@@ -125,6 +128,10 @@ def build_for_analysis(text: str, input_text: str | None, classes: int | None, o
     kwargs = {"input_size": size, "num_classes": classes, "options": opts}
     if ".py" in text:
         return load_target(text, **kwargs)
+    if plan:
+        target = load_target(text, **kwargs, plan=True)
+        if target.plan is not None:
+            return target
     try:
         return build_on_meta(load_target, text, **kwargs)
     except CnnlabError:
@@ -147,7 +154,7 @@ def _dtypes(text: str, n: int) -> list:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from cnnlab.analysis import analyze
+    from cnnlab.analysis import analyze, analyze_spec
     from cnnlab.analysis.render import _convention_lines, check_columns, render, rich_table
     from cnnlab.zoo.target import parse_input_size
 
@@ -160,18 +167,27 @@ def _summary(args: argparse.Namespace) -> int:
         raise CnnlabError(
             f"--input given {len(inputs)} times: only file.py:factory models take several inputs"
         )
-    target = build_for_analysis(
-        args.target, inputs[0] if inputs else None, args.classes, args.option
-    )
+    given = (args.target, inputs[0] if inputs else None, args.classes, args.option)
+    # A zoo model or spec is analysed from its spec, without building it (the spec path).
+    target = build_for_analysis(*given, plan=len(inputs) <= 1)
     sizes = [target.input_size] + [parse_input_size(text) for text in inputs[1:]]
     dtypes = _dtypes(args.dtype, len(sizes))
-    result = analyze(
-        target.model,
-        sizes if len(sizes) > 1 else sizes[0],
-        batch=args.batch,
-        dtype=dtypes if len(dtypes) > 1 else dtypes[0],
-        strict=args.strict,
-    )
+    if target.plan is not None:
+        result = analyze_spec(
+            target.plan,
+            batch=args.batch,
+            dtype=dtypes[0],
+            strict=args.strict,
+            build=lambda: build_for_analysis(*given).model,
+        )
+    else:
+        result = analyze(
+            target.model,
+            sizes if len(sizes) > 1 else sizes[0],
+            batch=args.batch,
+            dtype=dtypes if len(dtypes) > 1 else dtypes[0],
+            strict=args.strict,
+        )
     width = _table_width(args.width)
     columns = check_columns(args.columns.split(",")) if args.columns else None
     if args.format == "table" and sys.stdout.isatty():

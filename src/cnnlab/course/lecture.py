@@ -26,9 +26,10 @@ from cnnlab.analysis.core import analyze
 from cnnlab.analysis.meta import build_on_meta
 from cnnlab.analysis.render import lecture_lines, lecture_number
 from cnnlab.analysis.result import Analysis
+from cnnlab.analysis.specpath import analyze_spec
 from cnnlab.errors import CnnlabError, GeometryError
 from cnnlab.geometry import check_fit, fit, same_padding
-from cnnlab.zoo import create_model, model_info
+from cnnlab.zoo import create_model, model_info, model_spec
 
 __all__ = ["TABLES", "LectureRow", "LectureTable", "lecture_tables", "render_tables"]
 
@@ -70,8 +71,11 @@ def _build(name: str, **options: Any) -> nn.Module:
 
 
 def _analyze(name: str, **options: Any) -> Analysis:
-    size = options.pop("input_size_chw", None) or model_info(name).input_size
-    return analyze(_build(name, **options), size)
+    """The analysis of a zoo model: from its spec (not built), as ``cnnlab summary``."""
+    plan = model_spec(name, **options)
+    if plan is None:
+        return analyze(_build(name, **options), model_info(name).input_size)
+    return analyze_spec(plan, build=lambda: _build(name, **options))
 
 
 def _status(ours: str, lecture: str) -> str:

@@ -58,6 +58,7 @@ __all__ = [
     "AdaptiveAvgPool",
     "BatchNorm",
     "Branch",
+    "BuildPlan",
     "Conv",
     "Dropout",
     "Flatten",
@@ -78,11 +79,16 @@ __all__ = [
     "format_spec",
     "layer_text",
     "lecture_pattern",
+    "not_a_spec",
     "parse_spec",
+    "plan_build",
     "spec_from_module",
 ]
 
-_LAZY = {"build_spec": "cnnlab.notation.build", "SpecNet": "cnnlab.notation.build"}
+_LAZY = {
+    name: "cnnlab.notation.build"
+    for name in ("BuildPlan", "SpecNet", "build_spec", "not_a_spec", "plan_build")
+}
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

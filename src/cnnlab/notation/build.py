@@ -8,6 +8,11 @@ first forward pass.
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
 from torch import nn
 
 from cnnlab.errors import SpecError
@@ -16,7 +21,10 @@ from cnnlab.notation.kinds import Softmax
 from cnnlab.notation.parser import parse_with_counts
 from cnnlab.notation.spec import Spec
 
-__all__ = ["INITS", "BranchModule", "SpecNet", "build_spec"]
+__all__ = [
+    "INITS", "BranchModule", "BuildPlan", "PlannedBuild", "SpecNet", "build_spec", "not_a_spec",
+    "plan_build",
+]  # fmt: skip
 
 INITS = ("he", "torch")
 _KEYWORDS = ("in_channels", "input_size", "num_classes", "init")
@@ -102,8 +110,11 @@ def build_spec(
         raise SpecError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     if num_classes is not None:
         spec = spec.with_num_classes(num_classes)
+    steps = spec.infer(in_channels, input_size)
+    if _PLANNING.get():
+        raise PlannedBuild(BuildPlan(spec, in_channels, steps[0].input[1:]))  # type: ignore[arg-type]
     net = SpecNet(ends_with_softmax=spec.ends_with_softmax)
-    for step in spec.infer(in_channels, input_size):
+    for step in steps:
         if isinstance(step.layer, Softmax):
             continue
         try:
@@ -117,3 +128,65 @@ def build_spec(
     if init == "he":
         apply_init(net, "he")
     return net
+
+
+# -------------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a builder would build, without building it: the network's :class:`Spec` (with
+    its ``num_classes`` applied), its input's channels and ``(H, W)`` (None: not given), and
+    the class name of the model it would return (a zoo family's, e.g. ``LeNet5``)."""
+
+    spec: Spec
+    in_channels: int
+    input_size: tuple[int, int] | tuple[None, None]
+    type_name: str = "SpecNet"
+
+    def named(self, cls: type) -> BuildPlan:
+        """The same plan for a model of class ``cls`` (holding the built modules)."""
+        return replace(self, type_name=cls.__name__)
+
+
+class PlannedBuild(Exception):  # noqa: N818 - not an error
+    """Raised by build_spec under plan_build, carrying the plan out of the builder; a
+    builder that puts the modules into a class of its own catches it to name that class."""
+
+    def __init__(self, plan: BuildPlan):
+        super().__init__(plan)
+        self.plan = plan
+
+
+class _NotASpec(Exception):  # noqa: N818 - the builder makes more than its spec
+    pass
+
+
+# Set while plan_build runs a builder: build_spec then stops with the plan instead of building.
+_PLANNING: contextvars.ContextVar[bool] = contextvars.ContextVar("cnnlab_planning", default=False)
+
+
+def plan_build(builder: Callable[..., Any], *args: Any, **kwargs: Any) -> BuildPlan | None:
+    """The :class:`BuildPlan` of ``builder(*args, **kwargs)``: the builder runs its checks of
+    the arguments (raising what it raises) up to its :func:`build_spec` call, which returns
+    the spec it would build instead of building it.  None when the builder does more than
+    build one spec (it called :func:`not_a_spec`) or builds without the notation.  So
+    whatever a builder does after ``build_spec`` must only set values (initialisation), never
+    change the structure or parameter counts; a builder that would calls ``not_a_spec``."""
+    token = _PLANNING.set(True)
+    try:
+        builder(*args, **kwargs)
+    except PlannedBuild as done:
+        return done.plan
+    except _NotASpec:
+        return None
+    finally:
+        _PLANNING.reset(token)
+    return None
+
+
+def not_a_spec() -> None:
+    """Called by a builder whose model is more than the spec it builds (GoogLeNet's auxiliary
+    heads): under :func:`plan_build` it stops the builder, which then has no plan."""
+    if _PLANNING.get():
+        raise _NotASpec

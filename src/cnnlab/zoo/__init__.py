@@ -17,6 +17,8 @@ from cnnlab.zoo._registry import REGISTRY, ModelInfo, Registry
 if TYPE_CHECKING:
     from torch import nn
 
+    from cnnlab.notation import BuildPlan
+
 __all__ = [
     "FAMILIES",
     "REGISTRY",
@@ -25,6 +27,7 @@ __all__ = [
     "create_model",
     "list_models",
     "model_info",
+    "model_spec",
 ]
 
 # The family modules, in the lecture's order.  ``target`` (turning the user's text into a model)
@@ -75,3 +78,17 @@ def create_model(
     if in_channels is not None:
         kwargs["in_channels"] = in_channels
     return info.create(**kwargs)
+
+
+def model_spec(
+    name: str, num_classes: int | None = None, in_channels: int | None = None, **options: Any
+) -> BuildPlan | None:
+    """What :func:`create_model` with these arguments would build, without building it: a
+    :class:`~cnnlab.notation.BuildPlan` (the model's spec with its options applied, its input
+    and its class name), or None for a model that is more than one spec (GoogLeNet with
+    ``aux_logits=True``).  The arguments are checked as ``create_model`` checks them.  Every
+    family's builders only initialise values after building their spec, so the plan has the
+    model's structure and parameter counts exactly (the test suite compares the two)."""
+    from cnnlab.notation.build import plan_build
+
+    return plan_build(create_model, name, num_classes, in_channels, **options)

@@ -18,6 +18,7 @@ from torch import nn
 from cnnlab import geometry
 from cnnlab.errors import CnnlabError, check_int
 from cnnlab.notation import build_spec
+from cnnlab.notation.build import PlannedBuild
 
 __all__ = ["build", "check_choice", "check_count", "checked_input", "input_hw", "too_small"]
 
@@ -102,5 +103,9 @@ def build(
                          init="torch")  # fmt: skip
     except geometry.VanishingVolume as v:
         raise too_small(model, v, hw, native) from None
+    except PlannedBuild as planned:  # under plan_build: the plan is of the family's class
+        if into is not None:
+            planned.plan = planned.plan.named(into)
+        raise
     # _modules, not named_children(): a module registered twice would be listed once.
     return net if into is None else into(OrderedDict(net._modules))

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from cnnlab import geometry
-from cnnlab.notation import SpecNet, parse_spec
+from cnnlab.notation import SpecNet, not_a_spec, parse_spec
 from cnnlab.notation.spec import smallest_input
 from cnnlab.zoo._common import build, checked_input, too_small
 from cnnlab.zoo._registry import REGISTRY
@@ -166,6 +166,8 @@ def googlenet(
     of :func:`googlenet_text`, a :class:`~cnnlab.notation.SpecNet`; with ``aux_logits`` a
     :class:`GoogLeNet` holding the same modules and the two heads."""
     hw = checked_input("googlenet", num_classes, in_channels, input_size, _NATIVE)
+    if aux_logits:
+        not_a_spec()  # the heads are more modules than the trunk's spec
     text = googlenet_text()
     trunk = build("googlenet", text, in_channels=in_channels, hw=hw, native=_NATIVE,
                   num_classes=num_classes)  # fmt: skip

@@ -22,13 +22,15 @@ _MAX_SIDE = 2**31 - 1  # torch indexes a dimension with 32-bit integers in its k
 class Target:
     """A model the user named, built, with what we know about it."""
 
-    model: Any  # torch.nn.Module
+    model: Any  # torch.nn.Module (None when only planned: see ``plan``)
     kind: str  # "zoo", "spec" or "file"
     label: str  # what to call it in headings
     input_size: tuple[int, ...]  # one example's shape it was built for: (C, H, W) for images
     info: Any = None  # ModelInfo for zoo models
     spec_text: str | None = None  # normalized notation for spec models
     options: dict[str, Any] | None = None  # the zoo options it was built with, typed
+    # load_target(plan=True): what would be built (notation.BuildPlan), with model None
+    plan: Any = None
 
 
 def parse_input_size(text: str, what: str = "--input") -> tuple[int, ...]:
@@ -150,16 +152,21 @@ def load_target(
     input_size: tuple[int, ...] | None = None,
     num_classes: int | None = None,
     options: dict[str, Any] | None = None,
+    plan: bool = False,
 ) -> Target:
     """Build what ``text`` names: a registered model, ``file.py:factory``, or a spec.
 
     ``input_size`` is one example's shape.  Zoo models and specs take an image: (C, H, W),
     (H, W) or (S,) for a square; it is passed to builders that size their layers from it
     (``input_size=(H, W)``, ``in_channels=C``).  A file's model takes any shape, as given.
+    ``plan=True``: a zoo model or spec is not built where its builder reduces to one spec
+    (:func:`~cnnlab.notation.plan_build`): the Target's ``plan`` says what it would be, and
+    its ``model`` is None (the same checks and errors as building).
     """
     import torch
     from torch import nn
 
+    from cnnlab.notation import plan_build
     from cnnlab.zoo import create_model, list_models, model_info
 
     options = dict(options or {})
@@ -196,10 +203,11 @@ def load_target(
         kwargs = dict(typed)
         if hw is not None:
             kwargs["input_size"] = hw
-        model = create_model(text, num_classes=num_classes, in_channels=channels, **kwargs)
         c = channels or info.input_size[0]
         size = (c, *hw) if hw is not None else info.input_size
-        return Target(model, "zoo", info.name, size, info=info, options=typed)  # type: ignore[arg-type]
+        planned = plan_build(create_model, text, num_classes, channels, **kwargs) if plan else None
+        model = None if planned else create_model(text, num_classes, channels, **kwargs)
+        return Target(model, "zoo", info.name, size, info=info, options=typed, plan=planned)  # type: ignore[arg-type]
 
     from cnnlab.notation import build_spec, format_spec, parse_spec
 
@@ -213,5 +221,7 @@ def load_target(
         raise CnnlabError(f"--option applies to zoo models, not to a spec: {sorted(options)}")
     c = channels or _DEFAULT_SPEC_INPUT[0]
     hw = hw or _DEFAULT_SPEC_INPUT[1:]
-    model = build_spec(spec, in_channels=c, input_size=hw, num_classes=num_classes)
-    return Target(model, "spec", "spec", (c, *hw), spec_text=format_spec(spec))
+    build = {"in_channels": c, "input_size": hw, "num_classes": num_classes}
+    planned = plan_build(build_spec, spec, **build) if plan else None
+    model = None if planned else build_spec(spec, **build)
+    return Target(model, "spec", "spec", (c, *hw), spec_text=format_spec(spec), plan=planned)
