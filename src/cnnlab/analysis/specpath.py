@@ -63,6 +63,18 @@ def analyze_spec(
     the model where the spec path cannot describe a layer (default: ``build_spec`` on the
     meta device), analysed then by the module path.
     """
+    # No cyclic-GC passes (as in analyze()), from the start: the first allocations after a
+    # plan of a deep network (its objects all young) would set off a full pass.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze_spec(spec, in_channels, input_size, model, batch, dtype, strict, build)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _analyze_spec(spec, in_channels, input_size, model, batch, dtype, strict, build) -> Analysis:
     if isinstance(spec, BuildPlan):
         spec, in_channels, input_size, model = (
             spec.spec, spec.in_channels, spec.input_size, spec.type_name
@@ -78,13 +90,7 @@ def analyze_spec(
     steps = spec.infer(in_channels, hw)  # the build's checks and errors, before any tensor
     if not describes(spec):
         return _module_path(spec, in_channels, hw, model, batch, dtype, strict, build)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # as in analyze(): no cyclic-GC passes among the many small objects
-    try:
-        return _run(steps, in_channels, hw, model, batch, dtype, strict)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    return _run(steps, in_channels, hw, model, batch, dtype, strict)
 
 
 def _checked_hw(input_size: Any) -> tuple[int, int]:

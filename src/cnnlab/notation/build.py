@@ -9,6 +9,7 @@ first forward pass.
 from __future__ import annotations
 
 import contextvars
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -174,6 +175,9 @@ def plan_build(builder: Callable[..., Any], *args: Any, **kwargs: Any) -> BuildP
     whatever a builder does after ``build_spec`` must only set values (initialisation), never
     change the structure or parameter counts; a builder that would calls ``not_a_spec``."""
     token = _PLANNING.set(True)
+    # No cyclic-GC passes while the text is parsed (many small objects), as in analyze().
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         builder(*args, **kwargs)
     except PlannedBuild as done:
@@ -182,6 +186,8 @@ def plan_build(builder: Callable[..., Any], *args: Any, **kwargs: Any) -> BuildP
         return None
     finally:
         _PLANNING.reset(token)
+        if gc_was_enabled:
+            gc.enable()
     return None
 
 
