@@ -93,6 +93,20 @@ def test_notation_strings(text, batch, dtype):
     assert spec_path.model == "SpecNet"
 
 
+def test_the_default_dtype_makes_parameters_and_buffers_as_modules_do():
+    text = "conv3-8-bn-relu-subsample-gap-fc-2"
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        spec_path = analyze_spec(text, 3, 16)
+        net = build_on_meta(build_spec, text, in_channels=3, input_size=16)
+        module_path = analyze(net, (3, 16, 16))
+    finally:
+        torch.set_default_dtype(before)
+    assert differences(spec_path, module_path) == []
+    assert spec_path.totals.param_bytes == 8 * spec_path.totals.params
+
+
 def test_the_comparison_sees_a_single_different_field():
     a = analyze_spec("conv3-8-relu-gap-fc-2", 3, 16)
     rows = list(a.rows)

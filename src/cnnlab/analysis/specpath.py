@@ -162,7 +162,8 @@ class SpecRun:
                 out.append(p)
         return out
 
-    def buffer(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def buffer(self, shape: Sequence[int], dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A buffer of the module being made (``dtype`` None: the default, as modules make)."""
         with _NO_TORCH_FUNCTION():
             b = torch.empty(tuple(shape), dtype=dtype, device="meta")
         self.buffers.append(b)
