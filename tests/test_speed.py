@@ -4,6 +4,7 @@ speed benchmarks' own scripts run for real (their quick modes)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -61,6 +62,63 @@ def test_auto_precision_on_the_cpu_is_the_measured_choice():
     assert where.channels_last == (choice == "bf16")  # NHWC goes with oneDNN's bf16 convs
     assert placement("cpu", "fp32").precision == "fp32"
     assert matmul_gflops(torch.float32, 128, 2) > 0
+
+
+@pytest.fixture
+def fresh_precision(tmp_path, monkeypatch):
+    """cpu_precision with an empty user cache in ``tmp_path`` (and its in-process memo
+    cleared before and after, so that other tests see this machine's own choice)."""
+    from cnnlab.train import device
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    device.cpu_precision.cache_clear()
+    yield device, tmp_path / "cnnlab" / device.PRECISION_FILE
+    device.cpu_precision.cache_clear()
+
+
+def test_the_measured_precision_is_remembered_for_the_next_process(fresh_precision, monkeypatch):
+    device, path = fresh_precision
+    real = cpu_info()
+    fake = dataclasses.replace(real, model="Test CPU 9000", flags=("avx512f", "avx512_bf16"))
+    monkeypatch.setattr(device, "cpu_info", lambda: fake)
+    other = {"some other machine": {"precision": "fp32", "reason": "its own"}}
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(other))
+    choice, why = device.cpu_precision()  # measured (the probe runs on any CPU) and written
+    assert " ms in bf16 vs " in why and str(path) in why
+    saved = json.loads(path.read_text())
+    (key,) = [k for k in saved if "Test CPU 9000" in k]
+    assert (
+        saved[key]["precision"] == choice
+        and saved["some other machine"] == other["some other machine"]
+    )  # the other machine's choice is kept
+    assert torch.__version__ in key and str(_BF16_GAIN) in key  # a new torch measures again
+
+    # The next process reads the choice instead of measuring: shown by an edited one.
+    flipped = {"fp32": "bf16", "bf16": "fp32"}[choice]
+    saved[key] = {"precision": flipped, "reason": "Test CPU 9000: edited by the test"}
+    path.write_text(json.dumps(saved))
+    device.cpu_precision.cache_clear()
+    assert device.cpu_precision() == (
+        flipped,
+        f"Test CPU 9000: edited by the test; remembered in {path}",
+    )
+    assert device.placement("cpu").precision == flipped
+
+    # A damaged file is measured again and rewritten, never trusted.
+    path.write_text('{"' + key[:20])
+    device.cpu_precision.cache_clear()
+    assert " ms in bf16 vs " in device.cpu_precision()[1]
+    assert key in json.loads(path.read_text())
+
+
+def test_a_cpu_without_bf16_is_fp32_with_nothing_measured_or_written(fresh_precision, monkeypatch):
+    device, path = fresh_precision
+    fake = dataclasses.replace(cpu_info(), model="Test CPU 100", flags=("avx2", "fma"))
+    monkeypatch.setattr(device, "cpu_info", lambda: fake)
+    choice, why = device.cpu_precision()
+    assert choice == "fp32" and "no bf16 instructions" in why and " ms " not in why
+    assert not path.exists()
 
 
 class _Mirrored(nn.Module):

@@ -5,7 +5,7 @@ a CPU the right choice depends on the CPU, so it is chosen per machine by
 :func:`cpu_precision`: by what the CPU has (without bf16 instructions bf16 autocast trained
 about 8x slower than fp32 on an AVX2-only AMD machine) and, where it has them, by a short
 measurement (a one-thread training step of two small conv-BN-ReLU layers in both
-precisions, about 0.5 s, once per process), because the instructions alone do not tell:
+precisions, about 0.5 s, once per machine), because the instructions alone do not tell:
 measured for cnnlab, bf16 trained 1.5-2.9x faster on an Intel machine with AMX-BF16 and
 2.2x faster on an AMD EPYC with AVX-512 BF16 and no AMX, while on an AVX-512-BF16 Xeon
 without AMX a bf16 matmul was slower than fp32.  channels_last is on for CUDA (tensor-core
@@ -15,9 +15,11 @@ NHWC; in fp32 it slowed a small net and helped large ones).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,6 +183,12 @@ def _probe_net() -> torch.nn.Module:
     )  # fmt: skip
 
 
+# What the remembered choice is keyed by, beside the CPU and torch: a change to the probe or
+# to the threshold measures again.
+_PROBE = f"conv3-bn-relu x2, 32->64->64 at 14x14, batch 32, one thread; bf16 at >= {_BF16_GAIN}x"
+PRECISION_FILE = "cpu-precision.json"
+
+
 @functools.cache
 def cpu_precision() -> tuple[str, str]:
     """The CPU precision this machine trains fastest in, and why: ``("fp32" | "bf16",
@@ -188,11 +196,90 @@ def cpu_precision() -> tuple[str, str]:
     slower).  With them (AVX-512 BF16 or AMX-BF16), a short measurement: bf16 when a
     training step of two small conv layers (:func:`train_step_seconds`, on one thread) is at
     least ``_BF16_GAIN`` times faster than fp32's, interleaved over three rounds (the best
-    of each), so that a busy machine slows both alike.  Distributed ranks use rank 0's
-    choice."""
+    of each), so that a busy machine slows both alike.
+
+    The measurement is made once per machine and remembered in the user cache
+    (``$XDG_CACHE_HOME/cnnlab/cpu-precision.json``, keyed by the CPU, its flags, torch's
+    version and the probe): two runs of one command on one machine then compute alike (a
+    tie measured on a busy machine once sent two runs of a test to different precisions),
+    and later processes skip the probe.  Delete the file to measure again.  Distributed
+    ranks use rank 0's choice."""
     info = cpu_info()
     if not info.has_bf16:
         return "fp32", f"{info.model}: no bf16 instructions (avx512_bf16 / amx_bf16)"
+    key = f"{info.describe()}; torch {torch.__version__}; {_PROBE}"
+    path = _precision_file()
+    known = _remembered(path).get(key)
+    if known is None:
+        with _locked(path.with_name(path.name + ".lock")):  # one process measures at a time
+            known = _remembered(path).get(key)  # another one may have, meanwhile
+            if known is None:
+                choice, reason = _measure_precision(info)
+                known = _remember(path, key, {"precision": choice, "reason": reason})
+    return known["precision"], f"{known['reason']}; remembered in {path}"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created), held for the block; without one (a folder
+    that cannot be written, no ``fcntl``) the block runs unlocked."""
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")  # noqa: SIM115
+    except (ImportError, OSError):
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _precision_file() -> Path:
+    from cnnlab.data.locate import user_cache_dir
+
+    return user_cache_dir() / PRECISION_FILE
+
+
+def _remembered(path: Path) -> dict:
+    """The choices remembered in ``path`` by machine key (none when it is missing or not
+    what this module wrote: the cache is rebuilt, never trusted blindly)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        k: v
+        for k, v in data.items()
+        if isinstance(v, dict)
+        and v.get("precision") in ("fp32", "bf16")
+        and isinstance(v.get("reason"), str)
+    }
+
+
+def _remember(path: Path, key: str, value: dict) -> dict:
+    """Add ``key: value`` to the choices in ``path`` (atomically, its folder made); returns
+    ``value``.  A cache that cannot be written is no error: the choice is then this
+    process's alone."""
+    import json
+
+    from cnnlab._io import atomic_write_text
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({**_remembered(path), key: value}, indent=1) + "\n")
+    except OSError:
+        pass
+    return value
+
+
+def _measure_precision(info: CpuInfo) -> tuple[str, str]:
+    """(choice, reason) from the one-thread probe of :func:`cpu_precision`."""
     # On one thread: with two, a core busy with another process stalls every parallel
     # region (a step took 300 ms instead of 13-25 in both precisions, a tie), while one
     # thread's ratio held at 1.9-2.0x on the same busy machine.
