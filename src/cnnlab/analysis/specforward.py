@@ -4,10 +4,13 @@
 Each function makes the module's parameters and buffers (the shapes its constructor gives
 them), opens its call, runs the torch calls its ``forward`` runs, with the same arguments as
 the constructor stores them (``nn.Conv2d`` keeps pairs, ``nn.MaxPool2d`` what it was given),
-under the tracer, and closes the call: so the trace records exactly what tracing the built
-module records.  They mirror ``module()`` of :mod:`cnnlab.notation.kinds` and the forwards of
-torch and :mod:`cnnlab.layers` (torch 2.x); a forward that changes there must change here, and
-the test that compares both paths over the zoo says where.
+each handed to the tracer with ``run.op`` (or ``run.leaf``) as the function object PyTorch's
+dispatch would hand its mode (``x + y`` is ``torch.Tensor.add``), and closes the call: so the
+trace records exactly what tracing the built module records.  A torch call made here without
+``run.op`` would run untraced (on meta tensors, silently uncounted).  They mirror
+``module()`` of :mod:`cnnlab.notation.kinds` and the forwards of torch and
+:mod:`cnnlab.layers` (torch 2.x); a forward that changes there must change here, and the test
+that compares both paths over the zoo says where.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from cnnlab.notation.group import Group
 from cnnlab.notation.spec import Spec
 
 __all__ = ["FORWARDS", "describes", "sequence"]
+
+_T = torch.Tensor
 
 
 def sequence(run, steps, prefix: str, x: torch.Tensor) -> torch.Tensor:
@@ -68,8 +73,8 @@ def batch_norm(run, path, x, c, eps=1e-5, momentum=0.1, affine=True, cls=nn.Batc
     mean, var = run.buffer((c,)), run.buffer((c,))
     count = run.buffer((), torch.long)
     frame = run.enter(path, cls, x)
-    count.add_(1)  # _BatchNorm.forward counts the batch (training, running statistics)
-    y = F.batch_norm(x, mean, var, w, b, True, momentum, eps)
+    run.op(_T.add_, count, 1)  # _BatchNorm.forward counts the batch (training, statistics)
+    y = run.op(F.batch_norm, x, mean, var, w, b, True, momentum, eps)
     return run.leave(frame, cls, x, y)
 
 
@@ -103,8 +108,9 @@ def _conv(run, layer: K.Conv, path, shape, x):
     w, b = run.params(path, weight=(pairs, kh, kw), bias=(out,) if layer.bias else None)
     cls = L.ConnectionTableConv2d
     frame = run.enter(path, cls, x)
-    dense = w.new_zeros(out * c, kh, kw).index_copy(0, index, w).view(out, c, kh, kw)
-    y = F.conv2d(x, dense, b, layer.stride, layer.padding)
+    zeros = run.op(_T.new_zeros, w, out * c, kh, kw)
+    dense = run.op(_T.view, run.op(_T.index_copy, zeros, 0, index, w), out, c, kh, kw)
+    y = run.op(F.conv2d, x, dense, b, layer.stride, layer.padding)
     module = SimpleNamespace(kernel_size=(kh, kw), connections=pairs, bias=b)
     return run.leave(frame, cls, x, y, module)
 
@@ -120,7 +126,10 @@ def _subsample(run, layer: K.Subsample, path, shape, x):
     k, s = layer.kernel[0], layer.stride[0]  # type: ignore[index]
     w, b = run.params(path, weight=(shape[0],), bias=(shape[0],))
     frame = run.enter(path, L.Subsampling, x)
-    y = F.avg_pool2d(x, k, s) * (w * (k * k)).view(-1, 1, 1) + b.view(-1, 1, 1)
+    op = run.op  # F.avg_pool2d(x, k, s) * (w * (k * k)).view(-1, 1, 1) + b.view(-1, 1, 1)
+    pooled = op(F.avg_pool2d, x, k, s)
+    scaled = op(_T.mul, pooled, op(_T.view, op(_T.mul, w, k * k), -1, 1, 1))
+    y = op(_T.add, scaled, op(_T.view, b, -1, 1, 1))
     return run.leave(frame, L.Subsampling, x, y)
 
 
@@ -151,7 +160,8 @@ def _activation(run, layer: K.Activation, path, shape, x):
     if layer.fn == "stanh":
         amplitude, slope = (float(v) for v in _STANH)  # type: ignore[union-attr]
         frame = run.enter(path, L.ScaledTanh, x)
-        return run.leave(frame, L.ScaledTanh, x, amplitude * torch.tanh(slope * x))
+        y = run.op(_T.mul, run.op(torch.tanh, run.op(_T.mul, x, slope)), amplitude)
+        return run.leave(frame, L.ScaledTanh, x, y)  # amplitude * torch.tanh(slope * x)
     cls, fn = {"tanh": (nn.Tanh, torch.tanh), "sigmoid": (nn.Sigmoid, torch.sigmoid)}[layer.fn]
     return run.leaf(path, cls, x, fn, x)
 
@@ -207,7 +217,7 @@ def _inception(run, layer: Inception, path, shape, x):
         _sequential(run, f"{path}.{name}", x, lambda x, p=f"{path}.{name}", f=body: f(p, x))
         for name, body in branches
     ]
-    return run.leave(frame, L.Inception, x, torch.cat(outs, dim=1))
+    return run.leave(frame, L.Inception, x, run.op(torch.cat, outs, dim=1))
 
 
 def _shortcut(run, path, x, c_in, c_out, stride, kind):
@@ -217,9 +227,10 @@ def _shortcut(run, path, x, c_in, c_out, stride, kind):
         if not changes:
             return x
         frame = run.enter(path, L.ZeroPadShortcut, x)
-        y = x[:, :, ::stride, ::stride] if stride > 1 else x
+        every = slice(None, None, stride)  # x[:, :, ::stride, ::stride]
+        y = run.op(_T.__getitem__, x, (slice(None), slice(None), every, every)) if stride > 1 else x
         extra = c_out - c_in
-        y = F.pad(y, (0, 0, 0, 0, 0, extra)) if extra else y
+        y = run.op(F.pad, y, (0, 0, 0, 0, 0, extra)) if extra else y
         return run.leave(frame, L.ZeroPadShortcut, x, y)
     if kind == "B" and not changes:
         return x
@@ -252,7 +263,7 @@ def _residual(run, layer: Residual, path, shape, x):
         y = conv_bn(2, y, p, p, 3, 1)
     identity = _shortcut(run, f"{path}.downsample", x, c, out, s, layer.shortcut)
     last = f"{path}.relu{3 if layer.bottleneck else 2}"
-    return run.leave(frame, cls, x, relu(run, last, y + identity))
+    return run.leave(frame, cls, x, relu(run, last, run.op(_T.add, y, identity)))
 
 
 def _group(run, layer: Group, path, shape, x):
@@ -275,11 +286,11 @@ def _branch(run, layer: Branch, path, shape, x):
         inner = run.enter(f"{path}.path{i}", SpecNet, x)
         outs.append(run.leave(inner, SpecNet, x, sequence(run, steps, f"{path}.path{i}", x)))
     if layer.merge == "cat":
-        y = torch.cat(outs, dim=1)
+        y = run.op(torch.cat, outs, dim=1)
     else:
         y = outs[0]
         for o in outs[1:]:
-            y = y + o
+            y = run.op(_T.add, y, o)
     return run.leave(frame, BranchModule, x, y)
 
 

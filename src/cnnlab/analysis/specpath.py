@@ -6,7 +6,8 @@ PyTorch's constructors) and traces the forward through module hooks.  For a netw
 notation the modules are known from the spec, so :func:`analyze_spec` makes up what the trace
 would record instead: for each layer it opens the module call's :class:`Frame` itself and runs
 that module's forward code (:mod:`~cnnlab.analysis.specforward`: the same torch calls with the
-same arguments, on shape-only parameters) under the same tracer, then hands the tree to the
+same arguments, on shape-only parameters), handing each call to the same tracer as its mode
+would (:meth:`SpecRun.op`, without PyTorch's dispatch), then hands the tree to the
 same :func:`~cnnlab.analysis.core.assemble`.  So the rules, rows, totals, fields and memory
 have one implementation, and the result equals the module path's, field by field (the test
 suite compares them over the whole zoo).
@@ -35,8 +36,6 @@ from cnnlab.errors import CnnlabError, check_int
 from cnnlab.notation import BuildPlan, Spec, parse_spec
 
 __all__ = ["SpecRun", "analyze_spec"]
-
-_NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 
 
 def analyze_spec(
@@ -127,7 +126,10 @@ def _run(steps, in_channels, hw, model, batch, dtype, strict) -> Analysis:
     root = Frame(path="", module=None, parent=None, depth=0, call=1, type_name=model)
     root.input_shapes = (tuple(x.shape),)
     run = SpecRun(start(root, (x,), strict, R.DEFAULT_RULES, [], []))
-    with run.tracer, torch.no_grad():
+    # The tracer's mode is not entered: each torch call of the forwards is handed to it
+    # directly (SpecRun.op), as the mode would hand it, without PyTorch's dispatch to Python
+    # (3-15 us a call) and with plain reads of the tensors' shapes in between.
+    with torch.no_grad():
         y = sequence(run, steps, "", x)
     result = finish(run.tracer, y, (x,), run.parameters, run.buffers)
     return assemble(result, model, (x,), batch, strict, [], run.own)
@@ -139,6 +141,7 @@ class SpecRun:
 
     def __init__(self, tracer: Any):
         self.tracer = tracer
+        self.handle = tracer.__torch_function__
         self.modules = tracer.rules.modules
         self.parameters: list[nn.Parameter] = []
         self.buffers: list[torch.Tensor] = []
@@ -149,23 +152,22 @@ class SpecRun:
         (a None shape: the module registers None there, e.g. a conv without bias)."""
         out: list[nn.Parameter | None] = []
         tracer = self.tracer
-        with _NO_TORCH_FUNCTION():  # made outside the trace: not forward allocations
-            for attr, shape in shapes.items():
-                if shape is None:
-                    out.append(None)
-                    continue
-                p = nn.Parameter(torch.empty(tuple(shape), device="meta"))
-                self.parameters.append(p)
-                self.own.setdefault(path, []).append((attr, p))
-                tracer.params.add(id(p))
-                tracer.state.add(id(p))
-                out.append(p)
+        # (made outside the trace, which sees only calls given to op(): not allocations)
+        for attr, shape in shapes.items():
+            if shape is None:
+                out.append(None)
+                continue
+            p = nn.Parameter(torch.empty(tuple(shape), device="meta"))
+            self.parameters.append(p)
+            self.own.setdefault(path, []).append((attr, p))
+            tracer.params.add(id(p))
+            tracer.state.add(id(p))
+            out.append(p)
         return out
 
     def buffer(self, shape: Sequence[int], dtype: torch.dtype | None = None) -> torch.Tensor:
         """A buffer of the module being made (``dtype`` None: the default, as modules make)."""
-        with _NO_TORCH_FUNCTION():
-            b = torch.empty(tuple(shape), dtype=dtype, device="meta")
+        b = torch.empty(tuple(shape), dtype=dtype, device="meta")
         self.buffers.append(b)
         self.tracer.state.add(id(b))
         return b
@@ -185,7 +187,13 @@ class SpecRun:
             frame.override = rule(module, [x], y)
         return y
 
+    def op(self, fn: Callable, *args, **kwargs) -> Any:
+        """``fn(*args, **kwargs)`` traced: what the tracer's mode does with the call when the
+        module's forward makes it (``fn`` the function object PyTorch hands the mode: a
+        method of ``torch.Tensor`` for ``x + y``, ``x.view(...)``, ``x[...]``)."""
+        return self.handle(fn, (), args, kwargs)
+
     def leaf(self, path: str, cls: type, x: torch.Tensor, fn: Callable, *args, **kwargs):
         """A module whose forward is the one call ``fn(*args, **kwargs)``."""
         frame = self.enter(path, cls, x)
-        return self.leave(frame, cls, x, fn(*args, **kwargs))
+        return self.leave(frame, cls, x, self.handle(fn, (), args, kwargs))
