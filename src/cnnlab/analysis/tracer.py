@@ -337,30 +337,41 @@ class _Tracer(TorchFunctionMode):
         return out
 
     def _record(self, name: str, frame: Frame, effect: R.Effect, tensors, call: R.Call) -> None:
+        # (The hot path of every counted call: each shape read once, no helper calls where a
+        # line does; see sources_of_ids, _remember and needs_grad for what it inlines.)
         outs = tensors_in(effect.output)
+        shapes = [tuple(t.shape) for t in tensors]
         ins = [t for t in tensors if t.is_meta]
         primary = call.args.get("input")
         if not isinstance(primary, torch.Tensor):
             primary = ins[0] if ins else None
+        primary_shape = None if primary is None else tuple(primary.shape)
+        out_shapes = tuple([tuple(o.shape) for o in outs])
         sp = effect.spatial
-        fits = self._fits(sp, primary, frame, call) if sp.kind == "window" else ()
+        info_of = self.info.get
+        if sp.kind == "same":
+            fits = ()
+            same = [(info_of(id(t)), s) for t, s in zip(tensors, shapes, strict=True) if t.is_meta]
+        else:
+            fits = self._fits(sp, primary_shape, frame) if sp.kind == "window" else ()
+            same = []
         info = derive(
             sp,
-            self.info_of(primary),
-            None if primary is None else tuple(primary.shape[2:]),
-            [(self.info.get(id(t)), tuple(t.shape)) for t in ins] if sp.kind == "same" else [],
-            tuple(outs[0].shape[2:]) if outs else None,
+            None if primary is None else info_of(id(primary)),
+            None if primary_shape is None else primary_shape[2:],
+            same,
+            out_shapes[0][2:] if outs else None,
         )
         rec = OpRecord(
             name=name,
             parent=frame,
             effect=effect,
-            input_shapes=tuple(tuple(t.shape) for t in tensors),
-            output_shapes=tuple(tuple(o.shape) for o in outs),
+            input_shapes=tuple(shapes),
+            output_shapes=out_shapes,
             itemsize=outs[0].element_size() if outs else 0,
             out_info=info,
             fits=fits,
-            sources=self.sources_of(ins),
+            sources=self.sources_of_ids([id(t) for t in ins]),
         )
         if not effect.inplace:
             in_owner_ids = {id(storage_owner(t)) for t in ins}
@@ -379,7 +390,7 @@ class _Tracer(TorchFunctionMode):
         grads: list[torch.Tensor] = []
         saved: list[torch.Tensor] = []
         extra = 0
-        if not effect.detached and any(self.needs_grad(t) for t in tensors):
+        if not effect.detached and self._any_needs_grad(tensors):
             # Autograd records this call: its floating-point outputs need gradients (indices,
             # masks and counts have none), and it keeps tensors.
             grads = [o for o in outs if o.is_floating_point() or o.is_complex()]
@@ -396,6 +407,11 @@ class _Tracer(TorchFunctionMode):
         if self.recording is not None:
             self.recording.counted(rec, ins, primary, outs, grads, saved, extra)
 
+    def _any_needs_grad(self, tensors: list[torch.Tensor]) -> bool:
+        """Whether any of these tensors would require a gradient (:meth:`needs_grad`)."""
+        grad = self.grad
+        return any(t.requires_grad or id(t) in grad for t in tensors)
+
     def _keep_for_backward(self, t: Any) -> torch.Tensor | None:
         """Count ``t``'s storage as kept for backward; its owner, or None where not counted."""
         if not isinstance(t, torch.Tensor):
@@ -409,8 +425,9 @@ class _Tracer(TorchFunctionMode):
 
     # -- receptive fields and fits ------------------------------------------------------------
 
-    def _fits(self, sp: R.Spatial, x: torch.Tensor, frame: Frame, call: R.Call):
-        sizes = [int(s) for s in x.shape[-sp.dims :]] if sp.dims else []
+    def _fits(self, sp: R.Spatial, shape: tuple[int, ...], frame: Frame):
+        """The geometry fit of each window of ``sp`` over the input of this ``shape``."""
+        sizes = [int(s) for s in shape[-sp.dims :]] if sp.dims else []
         result = []
         cache = self.fit_cache
         for axis, (n, w) in enumerate(zip(sizes, sp.windows, strict=False)):

@@ -213,8 +213,12 @@ class Spec:
         input that gets through and a caret under the layer."""
         if hw[0] is None:
             return (None, None)
+        windows, ceil = layer.windows(), layer.rounds_up()
         try:
-            return geometry.window_output(hw, layer.windows(), layer.where(name), layer.rounds_up())
+            try:  # the layer's name for the message (its canonical text) only when it vanishes
+                return geometry.window_output(hw, windows, "", ceil)
+            except geometry.VanishingVolume:
+                return geometry.window_output(hw, windows, layer.where(name), ceil)
         except geometry.VanishingVolume as v:
             raise v.needs(
                 "the network",
