@@ -27,6 +27,7 @@ WORDS["input"] = "input"
 LIST = ", ".join(word for word, kind in _KIND_OF.items() if kind.takes_name)
 _OPTION_ALIASES = {"padding": "pad", "dil": "dilation"}
 _NAME = Option("name", "name")
+_CHOICE_CHARS = NAME_CHARS | {"."}  # a choice value: letters, digits, _ and .
 
 
 @dataclass
@@ -51,8 +52,7 @@ class LayerReader(Scanner):
 
     def layer(self) -> Layer | None:
         start = self.pos
-        while self.peek() in LETTERS and self.peek():
-            self.pos += 1
+        self.skip_run(LETTERS)
         word = self.text[start : self.pos]
         canon = WORDS.get(word.lower())
         if canon is None:
@@ -151,8 +151,7 @@ class LayerReader(Scanner):
         while True:
             self.skip_space()
             kstart = self.pos
-            while self.peek() in NAME_CHARS and self.peek():
-                self.pos += 1
+            self.skip_run(NAME_CHARS)
             key = self.text[kstart : self.pos].lower()
             if not key:
                 raise self.error(f"expected an option name (key=value), got {self.describe()}")
@@ -220,16 +219,14 @@ class LayerReader(Scanner):
 
     def _name(self) -> str:
         start = self.pos
-        while self.peek() in NAME_CHARS and self.peek():
-            self.pos += 1
+        self.skip_run(NAME_CHARS)
         if self.pos == start:
             raise self.error("expected a name (letters, digits, '_')")
         return self.text[start : self.pos]
 
     def _choice(self, option: Option) -> str:
         start = self.pos
-        while (self.peek() in NAME_CHARS or self.peek() == ".") and self.peek():
-            self.pos += 1
+        self.skip_run(_CHOICE_CHARS)
         word = self.text[start : self.pos]
         for choice in option.choices:
             if word.lower() == choice.lower():
@@ -252,8 +249,7 @@ class LayerReader(Scanner):
     def _word(self, option: Option) -> Any:
         """A word where the option's value starts with a letter: true/false, same/valid."""
         key, kind, start = option.key, option.value, self.pos
-        while self.peek() in LETTERS and self.peek():
-            self.pos += 1
+        self.skip_run(LETTERS)
         word = self.text[start : self.pos].lower()
         if kind == "bool" and word in ("true", "false"):
             return word == "true"
@@ -268,8 +264,7 @@ class LayerReader(Scanner):
         output map joined by ``+`` and the rows by ``/`` (``0+1+2/1+2+3``)."""
         start = self.pos
         if self.peek() in LETTERS and self.peek():
-            while self.peek() in NAME_CHARS and self.peek():
-                self.pos += 1
+            self.skip_run(NAME_CHARS)
             return self.text[start : self.pos].lower()
         rows: list[tuple[int, ...]] = []
         row: list[int] = []

@@ -37,9 +37,16 @@ class Scanner:
 
     def skip_space(self) -> bool:
         start = self.pos
-        while self.pos < self.n and self.text[self.pos] in SPACE:
-            self.pos += 1
+        self.skip_run(SPACE)
         return self.pos > start
+
+    def skip_run(self, chars: frozenset[str]) -> None:
+        """Move past the characters in ``chars`` at the position (a word, a number's
+        digits): one loop over the text, not a ``peek`` per character."""
+        text, i, n = self.text, self.pos, self.n
+        while i < n and text[i] in chars:
+            i += 1
+        self.pos = i
 
     def describe(self) -> str:
         if self.pos >= self.n:
@@ -51,14 +58,12 @@ class Scanner:
     def number(self) -> tuple[Any, bool]:
         """An unsigned int or float at pos: ``64``, ``0.5``, ``.5``, ``1e-4``, ``5e-05``."""
         start = self.pos
-        while self.peek() in DIGITS and self.peek():
-            self.pos += 1
+        self.skip_run(DIGITS)
         is_int = True
         if self.peek() == "." and (self.pos > start or self.peek(1) in DIGITS):
             is_int = False
             self.pos += 1
-            while self.peek() in DIGITS and self.peek():
-                self.pos += 1
+            self.skip_run(DIGITS)
         if self.pos == start:
             raise self.error(f"expected a number, got {self.describe()}")
         if self.peek() in ("e", "E") and self.peek():
@@ -68,8 +73,7 @@ class Scanner:
             if j < self.n and self.text[j] in DIGITS:
                 is_int = False
                 self.pos = j
-                while self.peek() in DIGITS and self.peek():
-                    self.pos += 1
+                self.skip_run(DIGITS)
         token = self.text[start : self.pos]
         if sum(ch in DIGITS for ch in token) > _MAX_DIGITS:
             raise self.error(f"the number {token[:20]}... is too long", start)

@@ -286,8 +286,7 @@ class _Parser(LayerReader):
                 top.pos,
             )
         start = self.pos
-        while self.peek() in LETTERS and self.peek():
-            self.pos += 1
+        self.skip_run(LETTERS)
         merge = self.text[start : self.pos].lower()
         if merge not in MERGES:
             raise self.error(
@@ -314,8 +313,7 @@ class _Parser(LayerReader):
         self.pos += 1
         self.skip_space()
         kstart = self.pos
-        while self.peek() in NAME_CHARS and self.peek():
-            self.pos += 1
+        self.skip_run(NAME_CHARS)
         if self.text[kstart : self.pos].lower() != "name":
             raise self.error(f"{what} takes one option, name=", kstart)
         self.skip_space()
@@ -416,8 +414,7 @@ class _Parser(LayerReader):
                 raise self.error("a repetition count must be a whole number", start)
             return value
         if c in LETTERS and c:
-            while self.peek() in NAME_CHARS and self.peek():
-                self.pos += 1
+            self.skip_run(NAME_CHARS)
             name = self.text[start : self.pos]
             if name.lower() not in self.counts:
                 bound = ", ".join(sorted(self.counts)) or "none"

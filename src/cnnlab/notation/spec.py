@@ -74,6 +74,9 @@ class Spec:
     layers: tuple[Layer, ...]
     text: str = field(default="", compare=False, repr=False)
     _names: tuple[str | None, ...] = field(default=(), init=False, compare=False, repr=False)
+    # infer()'s steps per (in_channels, (H, W)): a spec is immutable, and building a network
+    # and analysing it (cnnlab.analysis.analyze_spec) follow the same input through it.
+    _inferred: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         layers = tuple(self.layers) if not isinstance(self.layers, tuple) else self.layers
@@ -183,13 +186,17 @@ class Spec:
         """
         in_channels = _checked_channels(in_channels)
         hw = _checked_size(input_size)
+        known = self._inferred.get((in_channels, hw))
+        if known is not None:
+            return known
         steps = []
         shape: tuple[int | None, ...] = (in_channels, *hw)
         for name, layer in zip(self._names, self.layers, strict=True):
             out, params, macs = self._step(name, layer, shape)
             steps.append(Step(name, layer, shape, out, params, macs))
             shape = out
-        return tuple(steps)
+        self._inferred[(in_channels, hw)] = known = tuple(steps)
+        return known
 
     def output_shape(self, in_channels: int = 3, input_size=None) -> tuple[int | None, ...]:
         """Shape of one example's output (without the batch dimension)."""
