@@ -125,11 +125,19 @@ def open_frame(
     return frame
 
 
-def close_frame(tracer: _Tracer, frame: Frame, outs: list[torch.Tensor]) -> None:
-    """Close ``frame`` (the current call) on its outputs: their shapes, itemsize and field."""
+def close_frame(
+    tracer: _Tracer,
+    frame: Frame,
+    outs: list[torch.Tensor],
+    shapes: tuple[tuple[int, ...], ...] | None = None,
+) -> None:
+    """Close ``frame`` (the current call) on its outputs: their shapes (``shapes`` where the
+    caller has them, read outside any torch-function mode), itemsize and field."""
     tracer.stack.pop()
-    with _NO_TORCH_FUNCTION():
-        frame.output_shapes = tuple(tuple(t.shape) for t in outs)
+    if shapes is None:
+        with _NO_TORCH_FUNCTION():
+            shapes = tuple(tuple(t.shape) for t in outs)
+    frame.output_shapes = shapes
     # The producing op knows its output's itemsize; asking the tensor here would be one
     # more intercepted call per module.
     rec = tracer.producer.get(id(outs[0])) if outs else None

@@ -37,6 +37,8 @@ from cnnlab.notation import BuildPlan, Spec, parse_spec
 
 __all__ = ["SpecRun", "analyze_spec"]
 
+_make_subclass = torch.Tensor._make_subclass
+
 
 def analyze_spec(
     spec: Spec | str | BuildPlan,
@@ -157,7 +159,8 @@ class SpecRun:
             if shape is None:
                 out.append(None)
                 continue
-            p = nn.Parameter(torch.empty(tuple(shape), device="meta"))
+            # nn.Parameter(data), without its Python __new__
+            p = _make_subclass(nn.Parameter, torch.empty(tuple(shape), device="meta"), True)
             self.parameters.append(p)
             self.own.setdefault(path, []).append((attr, p))
             tracer.params.add(id(p))
@@ -174,14 +177,15 @@ class SpecRun:
 
     def enter(self, path: str, cls: type, x: torch.Tensor) -> Frame:
         """Open the call of the module of class ``cls`` at ``path`` on ``x``."""
-        return open_frame(self.tracer, path, 1, None, [x], type_name=cls.__name__)
+        shapes = (tuple(x.shape),)  # (no mode to step around: see _run)
+        return open_frame(self.tracer, path, 1, None, [x], shapes, type_name=cls.__name__)
 
     def leave(
         self, frame: Frame, cls: type, x: torch.Tensor, y: torch.Tensor, module: Any = None
     ) -> torch.Tensor:
         """Close ``frame`` on its output ``y``, with ``cls``'s module rule if it has one
         (``module``: what the rule reads of the module, where it reads anything)."""
-        close_frame(self.tracer, frame, [y])
+        close_frame(self.tracer, frame, [y], (tuple(y.shape),))
         rule = self.modules.get(cls)
         if rule is not None:
             frame.override = rule(module, [x], y)

@@ -329,7 +329,7 @@ class TooLargeError(ShapeError):
 def new_tensor(shape: Sequence[int], like: torch.Tensor, dtype: torch.dtype | None = None):
     """A fresh shape-only tensor: what PyTorch would allocate for this output.  Raises
     :class:`~cnnlab.errors.ShapeError` for a shape no PyTorch tensor can have."""
-    shape = tuple(int(s) for s in shape)
+    shape = tuple([int(s) for s in shape])
     dtype = dtype or like.dtype
     if numel(shape) * dtype.itemsize >= 2**63:
         raise TooLargeError(
