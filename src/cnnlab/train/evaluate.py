@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.train.recipe import EVAL_BATCH_SIZE
 
 __all__ = ["Evaluation", "autocast", "evaluate", "probabilities"]
 
@@ -80,7 +81,7 @@ def evaluate(
     model: nn.Module,
     dataset: Any,
     *,
-    batch_size: int = 1000,
+    batch_size: int = EVAL_BATCH_SIZE,
     device: str | torch.device = "cpu",
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -165,7 +166,7 @@ def probabilities(
     std: Sequence[float],
     device: str | torch.device = "cpu",
     *,
-    batch_size: int = 1000,
+    batch_size: int = EVAL_BATCH_SIZE,
     precision: str = "fp32",
     channels_last: bool = False,
     flip: bool = False,

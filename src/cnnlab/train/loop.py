@@ -35,7 +35,7 @@ from cnnlab.train.device import Placement, placement
 from cnnlab.train.evaluate import Evaluation, autocast, evaluate
 from cnnlab.train.loss import loss_fn
 from cnnlab.train.optim import Schedule, make_optimizer
-from cnnlab.train.recipe import Recipe
+from cnnlab.train.recipe import EVAL_BATCH_SIZE, Recipe
 from cnnlab.train.splits import TrainData
 from cnnlab.train.state import FitResult, TrainState
 from cnnlab.train.stopping import (
@@ -59,7 +59,7 @@ def fit(
     where: Placement | None = None,
     seed: int = 0,
     eval_test_every_epoch: bool = False,
-    eval_batch_size: int = 1000,
+    eval_batch_size: int = EVAL_BATCH_SIZE,
     run: Any | None = None,
     on_event: Callable[[Event], None] | None = None,
     report_every: float = 0.5,

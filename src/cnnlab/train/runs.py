@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.train.recipe import EVAL_BATCH_SIZE
 
 __all__ = [
     "RunRow",
@@ -106,7 +107,7 @@ def evaluate_run(
     weights: str = "best",
     data: str | None = None,
     data_dir: str | Path | None = None,
-    batch_size: int = 1000,
+    batch_size: int = EVAL_BATCH_SIZE,
 ) -> Any:
     """:func:`~cnnlab.train.evaluate.evaluate` of ``run``'s ``weights`` on
     :func:`run_split` ``(run, split, data=..., data_dir=...)``, normalised with the run's

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.train.recipe import EVAL_BATCH_SIZE
 
 __all__ = [
     "Curves",
@@ -142,7 +143,13 @@ def confusion_figure(confusion: list[list[int]], classes: tuple[str, ...], title
 
 
 def misclassified(
-    model: Any, dataset: Any, mean: Any, std: Any, *, limit: int = 36, batch_size: int = 1000
+    model: Any,
+    dataset: Any,
+    mean: Any,
+    std: Any,
+    *,
+    limit: int = 36,
+    batch_size: int = EVAL_BATCH_SIZE,
 ) -> tuple[Any, list[str], list[int]]:
     """The first ``limit`` images of ``dataset`` the model gets wrong: uint8 images, captions
     ``"true -> predicted"`` and their indices in the dataset."""
