@@ -39,6 +39,7 @@ MAY_CHANGE = (
     "log_steps",
     "eval_test_every_epoch",
     "eval_batch_size",
+    "val_every",
 )
 
 
@@ -105,6 +106,7 @@ class Job:
                 seed=o.seed,
                 eval_test_every_epoch=o.eval_test_every_epoch,
                 eval_batch_size=o.eval_batch_size,
+                val_every=o.val_every,
                 run=self.run,
                 on_event=on_event,
                 checkpoint_every=o.checkpoint_every,

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.train.arguments import check_fit_arguments
 from cnnlab.train.average import WeightAverage
 from cnnlab.train.device import Placement, placement
 from cnnlab.train.evaluate import Evaluation, autocast, evaluate
@@ -60,6 +61,7 @@ def fit(
     seed: int = 0,
     eval_test_every_epoch: bool = False,
     eval_batch_size: int = EVAL_BATCH_SIZE,
+    val_every: int = 1,
     run: Any | None = None,
     on_event: Callable[[Event], None] | None = None,
     report_every: float = 0.5,
@@ -96,40 +98,20 @@ def fit(
     ``on_nan="skip"`` skips that update and counts it (``skipped_steps``).  ``early_stop``:
     stop when the validation top-1 has not improved for that many epochs, and end with the
     best epoch's weights (``"early-stopped"``, ``restored_epoch``).  ``log_steps``: each
-    step's loss and lr go to the run's ``steps.jsonl``.
+    step's loss and lr go to the run's ``steps.jsonl``.  ``val_every``: validate after every
+    that many epochs and after the last (0: after the last only); the best weights are
+    chosen among the validated epochs.
     """
     where = where or placement()
-    _check_arguments(data, recipe, where, on_nan, early_stop)
+    check_fit_arguments(data, recipe, where, on_nan, early_stop, val_every)
     loop = _Loop(
         model, data, recipe, where, seed=seed, eval_test_every_epoch=eval_test_every_epoch,
-        eval_batch_size=eval_batch_size, run=run, on_event=on_event, report_every=report_every,
-        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
-        early_stop=early_stop, on_nan=on_nan, log_steps=log_steps, config=config,
+        eval_batch_size=eval_batch_size, val_every=val_every, run=run, on_event=on_event,
+        report_every=report_every, checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every, resume=resume, early_stop=early_stop, on_nan=on_nan,
+        log_steps=log_steps, config=config,
     )  # fmt: skip
     return loop.run(handle_signals)
-
-
-def _check_arguments(
-    data: TrainData, recipe: Recipe, where: Placement, on_nan: str, early_stop: int | None
-) -> None:
-    """The mistakes :func:`fit` refuses before it starts (CnnlabError naming the argument)."""
-    if on_nan not in ("stop", "skip"):
-        raise CnnlabError(f"on_nan={on_nan!r}: expected 'stop' or 'skip'")
-    if early_stop is not None and data.val is None:
-        raise CnnlabError(
-            f"early_stop={early_stop}: early stopping watches the validation top-1, and this "
-            "run holds out no validation split; valid: val_split > 0"
-        )
-    if recipe.batch_size % where.world_size:
-        raise CnnlabError(
-            f"batch_size={recipe.batch_size}: the global batch must split evenly across "
-            f"{where.world_size} ranks"
-        )
-    if recipe.batch_size > len(data.train):
-        raise CnnlabError(
-            f"batch_size={recipe.batch_size}: larger than the {len(data.train)} training "
-            f"images; valid: 1..{len(data.train)}"
-        )
 
 
 class _Loop:
@@ -154,6 +136,7 @@ class _Loop:
         self.log_steps: bool = settings["log_steps"]
         self.eval_test_every_epoch: bool = settings["eval_test_every_epoch"]
         self.eval_batch_size: int = settings["eval_batch_size"]
+        self.val_every: int = settings["val_every"]
         resume = settings["resume"]
         self.resume = resume
         train = data.train
@@ -526,7 +509,7 @@ class _Loop:
         }
         if self.skipped:
             row["skipped_steps"] = self.skipped
-        if data.val is not None:
+        if data.val is not None and self._validates(state.epoch + 1, state.step):
             val = self.measure(data.val)
             row.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
             if state.schedule.epoch_end(val.top1):
@@ -546,6 +529,12 @@ class _Loop:
         )
         row["images_per_s"] = images / train_seconds if train_seconds else None
         return row
+
+    def _validates(self, epoch: int, step: int) -> bool:
+        """Whether the epoch ``epoch`` (1-based) that ended at ``step`` is validated: every
+        ``val_every``-th and the last."""
+        every = self.val_every
+        return step >= self.total or (every > 0 and epoch % every == 0)
 
     def _finish(self) -> FitResult:
         """The final row (how and where the run ended), the last checkpoint and weights, and

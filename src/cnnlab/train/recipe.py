@@ -175,7 +175,8 @@ class Options:
     )
     precision: str = _key(
         "auto",
-        "auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16",
+        "auto (bf16 autocast on CUDA; on a CPU the faster, measured once per machine) | fp32 "
+        "| bf16",
         choices=("auto", "fp32", "bf16"),
     )
     channels_last: bool | None = _key(None, "channels_last memory format (None: on CUDA)")
@@ -184,6 +185,12 @@ class Options:
         False, "evaluate the test split after every epoch too (marked in the logs)"
     )
     eval_batch_size: int = _key(EVAL_BATCH_SIZE, "batch size of evaluation", lo=1)
+    val_every: int = _key(
+        1,
+        "validate after every N epochs and after the last (0: after the last only; a pass "
+        "costs a third of a training epoch's work per image, twice with flips)",
+        lo=0,
+    )
     checkpoint_every: int | None = _key(
         None, "also checkpoint every N steps (always: after each epoch, and when stopped)", lo=1
     )
