@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from math import prod
 from typing import Any
 
 import torch
@@ -95,7 +96,7 @@ def _analyze(model, input_size, batch, dtype, strict, rules) -> Analysis:
             f"dtype must be a torch.dtype or one per input ({len(sizes)}), got {dtype!r}"
         )
     for s, d in zip(sizes, dtypes, strict=True):
-        n = batch * _numel(s)
+        n = batch * prod(s)
         if n * d.itemsize >= 2**63:
             raise CnnlabError(
                 f"input size {'x'.join(map(str, s))} with batch {batch} is {n:.3g} values, more "
@@ -289,13 +290,9 @@ class _RowBuilder:
             if type(item) is Frame:
                 agg.add(self.walk(item))
             else:
-                op_agg = _op_agg(item)
-                agg.add(op_agg)
-                agg.fits.extend(op_agg.fits)
-                if agg.layer is None:
-                    agg.layer = op_agg.layer
+                _add_op(agg, item)
                 if emits:
-                    self.rows.append(self._op_row(item, frame, op_agg))
+                    self.rows.append(self._op_row(item, frame, _op_agg(item)))
         if frame.override is not None:
             _apply(frame.override, agg, leaf)
         if frame.parent is None:
@@ -320,9 +317,9 @@ class _RowBuilder:
             weights=agg.weights,
             biases=agg.biases,
             trainable=agg.trainable,
-            activations=_numel(frame.output_shapes[0]) if frame.output_shapes else 0,
+            activations=prod(frame.output_shapes[0]) if frame.output_shapes else 0,
             activation_bytes=(
-                _numel(frame.output_shapes[0]) * (frame.itemsize or self.itemsize)
+                prod(frame.output_shapes[0]) * (frame.itemsize or self.itemsize)
                 if frame.output_shapes
                 else 0
             ),
@@ -354,8 +351,8 @@ class _RowBuilder:
             weights=0,
             biases=0,
             trainable=0,
-            activations=_numel(shapes[0]) if shapes else 0,
-            activation_bytes=_numel(shapes[0]) * (rec.itemsize or self.itemsize) if shapes else 0,
+            activations=prod(shapes[0]) if shapes else 0,
+            activation_bytes=prod(shapes[0]) * (rec.itemsize or self.itemsize) if shapes else 0,
             macs=agg.macs,
             other_ops=agg.other,
             uncounted=tuple(sorted(agg.uncounted)),
@@ -470,24 +467,26 @@ def _apply(count, agg: _Agg, leaf: bool) -> None:
         agg.layer = replace(agg.layer, connections=count.connections)
 
 
+def _add_op(agg: _Agg, rec: OpRecord) -> None:
+    """``agg`` plus one op's counts, fits and layer (no _Agg made per op of the network)."""
+    effect = rec.effect
+    if effect is None:
+        if not rec.view:
+            agg.uncounted[rec.name] = agg.uncounted.get(rec.name, 0) + 1
+        return
+    agg.macs += effect.macs
+    agg.other += effect.other_ops
+    if rec.fits:
+        ceil = effect.spatial.ceil_mode
+        agg.fits.extend([(f, ceil) for f in rec.fits])
+    if agg.layer is None:
+        agg.layer = effect.layer
+
+
 def _op_agg(rec: OpRecord) -> _Agg:
     agg = _Agg()
-    if rec.effect is None:
-        if not rec.view:
-            agg.uncounted[rec.name] = 1
-        return agg
-    agg.macs = rec.effect.macs
-    agg.other = rec.effect.other_ops
-    agg.layer = rec.effect.layer
-    agg.fits = [(f, rec.effect.spatial.ceil_mode) for f in rec.fits]
+    _add_op(agg, rec)
     return agg
-
-
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def _rfield(info) -> RField | None:

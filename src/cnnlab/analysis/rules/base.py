@@ -103,7 +103,7 @@ CONVENTIONS: dict[str, str] = {
 # What a rule receives and returns
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One intercepted call: the function's canonical ``name`` and its arguments by name.
 
@@ -147,7 +147,7 @@ GLOBAL = Spatial("global")
 UNKNOWN = Spatial("unknown")
 
 
-@dataclass
+@dataclass(slots=True)
 class Effect:
     """What a call does, as far as the analysis is concerned."""
 
@@ -305,9 +305,8 @@ def _name_of(func: Any) -> str:
 
 def bind(params: Sequence[str], defaults: Mapping[str, Any], args: tuple, kwargs: dict) -> dict:
     """Arguments by name; unknown keyword arguments are kept as they are."""
-    bound = dict(defaults)
-    for name, value in zip(params, args, strict=False):
-        bound[name] = value
+    bound = dict(defaults) if defaults else {}
+    bound.update(zip(params, args, strict=False))  # (one C loop: a bind per traced call)
     if len(args) > len(params):
         bound["*rest"] = args[len(params) :]
     bound.update(kwargs)
