@@ -121,6 +121,45 @@ def test_a_cpu_without_bf16_is_fp32_with_nothing_measured_or_written(fresh_preci
     assert not path.exists()
 
 
+def test_gradients_stay_channels_last_through_global_pooling_with_the_same_values():
+    from cnnlab.train.device import channels_last_gradients
+
+    def grads(hooked: bool) -> tuple[dict, bool]:
+        torch.manual_seed(0)
+        net = build_spec("conv3-8-bn-relu-conv3-16-bn-relu-gap-fc-10", in_channels=1,
+                         input_size=12).to(memory_format=torch.channels_last)  # fmt: skip
+        handles = channels_last_gradients(net) if hooked else []
+        seen = {}
+        relu = [m for m in net.modules() if isinstance(m, nn.ReLU)][-1]
+        relu.register_full_backward_hook(
+            lambda m, gin, gout: seen.update(
+                cl=gout[0].is_contiguous(memory_format=torch.channels_last)
+            )
+        )
+        x = torch.randn(6, 1, 12, 12).contiguous(memory_format=torch.channels_last)
+        net(x).square().mean().backward()
+        for h in handles:
+            h.remove()
+        assert not any(m._forward_pre_hooks for m in net.modules())  # removed: as before
+        return {k: p.grad for k, p in net.named_parameters()}, seen["cl"]
+
+    plain, plain_cl = grads(False)
+    hooked, hooked_cl = grads(True)
+    assert not plain_cl and hooked_cl  # torch hands back NCHW there; the hook makes it NHWC
+    for k in plain:
+        torch.testing.assert_close(hooked[k], plain[k])
+
+
+def test_fit_in_channels_last_leaves_no_hook_on_the_model(tmp_path):
+    real_fashion_dir()
+    full = load_dataset("fashion-mnist", "train")
+    train, val = full.subset(torch.arange(96)).split_validation(0.25)
+    net = build_spec("conv3-4-bn-relu-gap-fc-10", in_channels=1, input_size=28)
+    recipe = Recipe(epochs=1, batch_size=24, lr=0.05, schedule="constant")
+    fit(net, TrainData(train, val, None), recipe, where=placement("cpu", "bf16"))
+    assert not any(m._forward_pre_hooks for m in net.modules())
+
+
 class _Mirrored(nn.Module):
     """``net`` looking at the mirror image of its input."""
 

@@ -32,7 +32,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.train.arguments import check_fit_arguments
 from cnnlab.train.average import WeightAverage
-from cnnlab.train.device import Placement, placement
+from cnnlab.train.device import Placement, channels_last_gradients, placement
 from cnnlab.train.evaluate import Evaluation, autocast, evaluate
 from cnnlab.train.loss import loss_fn
 from cnnlab.train.optim import Schedule, make_optimizer
@@ -168,8 +168,10 @@ class _Loop:
         self.checkpoint_dir = checkpoint_dir
 
         model.to(where.device)
+        self.layout_hooks: list[Any] = []
         if where.channels_last:
             model.to(memory_format=torch.channels_last)
+            self.layout_hooks = channels_last_gradients(model)  # removed when fit returns
         self.distributed = where.world_size > 1
         self.net: nn.Module = model  # what the forward runs: the model, or DDP around it
         if self.distributed:
@@ -327,6 +329,8 @@ class _Loop:
             }
         finally:
             stopper.close()
+            for handle in self.layout_hooks:
+                handle.remove()
         return self._finish()
 
     def _train_epoch(self, stopper: Stopper) -> tuple[int, float]:
