@@ -160,6 +160,25 @@ def test_fit_in_channels_last_leaves_no_hook_on_the_model(tmp_path):
     assert not any(m._forward_pre_hooks for m in net.modules())
 
 
+def _policy_after(code: str, **env: str) -> str:
+    """OMP_WAIT_POLICY as a fresh Python process has it after ``code``."""
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run(
+        [sys.executable, "-c", code + "; import os; print(os.environ.get('OMP_WAIT_POLICY'))"],
+        capture_output=True, text=True, timeout=120, env={**base, **env}, check=True,
+    )  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_the_command_makes_openmp_waits_sleep_unless_told_otherwise():
+    run_cli = "import sys; from cnnlab.cli import main; sys.argv = ['cnnlab', 'models']; main()"
+    assert _policy_after(run_cli) == "PASSIVE"  # before torch loads, for its OpenMP
+    assert _policy_after(run_cli, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"  # the user's choice
+    # Too late once torch is loaded (OpenMP has read its environment): nothing is set.
+    late = "import torch; from cnnlab.cli import sleeping_openmp_waits; sleeping_openmp_waits()"
+    assert _policy_after(late) == "None"
+
+
 class _Mirrored(nn.Module):
     """``net`` looking at the mirror image of its input."""
 
@@ -255,6 +274,22 @@ def test_the_time_to_accuracy_benchmark_quick_mode_runs_both_sides():
                ("90%", "91%", "92%", "93%", "94%", "95%")]  # fmt: skip
     assert targets == ["90%", "91%", "92%", "93%", "94%", "95%"] * 2
     assert "load average" in out and cpu_info().model in out
+
+
+def test_the_contention_benchmark_measures_each_wait_policy_quiet_and_beside_a_busy_process():
+    out = _bench("contention.py", "--nets", "fast", "--steps", "1", "--rounds", "1", timeout=600)
+    lines = out.splitlines()
+    head = [c.strip() for c in next(x for x in lines if x.startswith("| net |")).split("|")[1:-1]]
+    rows = [[c.strip() for c in x.split("|")[1:-1]] for x in lines if x.startswith("| fast |")]
+    assert [r[1] for r in rows] == ["quiet", "one busy neighbour"]
+    policies = ("spin", "short spin", "passive", "1 thread")
+    for row in rows:
+        cell = dict(zip(head, row, strict=True))
+        rate = {p: float(cell[f"{p} img/s"].replace(",", "")) for p in policies}
+        assert min(rate.values()) > 0
+        ratio = float(cell["passive / spin"].rstrip("x"))
+        assert ratio == pytest.approx(rate["passive"] / rate["spin"], rel=0.02, abs=0.01)
+    assert "load average before" in out and cpu_info().model in out
 
 
 def test_fast_presets_choose_network_and_length_for_a_target_or_a_budget():
