@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from cnnlab.data import Augment, BatchPipeline, load_dataset
+from cnnlab.train.device import cpu_info
 
 
 class PerSampleTensor(TorchDataset):
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         f"device {device} ({name}), torch {torch.__version__}, threads "
         f"{torch.get_num_threads()}, batch {args.batch_size}, DataLoader workers {args.workers}"
     )
+    print(f"CPU: {cpu_info().describe()}")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
     print(f"work per image: pad {aug.crop_padding} + random crop, flip p=0.5, float, normalise")
     print()

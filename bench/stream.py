@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data import Augment, BatchPipeline, StreamPipeline, load_dataset
+from cnnlab.train.device import cpu_info
 
 
 def write_folder(root: Path, n: int, side: int, seed: int = 0) -> Path:
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"CPU: {cpu_info().describe()}")
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         root = write_folder(Path(tmp) / "jpegs", args.images, args.side)
