@@ -4,6 +4,7 @@ running torchinfo.summary or fvcore's FlopCountAnalysis on it.
     python bench/analysis.py --setup      # once: torchinfo + fvcore into build/bench-compare
     python bench/analysis.py [--repeat 3] [--markdown]
     python bench/analysis.py --all --repeat 1 --tools cnnlab,torchinfo   # every zoo model
+    python bench/analysis.py --case lenet5@32 --repeat 10 --stat min --tools cnnlab,torchinfo
 
 Every measurement runs in a fresh Python process, so that its peak RSS (ru_maxrss) is its own
 and no cache of an earlier run helps it.  Timed: building the model and analysing it, in that
@@ -22,9 +23,12 @@ The same ``nn.Module`` class and input for all three, each model at its own inpu
 channels (LeNet-5: 1x32x32).  The default cases are the small networks, where per-op tracing
 costs the most against a real forward (LeNet-5, CIFAR ResNets up to ResNet-1202), and the
 large ones of the ImageNet zoo; ``--all`` runs every model of the zoo at its own input size.
-The time ratio is the tool's time divided by cnnlab's; "peak RSS" is the process's maximum
-resident set, "+RSS" its growth over the process right after the imports.  The MACs each tool
-reports are printed too (they differ by what each counts: see the conventions in the README).
+The tools' processes take turns (one of each, ``--repeat`` times), so that they share
+whatever else the machine runs; ``--stat`` reports the median or the fastest (``min``) of
+them.  The time ratio is the tool's time divided by cnnlab's; "peak RSS" is the process's
+maximum resident set, "+RSS" its growth over the process right after the imports.  The MACs
+each tool reports are printed too (they differ by what each counts: see the conventions in the
+README).
 The CPU model, its vector flags and the load average (before and after) are printed, and
 how much of each timing is the build of the model.  Every
 process runs PyTorch single-threaded (``--threads 1``, the default): cnnlab runs no kernel,
@@ -164,6 +168,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setup", action="store_true", help="install torchinfo and fvcore")
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per measurement")
+    parser.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="what of the processes' times is reported: min (the fastest) is the least at the "
+        "mercy of other load on the machine for times of a few milliseconds",
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--case", action="append", help="NAME@SIZE, e.g. resnet50@224")
     parser.add_argument("--all", action="store_true", help="every zoo model at its input size")
@@ -201,21 +212,28 @@ def main() -> None:
     threads = args.threads or "PyTorch's default"
     print(f"python {sys.version.split()[0]}, {_cpu()}, torch threads {threads}, loadavg "
           f"{_load()}", flush=True)  # fmt: skip
+    stat = min if args.stat == "min" else statistics.median
     results = []
     for name, size in cases:
         row = {"model": name, "size": size}
+        # One process at 1024 for the CPU tools: building VGG-16 for 1024x1024 means
+        # allocating and initialising 2.2 billion fc6 weights (8.8 GB).
+        counts = {m: 1 if (size > 224 and not m.startswith("cnnlab")) else args.repeat
+                  for m in methods}  # fmt: skip
+        runs: dict[str, list[dict]] = {m: [] for m in methods}
+        for i in range(max(counts.values())):
+            for method in methods:  # the tools in turn, so that they share the machine's load
+                if i < counts[method]:
+                    runs[method].append(measure(method, name, size, args.threads))
         for method in methods:
-            # One process at 1024 for the CPU tools: building VGG-16 for 1024x1024 means
-            # allocating and initialising 2.2 billion fc6 weights (8.8 GB).
-            n = 1 if (size > 224 and not method.startswith("cnnlab")) else args.repeat
-            runs = [measure(method, name, size, args.threads) for _ in range(n)]
+            n, mine = counts[method], runs[method]
             row[method] = {
-                "seconds": statistics.median(r["seconds"] for r in runs),
-                "build_seconds": statistics.median(r["build_seconds"] for r in runs),
-                "import_seconds": statistics.median(r["import_seconds"] for r in runs),
-                "peak_rss_mb": max(r["peak_rss_kib"] for r in runs) / 1024,
-                "grown_rss_mb": max(r["grown_rss_kib"] for r in runs) / 1024,
-                "macs": runs[0]["macs"],
+                "seconds": stat(r["seconds"] for r in mine),
+                "build_seconds": stat(r["build_seconds"] for r in mine),
+                "import_seconds": stat(r["import_seconds"] for r in mine),
+                "peak_rss_mb": max(r["peak_rss_kib"] for r in mine) / 1024,
+                "grown_rss_mb": max(r["grown_rss_kib"] for r in mine) / 1024,
+                "macs": mine[0]["macs"],
                 "runs": n,
             }
             print(f"  {name}@{size} {method}: {row[method]['seconds']:.3f} s, peak "
@@ -252,9 +270,9 @@ def _report(results: list[dict], markdown: bool, methods: tuple[str, ...]) -> No
     lines = []
     for r in results:
         c = r["cnnlab"]
-        line = [f"{r['model']} @ {r['size']}", f"{c['seconds']:.3f}"]
+        line = [f"{r['model']} @ {r['size']}", f"{c['seconds']:.4f}"]  # (0.1 ms)
         for m in others:
-            line += [f"{r[m]['seconds']:.3f}", f"{r[m]['seconds'] / c['seconds']:.1f}x"]
+            line += [f"{r[m]['seconds']:.4f}", f"{r[m]['seconds'] / c['seconds']:.2f}x"]
         line += [
             " / ".join(f"{r[m]['peak_rss_mb']:.0f}" for m in methods),
             " / ".join(f"{r[m]['grown_rss_mb']:.0f}" for m in methods),
@@ -276,7 +294,7 @@ def _report(results: list[dict], markdown: bool, methods: tuple[str, ...]) -> No
     for r in results:
         print(f"  {r['model']} @ {r['size']}: "
               + ", ".join(f"{m} {r[m]['macs']:,}" for m in methods))  # fmt: skip
-    print("of which building the model (median; cnnlab on the meta device, the tools on the CPU):")
+    print("of which building the model (cnnlab on the meta device, the tools on the CPU):")
     for r in results:
         print(f"  {r['model']} @ {r['size']}: "
               + ", ".join(f"{m} {r[m]['build_seconds']:.4f} of {r[m]['seconds']:.4f} s"
