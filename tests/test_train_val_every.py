@@ -87,6 +87,7 @@ def test_what_watches_every_epochs_validation_refuses_it(folder, tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and says in err and "valid: val_every=1" in err
     assert err.count("\n") == 1  # one line, no traceback
+    assert not (tmp_path / "run").exists()  # refused before a run folder is made
 
 
 def test_a_negative_val_every_is_a_config_error(folder, tmp_path, capsys):

@@ -3,12 +3,33 @@
 
 from __future__ import annotations
 
-from cnnlab.errors import CnnlabError
-from cnnlab.train.device import Placement
-from cnnlab.train.recipe import Recipe
-from cnnlab.train.splits import TrainData
+from typing import TYPE_CHECKING
 
-__all__ = ["check_fit_arguments"]
+from cnnlab.errors import CnnlabError
+
+if TYPE_CHECKING:  # no torch to import: the config's checks use this module too
+    from cnnlab.train.device import Placement
+    from cnnlab.train.recipe import Recipe
+    from cnnlab.train.splits import TrainData
+
+__all__ = ["check_fit_arguments", "check_val_every"]
+
+
+def check_val_every(val_every: int, early_stop: int | None, schedule: str) -> None:
+    """``val_every`` is an int >= 0, and 1 where something watches every epoch's
+    validation top-1 (early stopping, the plateau schedule)."""
+    if not isinstance(val_every, int) or isinstance(val_every, bool) or val_every < 0:
+        raise CnnlabError(f"val_every={val_every!r}: expected an int >= 0 (0: the last only)")
+    if val_every == 1:
+        return
+    watcher = ("early_stop", early_stop) if early_stop is not None else None
+    if schedule == "plateau":
+        watcher = ("schedule", "plateau")
+    if watcher:
+        raise CnnlabError(
+            f"val_every={val_every}: {watcher[0]}={watcher[1]} watches the validation top-1 "
+            "after every epoch; valid: val_every=1"
+        )
 
 
 def check_fit_arguments(
@@ -22,17 +43,7 @@ def check_fit_arguments(
     """The mistakes :func:`fit` refuses before it starts (CnnlabError naming the argument)."""
     if on_nan not in ("stop", "skip"):
         raise CnnlabError(f"on_nan={on_nan!r}: expected 'stop' or 'skip'")
-    if not isinstance(val_every, int) or isinstance(val_every, bool) or val_every < 0:
-        raise CnnlabError(f"val_every={val_every!r}: expected an int >= 0 (0: the last only)")
-    if val_every != 1:  # what watches every epoch's validation top-1
-        watcher = ("early_stop", early_stop) if early_stop is not None else None
-        if recipe.schedule == "plateau":
-            watcher = ("schedule", "plateau")
-        if watcher:
-            raise CnnlabError(
-                f"val_every={val_every}: {watcher[0]}={watcher[1]} watches the validation "
-                "top-1 after every epoch; valid: val_every=1"
-            )
+    check_val_every(val_every, early_stop, recipe.schedule)
     if early_stop is not None and data.val is None:
         raise CnnlabError(
             f"early_stop={early_stop}: early stopping watches the validation top-1, and this "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab._typed import TypedValueError, parse_text, type_name
+from cnnlab.train.arguments import check_val_every
 from cnnlab.train.recipe import ConfigError, Options, Recipe
 from cnnlab.train.recipes import RECIPES, default_recipe
 
@@ -224,6 +225,7 @@ def _check_together(r: Recipe, o: Options) -> None:
             f"{asked} is part of the standard augmentation, but augment='none' turns it off; "
             "valid: --set augment=standard with it, or leave it out"
         )
+    check_val_every(o.val_every, o.early_stop, r.schedule)  # as fit checks it
     if r.schedule == "plateau" and o.val_split == 0:
         raise ConfigError(
             "schedule='plateau' watches the validation accuracy, but val_split=0 holds out "
