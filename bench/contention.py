@@ -13,8 +13,7 @@ process (OpenMP reads its environment when torch is imported):
 * ``spin``: torch's default (``OMP_WAIT_POLICY`` unset), with ``--threads`` threads;
 * ``short spin``: ``GOMP_SPINCOUNT=20000`` (a waiting thread spins 15 times less long
   than GNU OpenMP's default of 300,000 before it sleeps);
-* ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` (a waiting thread sleeps at once), what
-  ``cnnlab`` sets for its own commands unless the variable is set already;
+* ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` (a waiting thread sleeps at once);
 * ``1 thread``: the same step on one thread, for reference;
 
 each on a quiet machine and with one busy neighbour (a Python loop this script starts, on

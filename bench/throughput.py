@@ -30,12 +30,8 @@ import statistics
 import sys
 import time
 
-# Both sides share this process, so they wait in OpenMP alike: sleeping, as the cnnlab
-# command's threads do (unless the caller chose a policy); set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
-from baseline import baseline_loader, baseline_steps  # noqa: E402
+import torch
+from baseline import baseline_loader, baseline_steps
 
 from cnnlab.analysis import analyze
 from cnnlab.train.device import configure_threads, cpu_info, cpu_precision, matmul_gflops, placement
@@ -113,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         f"cnnlab bench/throughput.py: {train.name} training, {len(train):,} images per side "
         f"and round, {args.rounds} rounds (median shown)"
     )
-    print(f"CPU: {info.describe()}; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+    print(f"CPU: {info.describe()}; OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     print(
         f"torch {torch.__version__}, {threads} threads; placement: {where.precision}, "
         f"{'channels_last' if where.channels_last else 'NCHW'} ({cpu_precision()[1]})"

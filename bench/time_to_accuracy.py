@@ -158,11 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     src = _HERE.parent / "src"
     path = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)
-    # Both sides wait in OpenMP as the cnnlab command does (sleeping, unless the caller set
-    # a policy): on a machine shared with other work, spinning waits would slow the
-    # baseline several times and inflate the ratio.
     env = {**os.environ, "PYTHONPATH": path}
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.path.insert(0, str(src))
     from cnnlab.train.device import cpu_info
 
@@ -192,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("cnnlab bench/time_to_accuracy.py" + (" --quick" if args.quick else ""))
     print(f"CPU: {cpu_info().describe()}, {os.cpu_count()} logical CPUs")
-    print(f"OpenMP waits (both sides): OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}")
+    policy = env.get("OMP_WAIT_POLICY", "unset (spinning)")
+    print(f"OpenMP waits (both sides): OMP_WAIT_POLICY {policy}")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
     print(f"baseline: bench/{Path(base_cmd(0)[1]).name} {' '.join(base_cmd(seeds[0])[2:])}")
     print(f"seeds: baseline {base_seeds}, cnnlab {seeds} (times and top-1: means over them)")

@@ -160,25 +160,6 @@ def test_fit_in_channels_last_leaves_no_hook_on_the_model(tmp_path):
     assert not any(m._forward_pre_hooks for m in net.modules())
 
 
-def _policy_after(code: str, **env: str) -> str:
-    """OMP_WAIT_POLICY as a fresh Python process has it after ``code``."""
-    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run(
-        [sys.executable, "-c", code + "; import os; print(os.environ.get('OMP_WAIT_POLICY'))"],
-        capture_output=True, text=True, timeout=120, env={**base, **env}, check=True,
-    )  # fmt: skip
-    return out.stdout.strip().splitlines()[-1]
-
-
-def test_the_command_makes_openmp_waits_sleep_unless_told_otherwise():
-    run_cli = "import sys; from cnnlab.cli import main; sys.argv = ['cnnlab', 'models']; main()"
-    assert _policy_after(run_cli) == "PASSIVE"  # before torch loads, for its OpenMP
-    assert _policy_after(run_cli, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"  # the user's choice
-    # Too late once torch is loaded (OpenMP has read its environment): nothing is set.
-    late = "import torch; from cnnlab.cli import sleeping_openmp_waits; sleeping_openmp_waits()"
-    assert _policy_after(late) == "None"
-
-
 class _Mirrored(nn.Module):
     """``net`` looking at the mirror image of its input."""
 

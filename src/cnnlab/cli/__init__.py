@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import os
 import sys
 import traceback
 
@@ -62,27 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     walk them all again for reference cycles (torch's thousand modules: 0.4-0.5 s on a 2-core
     CPU); ``atexit`` handlers and every file's close still run.  A caller that goes on (a
     test, a script) passes ``argv`` and keeps its collector as it was."""
-    if argv is None:
-        sleeping_openmp_waits()
     code = _run(sys.argv[1:] if argv is None else argv)
     if argv is None:
         gc.freeze()
     return code
-
-
-def sleeping_openmp_waits() -> None:
-    """``OMP_WAIT_POLICY=PASSIVE`` for this process and its children, unless it is set
-    already or torch is imported (OpenMP reads it when torch loads): a thread that waits for
-    the others at the end of a parallel region then sleeps instead of spinning.
-
-    Why: torch's CPU kernels run on GNU OpenMP, and while one of two threads is off its core
-    (another process running there), the other spins, for each of the hundreds of parallel
-    regions of a training step.  With one busy process beside it (bench/contention.py), two
-    spinning threads trained the fast net 4-9x slower than two sleeping ones, no faster
-    than one thread; on a quiet machine the sleeping waits cost what that benchmark shows
-    (README, Performance)."""
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _run(argv: list[str]) -> int:
