@@ -225,23 +225,25 @@ _AT_THE_END = "val_every=0"
 
 FAST_PRESETS: tuple[FastPreset, ...] = (
     FastPreset(0.92, ("epochs=3", _AT_THE_END), 3, 9.98e6,
-               "92.20% test accuracy (mean of 3 seeds: 92.28, 92.21, 92.12%) in 43-48 s in "
-               "bf16 on a 2-vCPU AMD EPYC with AVX-512 BF16, with the test split evaluated "
-               "after every epoch; validation 92.89% (3 seeds, one thread; README, "
+               "92.20% test accuracy (mean of 3 seeds: 92.28, 92.21, 92.12%) in 32-34 s in "
+               "bf16 on a 2-vCPU AMD EPYC with AVX-512 BF16, the whole command with its "
+               "start, data and evaluation; validation 92.89% (3 seeds, one thread; README, "
                "Performance)"),
     FastPreset(0.93, ("epochs=6", _AT_THE_END), 6, 9.98e6,
                "93.07% test accuracy (mean of 3 seeds: 93.11, 93.09, 93.01%) in 91-95 s in "
                "bf16 on a 2-vCPU AMD EPYC, with the test split evaluated after every epoch; "
                "validation 93.42% (1 seed, one thread; README, Performance)"),
     FastPreset(0.94, (f"model={_FAST_RES}", "epochs=10", _AT_THE_END), 10, 36.35e6,
-               "94.14% test accuracy (mean of 3 seeds: 94.19, 93.99, 94.24%; validation "
-               "94.55%), one-thread bf16 runs on a 2-vCPU AMD EPYC; 8 epochs: validation "
-               "94.43%, test 93.90% (2 seeds) (README, Performance)"),
+               "94.13% test accuracy (mean of 3 seeds: 94.25, 93.93, 94.22%) in 280-305 s "
+               "(mean 291 s) as the command runs on a 2-vCPU AMD EPYC in bf16; one-thread "
+               "probes chose it on validation (94.55%; 8 epochs: validation 94.43%, test "
+               "93.90%, 2 seeds) (README, Performance)"),
     FastPreset(0.95, (f"model={_FAST_RES}", "epochs=30", "erase=0.25", "crop_padding=2",
                       _AT_THE_END), 30,
                36.35e6,
-               "not measured: the 94% net trained longer with random crops and erasing (the "
-               "published 95-96.7% are WRN-class nets with random erasing, Zhong et al. 2020)"),
+               "94.31% test accuracy (validation 94.95%), one seed, one thread: 95% not "
+               "reached (the published 95-96.7% are WRN-class nets with random erasing, "
+               "Zhong et al. 2020) (README, Performance)"),
 )  # fmt: skip
 
 _UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
