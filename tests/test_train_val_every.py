@@ -94,3 +94,17 @@ def test_a_negative_val_every_is_a_config_error(folder, tmp_path, capsys):
     code = train(folder, tmp_path / "run", "--epochs", "1", "--set", "val_every=-1")
     err = capsys.readouterr().err
     assert code == 2 and "val_every" in err and ">= 0" in err
+
+
+def test_the_curves_of_a_run_validated_every_second_epoch_show_those_points(folder, tmp_path):
+    from cnnlab.train.run import open_run
+    from cnnlab.viz.curves import curves_figure, read_curves
+
+    out = tmp_path / "run"
+    assert train(folder, out, "--epochs", "3", "--set", "val_every=2") == 0
+    curves = read_curves(open_run(out))
+    assert curves.epochs == [1, 2, 3]
+    assert [v is not None for v in curves.series["val_top1"]] == [False, True, True]
+    fig = curves_figure(curves, "val_every=2")
+    (line,) = [x for x in fig.axes[1].get_lines() if x.get_label() == "val_top1"]
+    assert list(line.get_xdata()) == [2, 3]  # the validated epochs only, joined
