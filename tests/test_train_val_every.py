@@ -108,3 +108,9 @@ def test_the_curves_of_a_run_validated_every_second_epoch_show_those_points(fold
     fig = curves_figure(curves, "val_every=2")
     (line,) = [x for x in fig.axes[1].get_lines() if x.get_label() == "val_top1"]
     assert list(line.get_xdata()) == [2, 3]  # the validated epochs only, joined
+
+
+def test_a_preset_validates_every_epoch_when_early_stopping_is_asked_for(folder, tmp_path):
+    out = tmp_path / "run"  # the presets validate after their last epoch only, unless
+    assert train(folder, out, "--target", "0.92", "--early-stop", "5") == 0
+    assert validated(out) == [1, 2, 3]

@@ -187,7 +187,12 @@ def _preset_sets(args: argparse.Namespace) -> list[str]:
             "valid: cnnlab train --recipe fast --data fashion-mnist --target 0.93"
         )
     budget = parse_budget(args.budget) if args.budget is not None else None
-    return fast_preset(args.target_accuracy, budget, precision=args.precision)[1]
+    sets = fast_preset(args.target_accuracy, budget, precision=args.precision)[1]
+    if args.early_stop is not None or "schedule=plateau" in (args.sets or []):
+        # asked for what watches every epoch's validation: the preset's validation after
+        # the last epoch only gives way
+        sets = [s for s in sets if not s.startswith("val_every=")]
+    return sets
 
 
 def _launch(nproc: int) -> int:
