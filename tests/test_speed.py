@@ -158,6 +158,7 @@ def test_fit_in_channels_last_leaves_no_hook_on_the_model(tmp_path):
     recipe = Recipe(epochs=1, batch_size=24, lr=0.05, schedule="constant")
     fit(net, TrainData(train, val, None), recipe, where=placement("cpu", "bf16"))
     assert not any(m._forward_pre_hooks for m in net.modules())
+    assert not any("_conv_forward" in m.__dict__ for m in net.modules())  # its own forward
 
 
 class _Mirrored(nn.Module):

@@ -19,7 +19,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,18 +249,19 @@ def cpu_precision() -> tuple[str, str]:
         return "fp32", f"{info.model}: no bf16 instructions (avx512_bf16 / amx_bf16)"
     key = f"{info.describe()}; torch {torch.__version__}; {_PROBE}"
     path = _precision_file()
-    known = _remembered(path).get(key)
+    known = remembered(path, _valid_precision).get(key)
     if known is None:
-        with _locked(path.with_name(path.name + ".lock")):  # one process measures at a time
-            known = _remembered(path).get(key)  # another one may have, meanwhile
+        with locked(path.with_name(path.name + ".lock")):  # one process measures at a time
+            known = remembered(path, _valid_precision).get(key)  # another may have, meanwhile
             if known is None:
                 choice, reason = _measure_precision(info)
-                known = _remember(path, key, {"precision": choice, "reason": reason})
+                value = {"precision": choice, "reason": reason}
+                known = remember(path, key, value, _valid_precision)
     return known["precision"], f"{known['reason']}; remembered in {path}"
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (created), held for the block; without one (a folder
     that cannot be written, no ``fcntl``) the block runs unlocked."""
     try:
@@ -282,9 +283,18 @@ def _precision_file() -> Path:
     return user_cache_dir() / PRECISION_FILE
 
 
-def _remembered(path: Path) -> dict:
-    """The choices remembered in ``path`` by machine key (none when it is missing or not
-    what this module wrote: the cache is rebuilt, never trusted blindly)."""
+def _valid_precision(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.get("precision") in ("fp32", "bf16")
+        and isinstance(value.get("reason"), str)
+    )
+
+
+def remembered(path: Path, valid: Callable[[Any], bool]) -> dict:
+    """The measurements remembered in the JSON file ``path`` by machine key, those that
+    ``valid`` accepts (none when it is missing or not what cnnlab wrote: the cache is
+    rebuilt, never trusted blindly)."""
     import json
 
     try:
@@ -293,26 +303,21 @@ def _remembered(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {
-        k: v
-        for k, v in data.items()
-        if isinstance(v, dict)
-        and v.get("precision") in ("fp32", "bf16")
-        and isinstance(v.get("reason"), str)
-    }
+    return {k: v for k, v in data.items() if valid(v)}
 
 
-def _remember(path: Path, key: str, value: dict) -> dict:
-    """Add ``key: value`` to the choices in ``path`` (atomically, its folder made); returns
-    ``value``.  A cache that cannot be written is no error: the choice is then this
-    process's alone."""
+def remember(path: Path, key: str, value: dict, valid: Callable[[Any], bool]) -> dict:
+    """Add ``key: value`` to the measurements in ``path`` (atomically, its folder made);
+    returns ``value``.  A cache that cannot be written is no error: the measurement is then
+    this process's alone."""
     import json
 
     from cnnlab._io import atomic_write_text
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({**_remembered(path), key: value}, indent=1) + "\n")
+        entries = {**remembered(path, valid), key: value}
+        atomic_write_text(path, json.dumps(entries, indent=1) + "\n")
     except OSError:
         pass
     return value

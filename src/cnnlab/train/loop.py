@@ -34,6 +34,7 @@ from cnnlab.train.arguments import check_fit_arguments
 from cnnlab.train.average import WeightAverage
 from cnnlab.train.device import Placement, channels_last_gradients, placement
 from cnnlab.train.evaluate import Evaluation, autocast, evaluate
+from cnnlab.train.kernels import matmul_weight_gradients
 from cnnlab.train.loss import loss_fn
 from cnnlab.train.optim import Schedule, make_optimizer
 from cnnlab.train.recipe import EVAL_BATCH_SIZE, Recipe
@@ -172,6 +173,8 @@ class _Loop:
         if where.channels_last:
             model.to(memory_format=torch.channels_last)
             self.layout_hooks = channels_last_gradients(model)  # removed when fit returns
+        if where.device.type == "cpu" and where.precision == "bf16":
+            self.layout_hooks += matmul_weight_gradients(model)  # where measured faster
         self.distributed = where.world_size > 1
         self.net: nn.Module = model  # what the forward runs: the model, or DDP around it
         if self.distributed:
