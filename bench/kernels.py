@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             switch = "switches" if r["gain"] >= kernels._GAIN else "stays"
             print(
                 f"  {shape[1]:>4} -> {m.out_channels:<4} at {shape[2]}x{shape[3]}, kernel "
-                f"{m.kernel_size[0]}x{m.kernel_size[1]}: {r['onednn_s'] * 1e3:6.2f} / "
-                f"{r['product_s'] * 1e3:6.2f} ms ({r['gain']:.2f}x, {switch})"
+                f"{m.kernel_size[0]}x{m.kernel_size[1]}: {r['onednn_s'] * 1e3:7.3f} / "
+                f"{r['product_s'] * 1e3:7.3f} ms ({r['gain']:.2f}x, {switch})"
             )
         plain = _stepper(_net(name), args.batch)
         switched_net = _net(name)
