@@ -147,31 +147,3 @@ def test_the_verdict_is_measured_once_per_shape_and_remembered(fresh_cache):
     fresh_cache.write_text('{"' + key[:10])
     _first_training_call(nn.Conv2d(8, 12, 3, padding=1), x)
     assert list(json.loads(fresh_cache.read_text())) == [key]
-
-
-def test_the_kernels_benchmark_prints_each_layer_and_both_steps(fresh_cache):
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from cnnlab.train.device import cpu_info
-
-    script = Path(__file__).resolve().parents[1] / "bench" / "kernels.py"
-    out = subprocess.run(
-        [sys.executable, str(script), "--nets", "fast", "--batch", "32", "--rounds", "1",
-         "--threads", "1"],
-        capture_output=True, text=True, timeout=600, check=True,
-    ).stdout  # fmt: skip
-    assert cpu_info().model in out and "load average before" in out
-    layers = [line for line in out.splitlines() if " ms (" in line]
-    assert len(layers) == 4  # fast's four convolutions
-    for line in layers:
-        onednn, product = (float(t) for t in line.split(": ")[1].split(" ms")[0].split(" / "))
-        gain = float(line.split("(")[1].split("x,")[0])
-        assert gain == pytest.approx(onednn / product, rel=0.1, abs=0.02)
-        assert line.endswith("switches)") == (gain >= _GAIN)
-    steps = {w.split(":")[0].split()[-1]: float(w.split(":")[1].split()[0])
-             for w in out.splitlines() if w.strip().startswith("step,")}  # fmt: skip
-    assert set(steps) == {"oneDNN", "switched"} and min(steps.values()) > 0
-    ratio = float(next(w for w in out.splitlines() if "ratio:" in w).split()[-1].rstrip("x"))
-    assert ratio == pytest.approx(steps["oneDNN"] / steps["switched"], rel=0.05, abs=0.01)

@@ -237,6 +237,26 @@ def test_the_throughput_benchmark_prints_the_machine_and_both_sides():
     assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, rel=0.03)
 
 
+def test_the_kernels_benchmark_prints_each_layer_and_both_steps(tmp_path, monkeypatch):
+    from cnnlab.train.kernels import _GAIN
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # verdicts into a fresh cache
+    out = _bench("kernels.py", "--nets", "fast", "--batch", "32", "--rounds", "1",
+                 "--threads", "1")  # fmt: skip
+    assert cpu_info().model in out and "load average before" in out
+    layers = re.findall(r": +([\d.]+) / +([\d.]+) ms \(([\d.]+)x, (\w+)\)", out)
+    assert len(layers) == 4  # fast's four convolutions
+    for onednn, product, gain, verdict in layers:
+        assert float(gain) == pytest.approx(float(onednn) / float(product), rel=0.1, abs=0.02)
+        assert (verdict == "switches") == (float(gain) >= _GAIN)
+    steps = dict(re.findall(r"step, +(\w+): +([\d.]+) ms", out))
+    assert set(steps) == {"oneDNN", "switched"} and min(map(float, steps.values())) > 0
+    (ratio,) = re.findall(r"ratio: ([\d.]+)x", out)
+    assert float(ratio) == pytest.approx(
+        float(steps["oneDNN"]) / float(steps["switched"]), rel=0.05, abs=0.01
+    )
+
+
 def test_the_time_to_accuracy_benchmark_quick_mode_runs_both_sides():
     """Both sides really train and report a test accuracy; the table has every target."""
     real_fashion_dir()
