@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in _NETS]
     if unknown:
         parser.error(f"--nets: unknown {', '.join(unknown)}; valid: {', '.join(_NETS)}")
+    for option in ("batch", "rounds", "threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option} {value}: too small; valid: a whole number >= 1")
     threads = configure_threads(args.threads)
     load_before = os.getloadavg()
     print(f"CPU: {cpu_info().describe()}; torch {torch.__version__}; {threads} threads")

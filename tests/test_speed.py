@@ -257,6 +257,16 @@ def test_the_kernels_benchmark_prints_each_layer_and_both_steps(tmp_path, monkey
     )
 
 
+def test_the_kernels_benchmark_refuses_a_count_below_one():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "kernels.py"), "--batch", "0"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--batch 0" in proc.stderr and "valid: a whole number >= 1" in proc.stderr
+
+
 def test_the_time_to_accuracy_benchmark_quick_mode_runs_both_sides():
     """Both sides really train and report a test accuracy; the table has every target."""
     real_fashion_dir()
