@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from options import count
+
 _HERE = Path(__file__).resolve().parent
 _NETS = ("fast", "res")
 _POLICIES = ("spin", "short spin", "passive", "1 thread")
@@ -99,9 +101,9 @@ def _busy() -> subprocess.Popen:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nets", default=",".join(_NETS), help="fast (9.98M MACs), res (36.35M)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=count, default=2)
+    p.add_argument("--steps", type=count, default=20, help="timed steps per measurement")
+    p.add_argument("--rounds", type=count, default=2)
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:

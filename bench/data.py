@@ -35,6 +35,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from options import count, workers
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
@@ -120,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=count, default=128)
+    parser.add_argument("--workers", type=workers, default=0)
+    parser.add_argument("--rounds", type=count, default=3)
     parser.add_argument(
-        "--baseline-images", type=int, default=20_000, help="images per baseline round"
+        "--baseline-images", type=count, default=20_000, help="images per baseline round"
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
+    parser.add_argument(
+        "--threads", type=count, default=None, help="torch threads (default: as is)"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from options import count
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -78,18 +79,14 @@ def _stepper(net: nn.Module, batch: int):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nets", default="fast,fast94", help="comma list of: fast, fast94")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch", type=count, default=256)
+    parser.add_argument("--rounds", type=count, default=6)
+    parser.add_argument("--threads", type=count, default=None)
     args = parser.parse_args(argv)
     names = [n for n in args.nets.split(",") if n]
     unknown = [n for n in names if n not in _NETS]
     if unknown:
         parser.error(f"--nets: unknown {', '.join(unknown)}; valid: {', '.join(_NETS)}")
-    for option in ("batch", "rounds", "threads"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            parser.error(f"--{option} {value}: too small; valid: a whole number >= 1")
     threads = configure_threads(args.threads)
     load_before = os.getloadavg()
     print(f"CPU: {cpu_info().describe()}; torch {torch.__version__}; {threads} threads")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from options import count
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -83,8 +84,8 @@ def _macs(model: nn.Module) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("net", help="base, or a layer list such as s32,64p,128,128p")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--epochs", type=count, default=6)
+    parser.add_argument("--threads", type=count, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=0.2)
     parser.add_argument("--label-smoothing", type=float, default=0.2)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from options import count, workers
 from PIL import Image
 
 from cnnlab.data import Augment, BatchPipeline, StreamPipeline, load_dataset
@@ -61,13 +62,13 @@ def epoch_rate(pipeline, epoch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=3000)
-    parser.add_argument("--side", type=int, default=80, help="JPEG side in pixels")
-    parser.add_argument("--image-size", type=int, default=64, help="decoded (resized) side")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--images", type=count, default=3000)
+    parser.add_argument("--side", type=count, default=80, help="JPEG side in pixels")
+    parser.add_argument("--image-size", type=count, default=64, help="decoded (resized) side")
+    parser.add_argument("--batch", type=count, default=128)
+    parser.add_argument("--workers", type=workers, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rounds", type=count, default=3)
+    parser.add_argument("--threads", type=count, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_info().describe()}")

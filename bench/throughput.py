@@ -32,6 +32,7 @@ import time
 
 import torch
 from baseline import baseline_loader, baseline_steps
+from options import count
 
 from cnnlab.analysis import analyze
 from cnnlab.train.device import configure_threads, cpu_info, cpu_precision, matmul_gflops, placement
@@ -74,9 +75,9 @@ def _baseline_rate(name: str, train, images: int, seed: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nets", default=",".join(_NETS), help="comma-separated; 'fast'")
-    parser.add_argument("--images", type=int, default=8192, help="images per side per round")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="default: the usable cores")
+    parser.add_argument("--images", type=count, default=8192, help="images per side per round")
+    parser.add_argument("--rounds", type=count, default=2)
+    parser.add_argument("--threads", type=count, default=None, help="default: the usable cores")
     parser.add_argument("--data", default="fashion-mnist")
     args = parser.parse_args(argv)
     threads = configure_threads(args.threads)

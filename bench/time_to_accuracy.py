@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from options import count
+
 _TARGETS = (0.90, 0.91, 0.92, 0.93, 0.94, 0.95)
 _HERE = Path(__file__).resolve().parent
 
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a few steps each (6,000 and 10,240 images): checks that the script works",
     )
-    parser.add_argument("--baseline-epochs", type=int, default=8)
+    parser.add_argument("--baseline-epochs", type=count, default=8)
     parser.add_argument(
         "--fast-args",
         action="append",
@@ -145,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument(
-        "--seeds", type=int, default=3, help="runs of each side (seeds --seed, --seed+1, ...)"
+        "--seeds", type=count, default=3, help="runs of each side (seeds --seed, --seed+1, ...)"
     )
     parser.add_argument(
-        "--baseline-seeds", type=int, default=None, help="runs of the baseline (default --seeds)"
+        "--baseline-seeds", type=count, default=None, help="runs of the baseline (default --seeds)"
     )
     parser.add_argument("--side", choices=("baseline",), help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)

@@ -257,14 +257,25 @@ def test_the_kernels_benchmark_prints_each_layer_and_both_steps(tmp_path, monkey
     )
 
 
-def test_the_kernels_benchmark_refuses_a_count_below_one():
+@pytest.mark.parametrize(
+    ("script", "option", "value", "says"),
+    [
+        ("kernels.py", "--batch", "0", "0 is too small"),
+        ("throughput.py", "--rounds", "-1", "-1 is too small"),
+        ("time_to_accuracy.py", "--seeds", "0", "0 is too small"),
+        ("contention.py", "--steps", "two", "'two' is not a whole number"),
+        ("data.py", "--workers", "-1", "-1 is too small"),
+    ],
+)
+def test_a_benchmark_refuses_a_count_it_cannot_run_with_one_line(script, option, value, says):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "kernels.py"), "--batch", "0"],
+        [sys.executable, str(ROOT / "bench" / script), option, value],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "--batch 0" in proc.stderr and "valid: a whole number >= 1" in proc.stderr
+    least = 0 if option == "--workers" else 1
+    assert f"argument {option}: {says}; valid: a whole number >= {least}" in proc.stderr
 
 
 def test_the_time_to_accuracy_benchmark_quick_mode_runs_both_sides():
