@@ -139,3 +139,77 @@ def test_list_keys_and_help():
     assert proc.returncode == 0 and "label_smoothing" in proc.stdout
     proc = cnnlab("train", "--help")
     assert "cifar-resnet" in proc.stdout and "--eval-test-every-epoch" in proc.stdout
+
+
+def _spinner() -> subprocess.Popen:
+    """Another process that keeps one core busy until killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def _machine_and_own() -> tuple[float, float]:
+    import resource
+
+    from cnnlab.train.device import _busy_seconds
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return _busy_seconds(), me.ru_utime + me.ru_stime
+
+
+def test_cpu_use_counts_other_processes_and_not_this_ones_own_threads():
+    import time
+
+    from cnnlab.train.device import CpuUse, usable_cores
+
+    spinner = _spinner()
+    try:
+        time.sleep(0.3)  # the interpreter is up and spinning
+        use = CpuUse.now()
+        time.sleep(1.0)
+        assert use.others_cores() >= 0.7  # the spinner's core (and whatever else runs)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    # This process busy: its own CPU time (every thread's, here read from getrusage) is
+    # taken out of the machine's, whatever else runs beside it.
+    before, start = _machine_and_own(), time.monotonic()
+    use = CpuUse.now()
+    while time.monotonic() - start < 1.0:
+        pass
+    others = use.others_cores()
+    after, wall = _machine_and_own(), time.monotonic() - start
+    machine, own = (a - b for a, b in zip(after, before, strict=True))
+    assert own / wall > 0.2  # it did run
+    assert others == pytest.approx((machine - own) / wall, abs=0.15)
+    assert others <= usable_cores() + 0.15
+    assert CpuUse.now().others_cores() is None  # too short a time to tell
+
+
+def test_the_busy_note_says_when_threads_would_share_cores_with_other_work():
+    from cnnlab.cli._train_display import busy_note
+
+    note = busy_note(1.0, threads=2, cores=2)
+    assert note.startswith("note: other processes kept 1.0 of the 2 cores busy")
+    assert "--threads 1" in note
+    assert busy_note(0.2, 2, 2) is None  # a quiet machine
+    assert busy_note(1.0, 1, 2) is None  # one thread does not wait on another
+    assert busy_note(1.0, 2, 8) is None  # cores enough for both
+    assert busy_note(None, 2, 2) is None  # the machine does not say
+
+
+def test_train_says_when_other_processes_keep_its_cores_busy(tmp_path):
+    from cnnlab.train.device import usable_cores
+
+    real_fashion_dir()
+    spinner = _spinner()
+    try:
+        proc = cnnlab(
+            "train", SPEC, "--data", "fashion-mnist", "--set", "iterations=1", "--set",
+            "epochs=none", "--threads", str(max(2, usable_cores())), "--out",
+            str(tmp_path / "run"), "--quiet", "--no-report",
+        )  # fmt: skip
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert proc.returncode == 0, proc.stderr
+    (note,) = [line for line in proc.stdout.splitlines() if line.startswith("note: other")]
+    assert "busy as this run started" in note and "--threads 1" in note

@@ -17,6 +17,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_TERMINATED",
     "Display",
+    "busy_note",
     "epoch_line",
     "headline",
     "next_steps",
@@ -69,6 +70,20 @@ def headline(job: Any) -> list[str]:
         )
     lines.append(f"run folder: {job.path}")
     return lines
+
+
+def busy_note(others: float | None, threads: int, cores: int) -> str | None:
+    """A note when other processes kept cores busy while the run started and its threads
+    would share them (None otherwise): threads that share a core with other work wait on each
+    other at every operation (README, Performance: two threads ran 2-3x slower beside one
+    busy process, one thread or two one-thread ranks did not)."""
+    if others is None or threads < 2 or others < 0.5 or threads + others <= cores + 0.25:
+        return None
+    return (
+        f"note: other processes kept {others:.1f} of the {plural(cores, 'core')} busy as this "
+        f"run started; {threads} threads beside them wait on each other (up to 3x slower): on "
+        "a busy machine --threads 1 (or --nproc 2) trains faster"
+    )
 
 
 def outcome(job: Any, result: Any, elapsed: float) -> tuple[int, list[str], list[str]]:

@@ -236,12 +236,18 @@ def _train(args: argparse.Namespace) -> int:
 def _train_ranked(args: argparse.Namespace, w: Any) -> int:
     from cnnlab.cli import _train_display as show
     from cnnlab.train.checkpoint import CheckpointError
+    from cnnlab.train.device import CpuUse, usable_cores
     from cnnlab.train.job import prepare
 
+    use = CpuUse.now()  # what other processes do while this one starts
     job = prepare(_request(args), w)
     for note in job.notes:
         print(f"warning: {note}", file=sys.stderr)
     print("\n".join(show.headline(job)), flush=True)
+    if job.where.device.type == "cpu" and w.size == 1:
+        busy = show.busy_note(use.others_cores(), job.threads, usable_cores())
+        if busy:
+            print(busy, flush=True)
     started = time.perf_counter()
     try:
         with show.Display(args.quiet) as display:

@@ -30,6 +30,7 @@ from cnnlab.errors import CnnlabError
 
 __all__ = [
     "CpuInfo",
+    "CpuUse",
     "Placement",
     "channels_last_gradients",
     "configure_threads",
@@ -364,3 +365,42 @@ def configure_threads(threads: int | None = None) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """A moment's CPU time: all cores' busy seconds (``/proc/stat``) and this process's own
+    (every thread of it).  :meth:`others_cores` is how many cores other processes kept busy
+    on average since then, which the load average (a minute's moving mean, still high for a
+    minute after a run ends) cannot tell."""
+
+    wall: float
+    busy: float | None
+    own: float
+
+    @classmethod
+    def now(cls) -> CpuUse:
+        return cls(time.monotonic(), _busy_seconds(), time.process_time())
+
+    def others_cores(self) -> float | None:
+        """Cores other processes used on average since this moment (None where the machine
+        does not say, or too little time passed to tell)."""
+        later = CpuUse.now()
+        wall = later.wall - self.wall
+        if self.busy is None or later.busy is None or wall < 0.5:
+            return None
+        return max(0.0, (later.busy - self.busy) - (later.own - self.own)) / wall
+
+
+def _busy_seconds() -> float | None:
+    """Seconds all CPUs spent busy since boot (user, nice, system, irq, softirq), Linux only."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 8:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return (user + nice + system + irq + softirq) / ticks
