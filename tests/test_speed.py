@@ -360,17 +360,43 @@ def test_presets_belong_to_the_fast_recipe_on_the_command_line():
 
 def test_without_recipe_the_family_default_decides_whether_a_preset_applies():
     from cnnlab.cli import build_parser
-    from cnnlab.cli.train import _preset_sets
+    from cnnlab.cli.train import _preset
 
     parser = build_parser()
     # lenet5 trains with the 'lenet' recipe: no fast preset, and the message says why
     args = parser.parse_args(["train", "lenet5", "--data", "fashion-mnist", "--target", "0.93"])
     with pytest.raises(CnnlabError, match="lenet5 trains with 'lenet'"):
-        _preset_sets(args)
+        _preset(args)
     # a notation network trains with 'fast' by default, so the preset applies
     args = parser.parse_args(["train", "conv3-8-relu-gap-fc-10", "--data", "fashion-mnist",
                               "--target", "0.93"])  # fmt: skip
-    assert "epochs=6" in _preset_sets(args)
+    preset, sets = _preset(args)
+    assert preset.target == 0.93 and "epochs=6" in sets
+
+
+def test_a_run_says_what_its_preset_trains_and_measured_and_when_it_falls_short():
+    from cnnlab.cli._train_display import preset_lines
+    from cnnlab.train.recipes import FAST_PRESETS, fast_preset
+
+    preset, sets = fast_preset(0.94)
+    ((line, to_stderr),) = preset_lines(preset, sets, 0.94, None, [])
+    assert not to_stderr and line.startswith("preset for --target 0.94: 10 epochs of a residual")
+    assert f"measured {100 * preset.measured:.2f}% test accuracy" in line
+    # asked for more than any preset measured: a warning, on stderr
+    best, sets = fast_preset(0.95)
+    lines = preset_lines(best, sets, 0.95, None, [])
+    assert lines[1] == (f"warning: no preset has reached 95.00% yet: this one, the most "
+                        f"accurate, measured {100 * best.measured:.2f}%", True)  # fmt: skip
+    assert best is FAST_PRESETS[-1] and best.measured < 0.95
+    # the user's own settings, or a budget's fewer epochs: not what the preset measured
+    ((line, _),) = preset_lines(preset, list(preset.sets), 0.94, None, ["--lr"])
+    assert "changed by --lr; not measured as such" in line
+    first = FAST_PRESETS[0]
+    ((line, _),) = preset_lines(first, ["epochs=1", "val_every=0"], None, "20s", [])
+    assert line.startswith("preset for --budget 20s: 1 epoch of the 92% preset's 3, the most")
+    assert "not measured as such" in line
+    for p in FAST_PRESETS:  # what a preset claims is what it measured, or it says it falls short
+        assert 0.9 < p.measured < 1 and (p.measured >= p.target or p is best)
 
 
 def test_the_network_probe_builds_the_candidates_the_readme_compares():

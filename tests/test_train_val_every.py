@@ -110,7 +110,11 @@ def test_the_curves_of_a_run_validated_every_second_epoch_show_those_points(fold
     assert list(line.get_xdata()) == [2, 3]  # the validated epochs only, joined
 
 
-def test_a_preset_validates_every_epoch_when_early_stopping_is_asked_for(folder, tmp_path):
+def test_a_preset_validates_every_epoch_when_early_stopping_is_asked_for(folder, tmp_path, capsys):
     out = tmp_path / "run"  # the presets validate after their last epoch only, unless
     assert train(folder, out, "--target", "0.92", "--early-stop", "5") == 0
+    # the run says which preset it took, and that its own network and batch change it
+    (said,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("preset for")]
+    assert said.startswith("preset for --target 0.92: 3 epochs of the fast network")
+    assert f"changed by the network {SPEC!r}, --batch-size; not measured as such" in said
     assert validated(out) == [1, 2, 3]

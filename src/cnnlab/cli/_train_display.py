@@ -22,6 +22,7 @@ __all__ = [
     "headline",
     "next_steps",
     "outcome",
+    "preset_lines",
 ]
 
 # Exit statuses of cnnlab train (besides 0, and 2 for a user mistake), in the README.
@@ -69,6 +70,39 @@ def headline(job: Any) -> list[str]:
             + (f" after its batch {s['batch']}" if s["batch"] else " from its start")
         )
     lines.append(f"run folder: {job.path}")
+    return lines
+
+
+def preset_lines(
+    preset: Any, sets: list[str], target: float | None, budget: str | None, changed: list[str]
+) -> list[tuple[str, bool]]:
+    """What ``--target`` / ``--budget`` chose (``preset``, as its ``--set`` keys ``sets``)
+    and what it measured (README, Performance), as (line, for stderr): a warning where that
+    is below the accuracy asked for.  ``changed``: the user's own settings that change what
+    it trains (then its measurement is not theirs)."""
+    asked = f"--target {target:g}" if target is not None else f"--budget {budget}"
+    epochs = next(int(s[len("epochs=") :]) for s in sets if s.startswith("epochs="))
+    what = preset.describe()
+    if epochs != preset.epochs:  # a budget too short for any preset: fewer epochs of one
+        what = (
+            f"{plural(epochs, 'epoch')} of the {preset.target:.0%} preset's {preset.epochs}, "
+            "the most that fit"
+        )
+    if changed:
+        what += f", changed by {', '.join(changed)}"
+    if epochs != preset.epochs or changed:
+        said = f"not measured as such (as the preset is, {pct(preset.measured)} test accuracy)"
+    else:
+        said = f"measured {pct(preset.measured)} test accuracy (README, Performance)"
+    lines = [(f"preset for {asked}: {what}; {said}", False)]
+    if target is not None and preset.measured < target - 1e-9:
+        lines.append(
+            (
+                f"warning: no preset has reached {pct(target)} yet: this one, the most "
+                f"accurate, measured {pct(preset.measured)}",
+                True,
+            )
+        )
     return lines
 
 

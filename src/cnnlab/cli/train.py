@@ -150,7 +150,7 @@ _FLAG_KEYS = (
 )
 
 
-def _request(args: argparse.Namespace) -> Any:
+def _request(args: argparse.Namespace, preset_sets: list[str]) -> Any:
     from cnnlab.train.job import Request
 
     flags = {key: getattr(args, key) for key in _FLAG_KEYS}
@@ -159,7 +159,7 @@ def _request(args: argparse.Namespace) -> Any:
         data=args.data,
         recipe=args.recipe,
         config=args.config,
-        sets=_preset_sets(args) + list(args.sets or []),
+        sets=preset_sets + list(args.sets or []),
         flags=flags,
         options=args.option,
         data_dir=args.data_dir,
@@ -172,11 +172,11 @@ def _request(args: argparse.Namespace) -> Any:
     )
 
 
-def _preset_sets(args: argparse.Namespace) -> list[str]:
-    """``--target`` / ``--budget``: the fast recipe's preset as ``--set`` keys (which the
-    user's own ``--set`` and flags override)."""
+def _preset(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """``--target`` / ``--budget``: the fast recipe's preset and its ``--set`` keys (which
+    the user's own ``--set`` and flags override); (None, []) without either."""
     if args.target_accuracy is None and args.budget is None:
-        return []
+        return None, []
     from cnnlab.train.recipes import default_recipe, fast_preset, parse_budget
 
     recipe = args.recipe or default_recipe(args.target)  # as resolve_config chooses it
@@ -187,12 +187,22 @@ def _preset_sets(args: argparse.Namespace) -> list[str]:
             "valid: cnnlab train --recipe fast --data fashion-mnist --target 0.93"
         )
     budget = parse_budget(args.budget) if args.budget is not None else None
-    sets = fast_preset(args.target_accuracy, budget, precision=args.precision)[1]
+    preset, sets = fast_preset(args.target_accuracy, budget, precision=args.precision)
     if args.early_stop is not None or "schedule=plateau" in (args.sets or []):
         # asked for what watches every epoch's validation: the preset's validation after
         # the last epoch only gives way
         sets = [s for s in sets if not s.startswith("val_every=")]
-    return sets
+    return preset, sets
+
+
+def _changes(args: argparse.Namespace) -> list[str]:
+    """The user's settings that change what a preset trains: a network of their own, the
+    length, batch or learning rate by flag, any ``--set`` (``--set seed=...`` aside)."""
+    changed = [f"the network {args.target!r}"] if args.target else []
+    changed += [f"--{k.replace('_', '-')}" for k in ("epochs", "batch_size", "lr")
+                if getattr(args, k) is not None]  # fmt: skip
+    changed += [f"--set {s}" for s in args.sets or [] if not s.startswith("seed=")]
+    return changed
 
 
 def _launch(nproc: int) -> int:
@@ -240,9 +250,15 @@ def _train_ranked(args: argparse.Namespace, w: Any) -> int:
     from cnnlab.train.job import prepare
 
     use = CpuUse.now()  # what other processes do while this one starts
-    job = prepare(_request(args), w)
+    preset, preset_sets = _preset(args)
+    job = prepare(_request(args, preset_sets), w)
     for note in job.notes:
         print(f"warning: {note}", file=sys.stderr)
+    if preset is not None:
+        for line, to_stderr in show.preset_lines(
+            preset, preset_sets, args.target_accuracy, args.budget, _changes(args)
+        ):
+            print(line, file=sys.stderr if to_stderr else sys.stdout)
     print("\n".join(show.headline(job)), flush=True)
     if job.where.device.type == "cpu" and w.size == 1:
         busy = show.busy_note(use.others_cores(), job.threads, usable_cores())
