@@ -248,6 +248,7 @@ def _train_ranked(args: argparse.Namespace, w: Any) -> int:
     from cnnlab.train.checkpoint import CheckpointError
     from cnnlab.train.device import CpuUse, usable_cores
     from cnnlab.train.job import prepare
+    from cnnlab.train.recipes import FAST_PRESETS
 
     use = CpuUse.now()  # what other processes do while this one starts
     preset, preset_sets = _preset(args)
@@ -256,7 +257,7 @@ def _train_ranked(args: argparse.Namespace, w: Any) -> int:
         print(f"warning: {note}", file=sys.stderr)
     if preset is not None:
         for line, to_stderr in show.preset_lines(
-            preset, preset_sets, args.target_accuracy, args.budget, _changes(args)
+            preset, preset_sets, args.target_accuracy, args.budget, _changes(args), FAST_PRESETS
         ):
             print(line, file=sys.stderr if to_stderr else sys.stdout)
     print("\n".join(show.headline(job)), flush=True)

@@ -238,15 +238,15 @@ class FastPreset:
 _AT_THE_END = "val_every=0"
 
 FAST_PRESETS: tuple[FastPreset, ...] = (
-    FastPreset(0.92, ("epochs=3", _AT_THE_END), 3, 9.98e6, 0.9220,
-               "92.20% test accuracy (mean of 3 seeds: 92.28, 92.21, 92.12%) in 32-34 s in "
-               "bf16 on a 2-vCPU AMD EPYC with AVX-512 BF16, the whole command with its "
-               "start, data and evaluation; validation 92.89% (3 seeds, one thread; README, "
-               "Performance)"),
-    FastPreset(0.93, ("epochs=6", _AT_THE_END), 6, 9.98e6, 0.9307,
-               "93.07% test accuracy (mean of 3 seeds: 93.11, 93.09, 93.01%) in 91-95 s in "
-               "bf16 on a 2-vCPU AMD EPYC, with the test split evaluated after every epoch; "
-               "validation 93.42% (1 seed, one thread; README, Performance)"),
+    FastPreset(0.92, ("epochs=3", _AT_THE_END), 3, 9.98e6, 0.9229,
+               "92.29% test accuracy (mean of 3 seeds: 92.22, 92.48, 92.18%) in 43-52 s in "
+               "bf16 on a 2-vCPU Intel Xeon with AMX, the whole command with its start, data "
+               "and evaluation; 92.20% in 32-34 s on a 2-vCPU AMD EPYC with AVX-512 BF16 "
+               "(README, Performance)"),
+    FastPreset(0.93, ("epochs=6", _AT_THE_END), 6, 9.98e6, 0.9299,
+               "92.99% test accuracy (mean of 3 seeds: 92.95, 92.97, 93.06%) in 106-116 s in "
+               "bf16 on a 2-vCPU Intel Xeon with AMX (93.17% before the weight-gradient "
+               "switch); 93.07% in 91-95 s on a 2-vCPU AMD EPYC (README, Performance)"),
     FastPreset(0.94, (f"model={_FAST_RES}", "epochs=10", _AT_THE_END), 10, 36.35e6, 0.9404,
                "94.04% test accuracy (mean of 3 seeds: 94.10, 93.94, 94.07%), validation "
                "94.72% (94.62, 94.70, 94.83%), in bf16 on a 2-vCPU Intel Xeon with AMX, seeds "
