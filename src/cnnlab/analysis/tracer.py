@@ -151,7 +151,10 @@ class _Tracer(TorchFunctionMode):
                 src = producer[i]
             else:
                 continue
-            if not any(src is o for o in out):
+            for o in out:
+                if o is src:
+                    break
+            else:
                 out.append(src)
         return tuple(out)
 
@@ -220,8 +223,8 @@ class _Tracer(TorchFunctionMode):
         """Run ``rule`` instead of the function, and record the call."""
         frame = self.stack[-1]
         call = R.Call(rule.name, rule.bind(args, kwargs), frame.where)  # (_call)
-        try:
-            effect = rule(call)
+        try:  # (a table's rules are OpRules: their function called without their __call__)
+            effect = rule.fn(call) if type(rule) is R.OpRule else rule(call)
         except TooLargeError as exc:
             raise ShapeError(f"{call.where}: {exc}") from None
         self._record(rule.name, frame, effect, tensors, call)
@@ -446,7 +449,9 @@ class _Tracer(TorchFunctionMode):
                     saved.append(owner)
             extra = effect.saved_extra_bytes
             self.saved_extra += extra
-        frame.add_op(rec)
+        counts = frame.op_counts  # frame.add_op(rec)
+        rec.n = counts[name] = counts.get(name, 0) + 1
+        frame.items.append(rec)
         if self.recording is not None:
             self.recording.counted(rec, ins, primary, outs, grads, saved, extra)
 

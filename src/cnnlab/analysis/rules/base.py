@@ -434,6 +434,8 @@ def merges_without_copy(t: torch.Tensor, dims: int) -> bool:
 def result_dtype(*values: Any) -> torch.dtype:
     """Result dtype of activations: promotion among the traced (meta) tensors only, so that a
     float32 parameter does not turn a float16 analysis into float32."""
+    if len(values) == 1 and isinstance(values[0], torch.Tensor):
+        return values[0].dtype  # (what the promotion below gives one tensor)
     traced = [v for v in values if is_tensor(v) and v.is_meta]
     dtype = None
     for v in traced or values:

@@ -146,7 +146,7 @@ def _binary(name: str, inplace: bool = False) -> Rule:
         if not isinstance(a, torch.Tensor):
             tensors.pop(0)
         if len(tensors) == 1:  # a tensor and a number: its own shape (what broadcast gives)
-            shape = tuple(tensors[0].shape)
+            shape = tensors[0].shape
         else:
             shape = broadcast([tuple(t.shape) for t in tensors], call.where)
         if inplace:
