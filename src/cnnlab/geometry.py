@@ -118,8 +118,8 @@ def fit(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int
     """Whether the window tiles the padded input exactly, and what it drops if not."""
     _validate(size, kernel, stride, padding, dilation)
     span = size + 2 * padding - effective_kernel(kernel, dilation)
-    exact = Fraction(span, stride) + 1
-    out = output_size(size, kernel, stride, padding, dilation)
+    exact = Fraction(span + stride, stride)  # span/S + 1, in one (normalised) fraction
+    out = span // stride + 1  # output_size(): PyTorch's floor rounding
     dropped = span % stride if span >= 0 else 0
     return Fit(
         size=size,
