@@ -52,6 +52,19 @@ def effective_kernel(kernel: int, dilation: int = 1) -> int:
 
 
 def _validate(size: int, kernel: int, stride: int, padding: int, dilation: int) -> None:
+    if (
+        type(size) is int
+        and type(kernel) is int
+        and type(stride) is int
+        and type(padding) is int
+        and type(dilation) is int
+        and size >= 1
+        and kernel >= 1
+        and stride >= 1
+        and padding >= 0
+        and dilation >= 1
+    ):
+        return  # (the usual case, in one test; the loop below names what is wrong)
     for name, value, low in (
         ("input size", size, 1),
         ("kernel", kernel, 1),

@@ -189,7 +189,11 @@ class _Tracer(TorchFunctionMode):
             elif isinstance(v, NESTS):
                 tensors_in(v, tensors)
         if kwargs:
-            tensors_in(kwargs, tensors)
+            for v in kwargs.values():  # tensors_in(kwargs, tensors), inline as above
+                if isinstance(v, torch.Tensor):
+                    tensors.append(v)
+                elif isinstance(v, NESTS):
+                    tensors_in(v, tensors)
         else:
             kwargs = {}
         params, used = self.params, self.used
