@@ -50,6 +50,8 @@ import sys
 import time
 from pathlib import Path
 
+from options import count
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPARE = ROOT / "build" / "bench-compare"
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements-compare.txt"
@@ -167,7 +169,7 @@ def measure(method: str, name: str, size: int, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setup", action="store_true", help="install torchinfo and fvcore")
-    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per measurement")
+    parser.add_argument("--repeat", type=count, default=3, help="fresh processes per measurement")
     parser.add_argument(
         "--stat",
         choices=("median", "min"),

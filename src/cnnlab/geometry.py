@@ -52,6 +52,19 @@ def effective_kernel(kernel: int, dilation: int = 1) -> int:
 
 
 def _validate(size: int, kernel: int, stride: int, padding: int, dilation: int) -> None:
+    if (
+        type(size) is int
+        and type(kernel) is int
+        and type(stride) is int
+        and type(padding) is int
+        and type(dilation) is int
+        and size >= 1
+        and kernel >= 1
+        and stride >= 1
+        and padding >= 0
+        and dilation >= 1
+    ):
+        return  # (the usual case, in one test; the loop below names what is wrong)
     for name, value, low in (
         ("input size", size, 1),
         ("kernel", kernel, 1),
@@ -118,8 +131,8 @@ def fit(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int
     """Whether the window tiles the padded input exactly, and what it drops if not."""
     _validate(size, kernel, stride, padding, dilation)
     span = size + 2 * padding - effective_kernel(kernel, dilation)
-    exact = Fraction(span, stride) + 1
-    out = output_size(size, kernel, stride, padding, dilation)
+    exact = Fraction(span + stride, stride)  # span/S + 1, in one (normalised) fraction
+    out = span // stride + 1  # output_size(): PyTorch's floor rounding
     dropped = span % stride if span >= 0 else 0
     return Fit(
         size=size,

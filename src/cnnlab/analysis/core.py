@@ -279,59 +279,61 @@ class _RowBuilder:
     def walk(self, frame: Frame) -> _Agg:
         """Rows of ``frame``'s subtree (pre-order) and its aggregated counts."""
         agg = self.own_agg(frame.path) if frame.call == 1 else _Agg()
-        if frame.parent is not None:
+        parent = frame.parent
+        rows = self.rows
+        index = len(rows)
+        if parent is not None:
             self.called.add(frame.path)
-        index = len(self.rows)
-        if frame.parent is not None:
-            self.rows.append(None)  # this frame's row, made once its subtree is counted
-        leaf = not frame.has_children
-        emits = frame.parent is None or not leaf  # _emits_ops(frame)
+            rows.append(None)  # this frame's row, made once its subtree is counted
+        leaf = True  # not frame.has_children
+        for item in frame.items:
+            if type(item) is Frame:
+                leaf = False
+                break
+        emits = parent is None or not leaf  # _emits_ops(frame)
         for item in frame.items:
             if type(item) is Frame:
                 agg.add(self.walk(item))
             else:
                 _add_op(agg, item)
                 if emits:
-                    self.rows.append(self._op_row(item, frame, _op_agg(item)))
+                    rows.append(self._op_row(item, frame, _op_agg(item)))
         if frame.override is not None:
             _apply(frame.override, agg, leaf)
-        if frame.parent is None:
+        if parent is None:
             self.uncounted = agg.uncounted
             self.root_agg = agg
             return agg
-        notes = []
-        if frame.call > 1:
-            notes.append(f"call {frame.call}: parameters counted at the first call")
+        shapes = frame.output_shapes
+        values = prod(shapes[0]) if shapes else 0
         row = _new_row(
             path=frame.path,
-            type=frame.type,
+            type=frame.type_name,
             kind="module",
             depth=frame.depth,
-            parent=frame.parent.path if frame.parent.parent is not None else None,
+            parent=parent.path if parent.parent is not None else None,
             call=frame.call,
             leaf=leaf,
             layer=agg.layer if leaf or frame.override is not None else None,
             input_shapes=frame.input_shapes,
-            output_shapes=frame.output_shapes,
+            output_shapes=shapes,
             params=agg.params,
             weights=agg.weights,
             biases=agg.biases,
             trainable=agg.trainable,
-            activations=prod(frame.output_shapes[0]) if frame.output_shapes else 0,
-            activation_bytes=(
-                prod(frame.output_shapes[0]) * (frame.itemsize or self.itemsize)
-                if frame.output_shapes
-                else 0
-            ),
+            activations=values,
+            activation_bytes=values * (frame.itemsize or self.itemsize),
             macs=agg.macs,
             other_ops=agg.other,
-            uncounted=tuple(sorted(agg.uncounted)),
+            uncounted=tuple(sorted(agg.uncounted)) if agg.uncounted else (),
             field=self._rfield(frame.out_info),
             fit=_fit_text(agg.fits) if leaf else "",
-            notes=tuple(notes),
+            notes=(f"call {frame.call}: parameters counted at the first call",)
+            if frame.call > 1
+            else (),
             producers=self._keys(frame.sources),
         )
-        self.rows[index] = row
+        rows[index] = row
         return agg
 
     def _op_row(self, rec: OpRecord, frame: Frame, agg: _Agg) -> Row:
@@ -520,16 +522,16 @@ def _fit_text(fits: list[tuple[Any, bool]]) -> str:
 
 
 def _totals(result, builder: _RowBuilder, batch: int) -> Totals:
-    params = result.parameters
-    total = sum(p.numel() for p in params)
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    biases = sum(
-        p.numel()
-        for attr, p in ((a, p) for own in builder.own.values() for a, p in own)
-        if attr == "bias"
-    )
-    param_bytes = sum(p.numel() * p.element_size() for p in params)
-    trainable_bytes = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    total = trainable = param_bytes = trainable_bytes = 0
+    for p in result.parameters:  # (one pass: a deep network has thousands)
+        n = p.numel()
+        nbytes = n * p.element_size()
+        total += n
+        param_bytes += nbytes
+        if p.requires_grad:
+            trainable += n
+            trainable_bytes += nbytes
+    biases = sum(p.numel() for own in builder.own.values() for a, p in own if a == "bias")
     buffers = result.buffers
     alloc_values = result.input_values
     alloc_bytes = result.input_bytes

@@ -11,14 +11,17 @@ its inputs', by the geometry's own :meth:`~cnnlab.geometry.Field.then` and
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
-from cnnlab.analysis.rules.base import Spatial
+from cnnlab.analysis.rules.base import Spatial, axis_name
 from cnnlab.errors import GeometryError
-from cnnlab.geometry import Field, fitting_paddings, fitting_strides
+from cnnlab.geometry import Field, check_fit, fit, fitting_paddings, fitting_strides
 
-__all__ = ["Fields", "ceil_message", "derive", "globalize", "globalized", "merge", "moved"]
+__all__ = [
+    "Fields", "ceil_message", "derive", "globalize", "globalized", "merge", "moved", "window_fits"
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -149,3 +152,26 @@ def derive(
     if src.is_global or src.fields is None:
         return None
     return moved(src.fields, sp)
+
+
+def window_fits(sp: Spatial, shape: tuple[int, ...], tracer: Any, frame: Any) -> tuple:
+    """The geometry fit of each window of ``sp`` over an input of this ``shape`` (cached by
+    value in ``tracer.fit_cache``); with ``tracer.strict`` a window that does not fit raises
+    :class:`~cnnlab.errors.GeometryError` naming ``frame``'s layer."""
+    sizes = [int(s) for s in shape[-sp.dims :]] if sp.dims else []
+    result = []
+    cache = tracer.fit_cache
+    for axis, (n, w) in enumerate(zip(sizes, sp.windows, strict=False)):
+        key = (n, w.kernel, w.stride, w.padding, w.dilation)
+        f = cache.get(key)
+        if f is None:
+            f = cache[key] = fit(*key)
+        result.append(f)
+        if tracer.strict and not f.fits:
+            where = frame.path or "(model)"
+            if len(sizes) > 1 and len(set(sizes)) > 1:
+                where += f" ({axis_name(axis, len(sizes))})"
+            if sp.ceil_mode:
+                raise GeometryError(ceil_message(where, f))
+            check_fit(n, w.kernel, w.stride, w.padding, w.dilation, where=where)
+    return tuple(result)

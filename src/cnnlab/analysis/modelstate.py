@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ModelState"]
+__all__ = ["ModelState", "members"]
 
 _CONTAINERS = (list, tuple, dict, set)
 _MISSING = object()
@@ -94,3 +94,20 @@ def _same(d: dict, keys: tuple, values: tuple) -> bool:
     """Whether ``d`` still maps exactly ``keys`` to ``values`` (by identity), in order; a
     reordered but equal dict answers False, and is then rebuilt, which changes nothing."""
     return len(d) == len(keys) and all(map(is_, d.values(), values)) and all(map(is_, d, keys))
+
+
+def members(named: list[tuple[str, nn.Module]], table: str) -> tuple[list, int]:
+    """``model.parameters()`` (table ``_parameters``) or ``model.buffers()`` (``_buffers``)
+    from the model's ``named_modules()``: each tensor once, at its first holder; and how many
+    holdings there are (more than tensors: some are shared)."""
+    seen: set[int] = set()
+    out = []
+    held = 0
+    for _, m in named:
+        for t in getattr(m, table).values():
+            if t is not None:
+                held += 1
+                if id(t) not in seen:
+                    seen.add(id(t))
+                    out.append(t)
+    return out, held

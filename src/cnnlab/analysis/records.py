@@ -74,7 +74,10 @@ class Frame:
 
     @property
     def has_children(self) -> bool:
-        return any(type(i) is Frame for i in self.items)
+        for i in self.items:  # noqa: SIM110 - a loop, not a generator: read for every row key
+            if type(i) is Frame:
+                return True
+        return False
 
     @property
     def children(self) -> list[Frame]:

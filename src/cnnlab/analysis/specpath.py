@@ -30,6 +30,7 @@ from cnnlab.analysis.hooks import close_frame, open_frame
 from cnnlab.analysis.meta import build_on_meta
 from cnnlab.analysis.records import Frame
 from cnnlab.analysis.result import Analysis
+from cnnlab.analysis.rules.base import META
 from cnnlab.analysis.specforward import describes, sequence
 from cnnlab.analysis.tracer import finish, start
 from cnnlab.errors import CnnlabError, check_int
@@ -159,7 +160,7 @@ class SpecRun:
                 continue
             # A leaf that requires a gradient: all the analysis reads of an nn.Parameter (its
             # shape, dtype, requires_grad), without a process's first Parameter (~0.1 ms).
-            p = torch.empty(tuple(shape), device="meta", requires_grad=True)
+            p = torch.empty(tuple(shape), device=META, requires_grad=True)
             self.parameters.append(p)
             self.own.setdefault(path, []).append((attr, p))
             tracer.params.add(id(p))
@@ -169,7 +170,7 @@ class SpecRun:
 
     def buffer(self, shape: Sequence[int], dtype: torch.dtype | None = None) -> torch.Tensor:
         """A buffer of the module being made (``dtype`` None: the default, as modules make)."""
-        b = torch.empty(tuple(shape), dtype=dtype, device="meta")
+        b = torch.empty(tuple(shape), dtype=dtype, device=META)
         self.buffers.append(b)
         self.tracer.state.add(id(b))
         return b

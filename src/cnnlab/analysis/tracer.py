@@ -62,15 +62,15 @@ from cnnlab.analysis.blame import (
     user_line,
     user_line_of,
 )
-from cnnlab.analysis.fields import Fields, ceil_message, derive, globalize
+from cnnlab.analysis.fields import Fields, derive, globalize, window_fits
 from cnnlab.analysis.hooks import ModuleHooks
 from cnnlab.analysis.metakernels import run_on_meta
-from cnnlab.analysis.modelstate import ModelState
+from cnnlab.analysis.modelstate import ModelState, members
 from cnnlab.analysis.records import Frame, OpRecord, TraceResult
 from cnnlab.analysis.rules.base import TooLargeError
-from cnnlab.analysis.walk import map_tensors, shapes_of, storage_owner, tensors_in
-from cnnlab.errors import AnalysisError, CnnlabError, GeometryError, ShapeError
-from cnnlab.geometry import Field, check_fit, fit
+from cnnlab.analysis.walk import NESTS, map_tensors, shapes_of, storage_owner, tensors_in
+from cnnlab.errors import AnalysisError, CnnlabError, ShapeError
+from cnnlab.geometry import Field
 
 __all__ = ["AnalysisError", "finish", "start", "trace"]
 
@@ -151,7 +151,10 @@ class _Tracer(TorchFunctionMode):
                 src = producer[i]
             else:
                 continue
-            if not any(src is o for o in out):
+            for o in out:
+                if o is src:
+                    break
+            else:
                 out.append(src)
         return tuple(out)
 
@@ -179,17 +182,29 @@ class _Tracer(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         rule = self.ops.get(func)
-        tensors = tensors_in(args)
+        tensors: list[torch.Tensor] = []
+        for v in args:  # tensors_in(args), its first level inline
+            if isinstance(v, torch.Tensor):
+                tensors.append(v)
+            elif isinstance(v, NESTS):
+                tensors_in(v, tensors)
         if kwargs:
-            tensors_in(kwargs, tensors)
+            for v in kwargs.values():  # tensors_in(kwargs, tensors), inline as above
+                if isinstance(v, torch.Tensor):
+                    tensors.append(v)
+                elif isinstance(v, NESTS):
+                    tensors_in(v, tensors)
         else:
             kwargs = {}
         params, used = self.params, self.used
+        meta = False
         for t in tensors:
             # The first call that reads each parameter: a module may use a child's weights
             # without calling the child (F.linear(x, self.proj.weight)).
             if id(t) in params and id(t) not in used:
                 used[id(t)] = self.stack[-1]
+            if not meta and t.is_meta:
+                meta = True
         if rule is None:
             if func in _METADATA:
                 try:  # the same answer as on a stand-in, and nothing to record
@@ -199,7 +214,7 @@ class _Tracer(TorchFunctionMode):
             return self._fallback(func, args, kwargs, tensors)
         if not tensors:
             return self._factory(rule, func, args, kwargs)
-        if not any(t.is_meta for t in tensors):
+        if not meta:
             # Only real tensors (parameters, buffers, constants): not part of the traced
             # activations.  Run small ones as they are, stand in for large ones.
             return self._run_untraced(func, args, kwargs, tensors)
@@ -210,12 +225,13 @@ class _Tracer(TorchFunctionMode):
 
     def _apply(self, rule: R.OpRule, args, kwargs, tensors) -> Any:
         """Run ``rule`` instead of the function, and record the call."""
-        call = self._call(rule, args, kwargs)
-        try:
-            effect = rule(call)
+        frame = self.stack[-1]
+        call = R.Call(rule.name, rule.bind(args, kwargs), frame.where)  # (_call)
+        try:  # (a table's rules are OpRules: their function called without their __call__)
+            effect = rule.fn(call) if type(rule) is R.OpRule else rule(call)
         except TooLargeError as exc:
             raise ShapeError(f"{call.where}: {exc}") from None
-        self._record(rule.name, self.stack[-1], effect, tensors, call)
+        self._record(rule.name, frame, effect, tensors, call)
         return effect.output
 
     def _factory(self, rule: R.OpRule, func, args, kwargs) -> Any:
@@ -337,80 +353,111 @@ class _Tracer(TorchFunctionMode):
         return out
 
     def _record(self, name: str, frame: Frame, effect: R.Effect, tensors, call: R.Call) -> None:
-        # (The hot path of every counted call: each shape read once, no helper calls where a
-        # line does; see sources_of_ids, _remember and needs_grad for what it inlines.)
-        outs = tensors_in(effect.output)
-        shapes = [tuple(t.shape) for t in tensors]
-        ins = [t for t in tensors if t.is_meta]
+        # (The hot path of every counted call: each shape read once, in one loop, and no
+        # helper call or comprehension where a line does (on Python 3.11 each of those is a
+        # call); see _remember, storage_owner and needs_grad for what it inlines.)
+        out = effect.output
+        outs = [out] if isinstance(out, torch.Tensor) else tensors_in(out)
+        sp = effect.spatial
+        same_kind = sp.kind == "same"
+        info = self.info
+        info_of = info.get
+        grad = self.grad
+        shapes = []
+        ins = []
+        same = []
+        in_ids = []
+        producer = self.producer
+        needs = False
+        for t in tensors:
+            shape = tuple(t.shape)
+            shapes.append(shape)
+            if not needs and (t.requires_grad or id(t) in grad):
+                needs = True
+            if t.is_meta:
+                ins.append(t)
+                in_ids.append(id(t))
+                if same_kind:
+                    same.append((info_of(id(t)), shape))
         primary = call.args.get("input")
         if not isinstance(primary, torch.Tensor):
             primary = ins[0] if ins else None
         primary_shape = None if primary is None else tuple(primary.shape)
         out_shapes = tuple([tuple(o.shape) for o in outs])
-        sp = effect.spatial
-        info_of = self.info.get
-        if sp.kind == "same":
+        out_cells = out_shapes[0][2:] if outs else None
+        src_info = None if primary is None else info_of(id(primary))
+        if same_kind:
             fits = ()
-            same = [(info_of(id(t)), s) for t, s in zip(tensors, shapes, strict=True) if t.is_meta]
+            one = same[0][0] if len(same) == 1 else None
+            if one is not None and one.fields is not None and same[0][1][2:] == out_cells:
+                field = one  # derive's answer for one input of the output's size
+            else:
+                field = derive(sp, src_info, None, same, out_cells)
         else:
-            fits = self._fits(sp, primary_shape, frame) if sp.kind == "window" else ()
-            same = []
-        info = derive(
-            sp,
-            None if primary is None else info_of(id(primary)),
-            None if primary_shape is None else primary_shape[2:],
-            same,
-            out_shapes[0][2:] if outs else None,
-        )
+            fits = window_fits(sp, primary_shape, self, frame) if sp.kind == "window" else ()
+            cells = None if primary_shape is None else primary_shape[2:]
+            field = derive(sp, src_info, cells, same, out_cells)
+        first = outs[0] if outs else None
         rec = OpRecord(
-            name=name,
-            parent=frame,
-            effect=effect,
-            input_shapes=tuple(shapes),
-            output_shapes=out_shapes,
-            itemsize=outs[0].element_size() if outs else 0,
-            out_info=info,
-            fits=fits,
-            sources=self.sources_of_ids([id(t) for t in ins]),
+            name,
+            frame,
+            effect,
+            tuple(shapes),
+            out_shapes,
+            field,
+            fits,
+            0,
+            0,
+            False,
+            1,
+            self.sources_of_ids(in_ids),
+            0 if first is None else first.element_size(),
         )
         if not effect.inplace:
-            in_owner_ids = {id(storage_owner(t)) for t in ins}
+            in_owner_ids = set()
+            for t in ins:
+                while t._base is not None:
+                    t = t._base
+                in_owner_ids.add(id(t))
             for o in outs:
-                if id(storage_owner(o)) not in in_owner_ids:
+                owner = o
+                while owner._base is not None:
+                    owner = owner._base
+                if id(owner) not in in_owner_ids:
                     n = o.numel()
                     rec.alloc_values += n
                     rec.alloc_bytes += n * o.element_size()
         keep = self.keep
-        producer = self.producer
         for o in outs:
-            keep.append(o)  # _remember(o, info), and the latest writer produced it
-            if info is not None:
-                self.info[id(o)] = info
+            keep.append(o)  # _remember(o, field), and the latest writer produced it
+            if field is not None:
+                info[id(o)] = field
             producer[id(o)] = rec
         grads: list[torch.Tensor] = []
         saved: list[torch.Tensor] = []
         extra = 0
-        if not effect.detached and self._any_needs_grad(tensors):
+        if needs and not effect.detached:
             # Autograd records this call: its floating-point outputs need gradients (indices,
             # masks and counts have none), and it keeps tensors.
-            grads = [o for o in outs if o.is_floating_point() or o.is_complex()]
-            for o in grads:
-                self.grad.add(id(o))
-            kept = [*effect.saved, *(t for t, op in effect.saved_for if self.needs_grad(op))]
+            for o in outs:
+                if o.is_floating_point() or o.is_complex():
+                    grads.append(o)
+                    grad.add(id(o))
+            kept = list(effect.saved)
+            for t, op in effect.saved_for:
+                if isinstance(op, torch.Tensor) and (op.requires_grad or id(op) in grad):
+                    kept.append(t)
             for t in kept:
                 owner = self._keep_for_backward(t)
                 if owner is not None:
                     saved.append(owner)
             extra = effect.saved_extra_bytes
             self.saved_extra += extra
-        frame.add_op(rec)
+        counts = frame.op_counts  # frame.add_op(rec)
+        rec.n = counts[name] = counts.get(name, 0) + 1
+        frame.items.append(rec)
         if self.recording is not None:
             self.recording.counted(rec, ins, primary, outs, grads, saved, extra)
-
-    def _any_needs_grad(self, tensors: list[torch.Tensor]) -> bool:
-        """Whether any of these tensors would require a gradient (:meth:`needs_grad`)."""
-        grad = self.grad
-        return any(t.requires_grad or id(t) in grad for t in tensors)
 
     def _keep_for_backward(self, t: Any) -> torch.Tensor | None:
         """Count ``t``'s storage as kept for backward; its owner, or None where not counted."""
@@ -422,28 +469,6 @@ class _Tracer(TorchFunctionMode):
         self.saved[id(owner)] = owner.numel() * owner.element_size()
         self.keep.append(owner)
         return owner
-
-    # -- receptive fields and fits ------------------------------------------------------------
-
-    def _fits(self, sp: R.Spatial, shape: tuple[int, ...], frame: Frame):
-        """The geometry fit of each window of ``sp`` over the input of this ``shape``."""
-        sizes = [int(s) for s in shape[-sp.dims :]] if sp.dims else []
-        result = []
-        cache = self.fit_cache
-        for axis, (n, w) in enumerate(zip(sizes, sp.windows, strict=False)):
-            key = (n, w.kernel, w.stride, w.padding, w.dilation)
-            f = cache.get(key)
-            if f is None:
-                f = cache[key] = fit(*key)
-            result.append(f)
-            if self.strict and not f.fits:
-                where = frame.path or "(model)"
-                if len(sizes) > 1 and len(set(sizes)) > 1:
-                    where += f" ({R.axis_name(axis, len(sizes))})"
-                if sp.ceil_mode:
-                    raise GeometryError(ceil_message(where, f))
-                check_fit(n, w.kernel, w.stride, w.padding, w.dilation, where=where)
-        return tuple(result)
 
 
 def _mutates(func: Any, kwargs: dict) -> bool:
@@ -490,8 +515,8 @@ def trace(
     ``rules`` and return the tree of calls.  ``named`` is ``list(model.named_modules())``
     when the caller has it already (walking a large model's tree is not free)."""
     named = list(model.named_modules()) if named is None else named
-    parameters, held = _members(named, "_parameters")
-    buffers, held_buffers = _members(named, "_buffers")
+    parameters, held = members(named, "_parameters")
+    buffers, held_buffers = members(named, "_buffers")
     root = Frame(path="", module=model, parent=None, depth=0, call=1)
     xs = x if isinstance(x, tuple) else (x,)
     tracer = start(root, xs, strict, rules, parameters, buffers)
@@ -569,20 +594,3 @@ def finish(
         buffers=buffers,
         replayed=0 if replayer is None else replayer.replayed,
     )
-
-
-def _members(named: list[tuple[str, nn.Module]], table: str) -> tuple[list, int]:
-    """``model.parameters()`` (table ``_parameters``) or ``model.buffers()`` (``_buffers``)
-    from the model's ``named_modules()``: each tensor once, at its first holder; and how many
-    holdings there are (more than tensors: some are shared)."""
-    seen: set[int] = set()
-    out = []
-    held = 0
-    for _, m in named:
-        for t in getattr(m, table).values():
-            if t is not None:
-                held += 1
-                if id(t) not in seen:
-                    seen.add(id(t))
-                    out.append(t)
-    return out, held

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["map_tensors", "shapes_of", "storage_owner", "tensors_in"]
+__all__ = ["NESTS", "map_tensors", "shapes_of", "storage_owner", "tensors_in"]
 
 # Arguments of torch calls nest tensors only in tuples, lists and dicts.  These two walkers do
 # what torch.utils._pytree's tree_flatten/tree_map would, at a fraction of the cost: pytree's
@@ -22,7 +22,7 @@ def tensors_in(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.
         for v in value:  # one level inline: most arguments are flat
             if isinstance(v, torch.Tensor):
                 out.append(v)
-            elif isinstance(v, _NESTS):
+            elif isinstance(v, NESTS):
                 tensors_in(v, out)
     elif isinstance(value, dict):
         for v in value.values():
@@ -30,7 +30,7 @@ def tensors_in(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.
     return out
 
 
-_NESTS = (tuple, list, dict)
+NESTS = (tuple, list, dict)
 
 
 def storage_owner(t: torch.Tensor) -> torch.Tensor:

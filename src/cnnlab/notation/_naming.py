@@ -66,18 +66,29 @@ def _letters(i: int) -> str:
     return chr(ord("a") + i) if i < 26 else f"_{i + 1}"
 
 
-def assign_names(layers: tuple[Layer, ...], text: str) -> tuple[str | None, ...]:
+def assign_names(
+    layers: tuple[Layer, ...],
+    text: str,
+    given: list[str | None] | None = None,
+    rule: list[str | None] | None = None,
+) -> tuple[str | None, ...]:
+    """Each layer's module name: its explicit name (``given``, by default each layer's
+    ``name``) or the rule's (``rule``: :func:`_rule_names` of the layers, where the caller has
+    it), made unique."""
+    if given is None:
+        given = [layer.name for layer in layers]
     used: dict[str, Layer] = {}
-    for layer in layers:
-        if layer.name is not None:
-            if layer.name in used:
-                raise SpecError(f"the name {layer.name!r} is used twice", text, layer.pos)
-            used[layer.name] = layer
+    for layer, name in zip(layers, given, strict=True):
+        if name is not None:
+            if name in used:
+                raise SpecError(f"the name {name!r} is used twice", text, layer.pos)
+            used[name] = layer
     result: list[str | None] = []
     tried: dict[str, int] = {}  # base -> suffix index to try next (earlier ones are taken)
-    for layer, base in zip(layers, _rule_names(layers), strict=True):
-        if layer.name is not None or base is None:
-            result.append(layer.name)
+    rule = _rule_names(layers) if rule is None else rule
+    for layer, name, base in zip(layers, given, rule, strict=True):
+        if name is not None or base is None:
+            result.append(name)
             continue
         i = tried.get(base, 0)
         name = base if i == 0 else base + _letters(i)
@@ -99,27 +110,31 @@ def canonical_names(layers: list[Layer], names: tuple, text: str):
     equals ``conv3-8``, and a model read back module by module equals the spec it was built
     from.)
     """
-    bare = [
-        layer if layer.name is None or layer.keeps_name else dataclasses.replace(layer, name=None)
-        for layer in layers
-    ]
-    if assign_names(tuple(bare), text) == names:  # the usual case: the rule names them all
-        return bare, names
-    rule = _rule_names(tuple(layers))
-    current = [
-        layer if n is None or layer.name == n else dataclasses.replace(layer, name=n)
-        for layer, n in zip(layers, names, strict=True)
-    ]
+    # (on the names alone: a layer is remade, with its checks, only where its name changes)
+    layers_t = tuple(layers)
+    rule = _rule_names(layers_t)
+    bare = [layer.name if layer.keeps_name else None for layer in layers]
+    if assign_names(layers_t, text, bare, rule) == names:  # the usual case: the rule names all
+        return _renamed(layers, bare), names
+    current = list(names)
     for i, name in enumerate(names):
         # Only a name the rule could produce for this layer (its base, or base + letter)
         # can possibly be dropped; checking that first keeps a long plain Sequential fast.
         if name is None or layers[i].keeps_name or not _from_rule(name, rule[i]):
             continue
         trial = list(current)
-        trial[i] = dataclasses.replace(trial[i], name=None)
-        if assign_names(tuple(trial), text) == names:
+        trial[i] = None
+        if assign_names(layers_t, text, trial, rule) == names:
             current = trial
-    return current, names
+    return _renamed(layers, current), names
+
+
+def _renamed(layers: list[Layer], names: list[str | None]) -> list[Layer]:
+    """The layers with these explicit names (the same objects where a name is unchanged)."""
+    return [
+        layer if layer.name == name else dataclasses.replace(layer, name=name)
+        for layer, name in zip(layers, names, strict=True)
+    ]
 
 
 def _from_rule(name: str, base: str | None) -> bool:

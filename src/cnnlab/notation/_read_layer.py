@@ -47,6 +47,21 @@ class _Written:
     at: dict[str, int] = field(default_factory=dict)
 
 
+def _allowed(canon: str) -> dict[str, Option]:
+    """The options a layer word takes, by key (read-only; one table per word)."""
+    allowed = _ALLOWED.get(canon)
+    if allowed is None:
+        kind = _KIND_OF.get(canon)  # None for 'input'
+        allowed = {o.key: o for o in (kind.options if kind else ())}
+        if kind is not None and kind.takes_name:
+            allowed["name"] = _NAME
+        _ALLOWED[canon] = allowed
+    return allowed
+
+
+_ALLOWED: dict[str, dict[str, Option]] = {}
+
+
 class LayerReader(Scanner):
     """Reads the layer at the position (see :meth:`layer`)."""
 
@@ -143,10 +158,7 @@ class LayerReader(Scanner):
             return {}
         open_pos = self.pos
         self.pos += 1
-        kind = _KIND_OF.get(canon)  # None for 'input'
-        allowed = {o.key: o for o in (kind.options if kind else ())}
-        if kind is not None and kind.takes_name:
-            allowed["name"] = _NAME
+        allowed = _allowed(canon)
         values: dict[str, tuple[Any, int]] = {}
         while True:
             self.skip_space()

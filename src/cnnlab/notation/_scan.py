@@ -36,9 +36,11 @@ class Scanner:
         return self.text[i] if i < self.n else ""
 
     def skip_space(self) -> bool:
-        start = self.pos
-        self.skip_run(SPACE)
-        return self.pos > start
+        i = self.pos
+        if i < self.n and self.text[i] in SPACE:  # (most places have none)
+            self.skip_run(SPACE)
+            return True
+        return False
 
     def skip_run(self, chars: frozenset[str]) -> None:
         """Move past the characters in ``chars`` at the position (a word, a number's

@@ -62,7 +62,10 @@ def check_pair(field: str, value: object, low: int, label: str | None = None) ->
     if (
         not isinstance(value, tuple)
         or len(value) != 2
-        or any(not isinstance(v, int) or isinstance(v, bool) for v in value)
+        or not isinstance(value[0], int)
+        or not isinstance(value[1], int)
+        or isinstance(value[0], bool)
+        or isinstance(value[1], bool)
     ):
         raise FieldError(field, f"{label} must be a whole number or a pair AxB, got {value!r}")
     for v in value:

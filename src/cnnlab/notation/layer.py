@@ -105,7 +105,7 @@ class Layer:
         if self.name is not None and (
             not isinstance(self.name, str)
             or not self.name
-            or not all(c.isascii() and (c.isalnum() or c == "_") for c in self.name)
+            or not (self.name.isascii() and self.name.replace("_", "a").isalnum())
         ):
             raise FieldError(
                 "name",

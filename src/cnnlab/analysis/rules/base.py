@@ -35,6 +35,7 @@ from cnnlab.geometry import Window, window_output
 
 __all__ = [
     "CONVENTIONS",
+    "META",
     "GLOBAL",
     "SAME",
     "TooLargeError",
@@ -325,17 +326,21 @@ class TooLargeError(ShapeError):
     """A shape no tensor can have; the tracer adds the layer's name."""
 
 
+META = torch.device("meta")
+
+
 def new_tensor(shape: Sequence[int], like: torch.Tensor, dtype: torch.dtype | None = None):
     """A fresh shape-only tensor: what PyTorch would allocate for this output.  Raises
     :class:`~cnnlab.errors.ShapeError` for a shape no PyTorch tensor can have."""
-    shape = tuple([int(s) for s in shape])
+    if type(shape) is not torch.Size:  # (a torch.Size holds ints, and torch reads it fastest)
+        shape = tuple([int(s) for s in shape])
     dtype = dtype or like.dtype
     if numel(shape) * dtype.itemsize >= 2**63:
         raise TooLargeError(
             f"an output of shape {'x'.join(map(str, shape))} would be {numel(shape):.3g} values, "
             "more than a PyTorch tensor can hold (2^63 bytes)"
         )
-    return torch.empty(shape, dtype=dtype, device="meta")
+    return torch.empty(shape, dtype=dtype, device=META)
 
 
 def as_tuple(value: Any, n: int, what: str, where: str) -> tuple[int, ...]:
@@ -429,6 +434,8 @@ def merges_without_copy(t: torch.Tensor, dims: int) -> bool:
 def result_dtype(*values: Any) -> torch.dtype:
     """Result dtype of activations: promotion among the traced (meta) tensors only, so that a
     float32 parameter does not turn a float16 analysis into float32."""
+    if len(values) == 1 and isinstance(values[0], torch.Tensor):
+        return values[0].dtype  # (what the promotion below gives one tensor)
     traced = [v for v in values if is_tensor(v) and v.is_meta]
     dtype = None
     for v in traced or values:

@@ -142,8 +142,13 @@ def _binary(name: str, inplace: bool = False) -> Rule:
 
     def rule(call: Call) -> Effect:
         a, b = call["input"], call["other"]
-        tensors = [t for t in (a, b) if is_tensor(t)]
-        shape = broadcast([tuple(t.shape) for t in tensors], call.where)
+        tensors = [a, b] if isinstance(b, torch.Tensor) else [a]
+        if not isinstance(a, torch.Tensor):
+            tensors.pop(0)
+        if len(tensors) == 1:  # a tensor and a number: its own shape (what broadcast gives)
+            shape = tensors[0].shape
+        else:
+            shape = broadcast([tuple(t.shape) for t in tensors], call.where)
         if inplace:
             if tuple(a.shape) != shape:
                 raise ShapeError(
