@@ -68,7 +68,7 @@ from cnnlab.analysis.metakernels import run_on_meta
 from cnnlab.analysis.modelstate import ModelState, members
 from cnnlab.analysis.records import Frame, OpRecord, TraceResult
 from cnnlab.analysis.rules.base import TooLargeError
-from cnnlab.analysis.walk import NESTS, map_tensors, shapes_of, storage_owner, tensors_in
+from cnnlab.analysis.walk import map_tensors, shapes_of, storage_owner, tensors_in
 from cnnlab.errors import AnalysisError, CnnlabError, ShapeError
 from cnnlab.geometry import Field
 
@@ -182,18 +182,9 @@ class _Tracer(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         rule = self.ops.get(func)
-        tensors: list[torch.Tensor] = []
-        for v in args:  # tensors_in(args), its first level inline
-            if isinstance(v, torch.Tensor):
-                tensors.append(v)
-            elif isinstance(v, NESTS):
-                tensors_in(v, tensors)
+        tensors = tensors_in(args)
         if kwargs:
-            for v in kwargs.values():  # tensors_in(kwargs, tensors), inline as above
-                if isinstance(v, torch.Tensor):
-                    tensors.append(v)
-                elif isinstance(v, NESTS):
-                    tensors_in(v, tensors)
+            tensors_in(kwargs, tensors)
         else:
             kwargs = {}
         params, used = self.params, self.used
@@ -355,7 +346,7 @@ class _Tracer(TorchFunctionMode):
     def _record(self, name: str, frame: Frame, effect: R.Effect, tensors, call: R.Call) -> None:
         # (The hot path of every counted call: each shape read once, in one loop, and no
         # helper call or comprehension where a line does (on Python 3.11 each of those is a
-        # call); see _remember, storage_owner and needs_grad for what it inlines.)
+        # call); see _remember and needs_grad for what it inlines.)
         out = effect.output
         outs = [out] if isinstance(out, torch.Tensor) else tensors_in(out)
         sp = effect.spatial
@@ -399,31 +390,20 @@ class _Tracer(TorchFunctionMode):
             field = derive(sp, src_info, cells, same, out_cells)
         first = outs[0] if outs else None
         rec = OpRecord(
-            name,
-            frame,
-            effect,
-            tuple(shapes),
-            out_shapes,
-            field,
-            fits,
-            0,
-            0,
-            False,
-            1,
-            self.sources_of_ids(in_ids),
-            0 if first is None else first.element_size(),
+            name=name,
+            parent=frame,
+            effect=effect,
+            input_shapes=tuple(shapes),
+            output_shapes=out_shapes,
+            out_info=field,
+            fits=fits,
+            sources=self.sources_of_ids(in_ids),
+            itemsize=0 if first is None else first.element_size(),
         )
         if not effect.inplace:
-            in_owner_ids = set()
-            for t in ins:
-                while t._base is not None:
-                    t = t._base
-                in_owner_ids.add(id(t))
+            in_owner_ids = {id(storage_owner(t)) for t in ins}
             for o in outs:
-                owner = o
-                while owner._base is not None:
-                    owner = owner._base
-                if id(owner) not in in_owner_ids:
+                if id(storage_owner(o)) not in in_owner_ids:
                     n = o.numel()
                     rec.alloc_values += n
                     rec.alloc_bytes += n * o.element_size()
@@ -453,9 +433,7 @@ class _Tracer(TorchFunctionMode):
                     saved.append(owner)
             extra = effect.saved_extra_bytes
             self.saved_extra += extra
-        counts = frame.op_counts  # frame.add_op(rec)
-        rec.n = counts[name] = counts.get(name, 0) + 1
-        frame.items.append(rec)
+        frame.add_op(rec)
         if self.recording is not None:
             self.recording.counted(rec, ins, primary, outs, grads, saved, extra)
 
