@@ -397,7 +397,7 @@ def test_a_run_says_what_its_preset_trains_and_measured_and_when_it_falls_short(
     assert "changed by --lr; not measured as such" in line
     first = FAST_PRESETS[0]
     ((line, _),) = preset_lines(first, ["epochs=1", "val_every=0"], None, "20s", [])
-    assert line.startswith("preset for --budget 20s: 1 epoch of the 92% preset's 3, the most")
+    assert line.startswith("preset for --budget 20s: 1 epoch of the 92% preset's 3, cut for")
     assert "not measured as such" in line
     for p in FAST_PRESETS:  # measured accuracies, in the order of the presets' costs
         assert 0.9 < p.measured < 1

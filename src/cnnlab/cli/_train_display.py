@@ -92,7 +92,7 @@ def preset_lines(
     if epochs != preset.epochs:  # a budget too short for any preset: fewer epochs of one
         what = (
             f"{plural(epochs, 'epoch')} of the {preset.target:.0%} preset's {preset.epochs}, "
-            "the most that fit"
+            "cut for the budget"
         )
     if changed:
         what += f", changed by {', '.join(changed)}"

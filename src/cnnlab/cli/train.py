@@ -255,7 +255,7 @@ def _train_ranked(args: argparse.Namespace, w: Any) -> int:
     job = prepare(_request(args, preset_sets), w)
     for note in job.notes:
         print(f"warning: {note}", file=sys.stderr)
-    if preset is not None:
+    if preset is not None and w.rank == 0:
         for line, to_stderr in show.preset_lines(
             preset, preset_sets, args.target_accuracy, args.budget, _changes(args), FAST_PRESETS
         ):
