@@ -389,12 +389,20 @@ def test_a_run_says_what_its_preset_trains_and_measured_and_when_it_falls_short(
                         "the 95.00% asked; no preset has reached it yet", True)  # fmt: skip
     assert best is FAST_PRESETS[-1] and best.measured < 0.95
     # one short of its target while a dearer one reached it: that one is named
-    short = FastPreset(0.93, ("epochs=6",), 6, 9.98e6, 0.9299, "")
+    short = FastPreset(0.93, ("epochs=6",), 9.98e6, 0.9299)
     (_, (warning, _)) = preset_lines(short, ["epochs=6"], 0.93, None, [], FAST_PRESETS)
     assert warning.endswith(f"--target 0.94 measured {100 * FAST_PRESETS[2].measured:.2f}%")
     # the user's own settings, or a budget's fewer epochs: not what the preset measured
     ((line, _),) = preset_lines(preset, list(preset.sets), 0.94, None, ["--lr"])
     assert "changed by --lr; not measured as such" in line
+    # a network's whole notation would fill the line: the first 40 characters of it
+    from argparse import Namespace
+
+    from cnnlab.cli.train import _changes
+
+    long = f"model={FAST_PRESETS[2].model}"
+    args = Namespace(target=None, epochs=None, batch_size=512, lr=None, sets=[long, "seed=1"])
+    assert _changes(args) == ["--batch-size", f"--set {long[:37]}..."]
     first = FAST_PRESETS[0]
     ((line, _),) = preset_lines(first, ["epochs=1", "val_every=0"], None, "20s", [])
     assert line.startswith("preset for --budget 20s: 1 epoch of the 92% preset's 3, cut for")

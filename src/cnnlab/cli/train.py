@@ -198,11 +198,17 @@ def _preset(args: argparse.Namespace) -> tuple[Any, list[str]]:
 def _changes(args: argparse.Namespace) -> list[str]:
     """The user's settings that change what a preset trains: a network of their own, the
     length, batch or learning rate by flag, any ``--set`` (``--set seed=...`` aside)."""
-    changed = [f"the network {args.target!r}"] if args.target else []
+    changed = [f"the network {_short(args.target)!r}"] if args.target else []
     changed += [f"--{k.replace('_', '-')}" for k in ("epochs", "batch_size", "lr")
                 if getattr(args, k) is not None]  # fmt: skip
-    changed += [f"--set {s}" for s in args.sets or [] if not s.startswith("seed=")]
+    changed += [f"--set {_short(s)}" for s in args.sets or [] if not s.startswith("seed=")]
     return changed
+
+
+def _short(text: str, width: int = 40) -> str:
+    """``text``, or its first ``width`` characters and "..." (a network's whole notation
+    would fill the preset line)."""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _launch(nproc: int) -> int:

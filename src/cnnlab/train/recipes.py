@@ -211,16 +211,15 @@ _FAST_RES_NORM_FIRST = _FAST_RES.replace(
 @dataclass(frozen=True)
 class FastPreset:
     """A length and network of the ``fast`` recipe for a Fashion-MNIST test accuracy:
-    ``sets`` are configuration keys (``--set`` form), ``macs`` the network's multiply-adds
-    per 28x28 image, ``measured`` the test accuracy it reached (the mean of its seeds, which
-    ``cnnlab train --target`` prints), ``evidence`` where that comes from."""
+    ``sets`` are configuration keys (``--set`` form, an ``epochs=`` among them), ``macs`` the
+    network's multiply-adds per 28x28 image, ``measured`` the test accuracy it reached (the
+    mean of its seeds, which ``cnnlab train --target`` prints; the runs are in the README,
+    Performance)."""
 
     target: float
     sets: tuple[str, ...]
-    epochs: int
     macs: float
     measured: float
-    evidence: str
 
     def describe(self) -> str:
         """``"10 epochs of the residual network (36.35M MACs)"``: what the preset trains."""
@@ -230,7 +229,15 @@ class FastPreset:
     @property
     def model(self) -> str:
         """The preset's network in the notation (``fast``'s own unless ``sets`` names one)."""
-        return next((s[len("model=") :] for s in self.sets if s.startswith("model=")), _FAST.model)
+        return self._key("model", _FAST.model)
+
+    @property
+    def epochs(self) -> int:
+        """The epochs it trains (its ``epochs=`` key)."""
+        return int(self._key("epochs", ""))
+
+    def _key(self, key: str, default: str) -> str:
+        return next((s[len(key) + 1 :] for s in self.sets if s.startswith(key + "=")), default)
 
 
 # The presets validate after their last epoch only: training is the same, and a validation
@@ -238,27 +245,15 @@ class FastPreset:
 _AT_THE_END = "val_every=0"
 
 FAST_PRESETS: tuple[FastPreset, ...] = (
-    FastPreset(0.92, ("epochs=3", _AT_THE_END), 3, 9.98e6, 0.9229,
-               "92.29% test accuracy (mean of 3 seeds: 92.22, 92.48, 92.18%) in 43-52 s in "
-               "bf16 on a 2-vCPU Intel Xeon with AMX, the whole command with its start, data "
-               "and evaluation; 92.20% in 32-34 s on a 2-vCPU AMD EPYC with AVX-512 BF16 "
-               "(README, Performance)"),
-    FastPreset(0.93, ("epochs=6", _AT_THE_END), 6, 9.98e6, 0.9299,
-               "92.99% test accuracy (mean of 3 seeds: 92.95, 92.97, 93.06%) in 106-116 s in "
-               "bf16 on a 2-vCPU Intel Xeon with AMX (93.17% before the weight-gradient "
-               "switch); 93.07% in 91-95 s on a 2-vCPU AMD EPYC (README, Performance)"),
-    FastPreset(0.94, (f"model={_FAST_RES}", "epochs=10", _AT_THE_END), 10, 36.35e6, 0.9404,
-               "94.04% test accuracy (mean of 3 seeds: 94.10, 93.94, 94.07%), validation "
-               "94.72% (94.62, 94.70, 94.83%), in bf16 on a 2-vCPU Intel Xeon with AMX, seeds "
-               "0 and 1 in 506 and 468 s; with the first BatchNorm before the pool: validation "
-               "94.67% on the same seeds there, and 94.13% test in 280-305 s on a 2-vCPU AMD "
-               "EPYC (README, Performance)"),
+    # 92.22, 92.48, 92.18% (seeds 0-2) in 43-52 s on a 2-vCPU Intel Xeon with AMX, in bf16
+    FastPreset(0.92, ("epochs=3", _AT_THE_END), 9.98e6, 0.9229),
+    # 92.95, 92.97, 93.06% in 106-116 s there (93.17% before the weight-gradient switch)
+    FastPreset(0.93, ("epochs=6", _AT_THE_END), 9.98e6, 0.9299),
+    # 94.10, 93.94, 94.07% (validation 94.72%) there; seeds 0 and 1 in 506 and 468 s
+    FastPreset(0.94, (f"model={_FAST_RES}", "epochs=10", _AT_THE_END), 36.35e6, 0.9404),
+    # 94.31% (validation 94.95%), one seed, one thread, on a 2-vCPU AMD EPYC: 95% not reached
     FastPreset(0.95, (f"model={_FAST_RES_NORM_FIRST}", "epochs=30", "erase=0.25", "crop_padding=2",
-                      _AT_THE_END), 30,
-               36.35e6, 0.9431,
-               "94.31% test accuracy (validation 94.95%), one seed, one thread: 95% not "
-               "reached (the published 95-96.7% are WRN-class nets with random erasing, "
-               "Zhong et al. 2020) (README, Performance)"),
+                      _AT_THE_END), 36.35e6, 0.9431),
 )  # fmt: skip
 
 _UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
