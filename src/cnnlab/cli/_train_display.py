@@ -87,7 +87,9 @@ def preset_lines(
     it trains (then its measurement is not theirs); ``presets``: all of them, to name one
     that reached the target where this one did not."""
     asked = f"--target {target:g}" if target is not None else f"--budget {budget}"
-    epochs = next(int(s[len("epochs=") :]) for s in sets if s.startswith("epochs="))
+    from cnnlab.train.recipes import set_value
+
+    epochs = int(set_value(sets, "epochs", str(preset.epochs)))
     what = preset.describe()
     if epochs != preset.epochs:  # a budget too short for any preset: fewer epochs of one
         what = (

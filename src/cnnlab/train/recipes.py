@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from cnnlab.errors import CnnlabError
 from cnnlab.train.recipe import Recipe
 
-__all__ = ["FAST_PRESETS", "RECIPES", "FastPreset", "default_recipe", "fast_preset", "parse_budget"]
+__all__ = [
+    "FAST_PRESETS",
+    "RECIPES",
+    "FastPreset",
+    "default_recipe",
+    "fast_preset",
+    "parse_budget",
+    "set_value",
+]
 
 
 # ---- the recipes ---------------------------------------------------------------------------------
@@ -232,15 +240,18 @@ class FastPreset:
     @property
     def model(self) -> str:
         """The preset's network in the notation (``fast``'s own unless ``sets`` names one)."""
-        return self._key("model", _FAST.model)
+        return set_value(self.sets, "model", _FAST.model)
 
     @property
     def epochs(self) -> int:
         """The epochs it trains (its ``epochs=`` key)."""
-        return int(self._key("epochs", ""))
+        return int(set_value(self.sets, "epochs", ""))
 
-    def _key(self, key: str, default: str) -> str:
-        return next((s[len(key) + 1 :] for s in self.sets if s.startswith(key + "=")), default)
+
+def set_value(sets: tuple[str, ...] | list[str], key: str, default: str) -> str:
+    """The value of ``key`` among ``--set`` keys ``sets`` (``"epochs=10"`` -> ``"10"``), the
+    first given; ``default`` where none is."""
+    return next((s[len(key) + 1 :] for s in sets if s.startswith(key + "=")), default)
 
 
 # The presets validate after their last epoch only: training is the same, and a validation
