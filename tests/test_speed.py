@@ -372,6 +372,11 @@ def test_without_recipe_the_family_default_decides_whether_a_preset_applies():
                               "--target", "0.93"])  # fmt: skip
     preset, sets = _preset(args)
     assert preset.target == 0.93 and "epochs=6" in sets
+    # `--budget 5 min`: the unit is not taken for the model to train
+    args = parser.parse_args(["train", "--recipe", "fast", "--budget", "5", "min"])
+    with pytest.raises(CnnlabError, match="--budget 5 min: write the time as one word, "
+                                          "--budget 5min"):  # fmt: skip
+        _preset(args)
 
 
 def test_a_run_says_what_its_preset_trains_and_measured_and_when_it_falls_short():

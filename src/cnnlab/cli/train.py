@@ -177,8 +177,14 @@ def _preset(args: argparse.Namespace) -> tuple[Any, list[str]]:
     the user's own ``--set`` and flags override); (None, []) without either."""
     if args.target_accuracy is None and args.budget is None:
         return None, []
-    from cnnlab.train.recipes import default_recipe, fast_preset, parse_budget
+    from cnnlab.train.recipes import BUDGET_UNITS, default_recipe, fast_preset, parse_budget
 
+    if args.budget is not None and str(args.target).lower() in BUDGET_UNITS:
+        # `--budget 5 min`: the unit would be read as the model to train
+        raise CnnlabError(
+            f"--budget {args.budget} {args.target}: write the time as one word, "
+            f"--budget {args.budget}{args.target} (valid units: {', '.join(BUDGET_UNITS)})"
+        )
     recipe = args.recipe or default_recipe(args.target)  # as resolve_config chooses it
     if recipe != "fast":
         given = f"--recipe {recipe}" if args.recipe else f"{args.target} trains with {recipe!r}"

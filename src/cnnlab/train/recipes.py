@@ -270,16 +270,17 @@ FAST_PRESETS: tuple[FastPreset, ...] = (
                       _AT_THE_END), 36.35e6, 0.9431),
 )  # fmt: skip
 
-_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
+# The units of a --budget time (``90s``, ``5min``, ``1.5h``).
+BUDGET_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_budget(text: str) -> float:
     """Seconds of a time budget written ``90s``, ``5min``, ``1.5h`` or a bare number of
     seconds; :class:`CnnlabError` naming ``--budget`` otherwise."""
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([a-z]*)\s*", str(text).lower())
-    if not m or m.group(2) not in ("", *_UNITS) or float(m.group(1)) <= 0:
+    if not m or m.group(2) not in ("", *BUDGET_UNITS) or float(m.group(1)) <= 0:
         raise CnnlabError(f"--budget {text!r}: expected a positive time such as 60s, 5min or 1.5h")
-    return float(m.group(1)) * _UNITS.get(m.group(2), 1.0)
+    return float(m.group(1)) * BUDGET_UNITS.get(m.group(2), 1.0)
 
 
 def fast_preset(
@@ -298,7 +299,8 @@ def fast_preset(
     The estimate: epochs x ``train_images`` x 6 x MACs / ``flops_per_s`` (the training
     FLOP/s this machine achieves; when None, measured for each preset's network: a few
     steps of it in the precision the run trains in, ``precision`` or, for ``"auto"``, what
-    the CPU chooses), plus 30% for evaluation and 10 s for start and data loading.
+    the CPU chooses), plus 30% (a run's sustained rate falls below that of the probe's few
+    steps, and the run evaluates at its end) and 10 s for start and data loading.
     """
     if (target is None) == (budget is None):
         raise CnnlabError("fast presets: give one of --target ACCURACY or --budget TIME")
