@@ -59,7 +59,7 @@ def _layer_shapes(net: nn.Module, batch: int) -> list[tuple[nn.Conv2d, tuple[int
     return shapes
 
 
-def _stepper(net: nn.Module, batch: int):
+def stepper(net: nn.Module, batch: int):
     channels_last_gradients(net)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 1, 28, 28, generator=gen).to(memory_format=torch.channels_last)
@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m.kernel_size[0]}x{m.kernel_size[1]}: {r['onednn_s'] * 1e3:7.3f} / "
                 f"{r['product_s'] * 1e3:7.3f} ms ({r['gain']:.2f}x, {switch})"
             )
-        plain = _stepper(_net(name), args.batch)
+        plain = stepper(_net(name), args.batch)
         switched_net = _net(name)
         kernels.matmul_weight_gradients(switched_net)
-        switched = _stepper(switched_net, args.batch)
+        switched = stepper(switched_net, args.batch)
         times: dict[str, list[float]] = {"oneDNN": [], "switched": []}
         for step in (plain, switched):
             for _ in range(3):  # warm-up (and the switch's first-call measurement)

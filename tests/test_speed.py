@@ -257,10 +257,27 @@ def test_the_kernels_benchmark_prints_each_layer_and_both_steps(tmp_path, monkey
     )
 
 
+def test_the_step_time_benchmark_times_networks_in_turn_against_the_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the switch's verdicts, fresh
+    out = _bench("step_time.py", "--net", "fast", "--net", "small=conv3-8-maxpool-bn-relu-gap-"
+                 "fc-10", "--batch", "16", "--steps", "3", "--threads", "1")  # fmt: skip
+    assert cpu_info().model in out and "load average before" in out
+    rows = {r[0]: r for r in (line.split() for line in out.splitlines()) if r[:1] in
+            (["fast"], ["small"])}  # fmt: skip
+    assert rows["fast"][1] == "9.98M" and rows["small"][1] == "0.06M"
+    assert rows["fast"][5] == "1.000"  # the reference against itself
+    assert 0 < float(rows["small"][5]) < 1  # an eighth of the first layer, nothing after
+    for r in rows.values():
+        median_ms, fastest_ms = float(r[2]), float(r[3])
+        assert 0 < fastest_ms <= median_ms
+        assert int(r[4].replace(",", "")) == pytest.approx(16 / median_ms * 1e3, rel=0.02, abs=1)
+
+
 @pytest.mark.parametrize(
     ("script", "option", "value", "says"),
     [
         ("kernels.py", "--batch", "0", "0 is too small"),
+        ("step_time.py", "--steps", "0", "0 is too small"),
         ("throughput.py", "--rounds", "-1", "-1 is too small"),
         ("time_to_accuracy.py", "--seeds", "0", "0 is too small"),
         ("contention.py", "--steps", "two", "'two' is not a whole number"),
