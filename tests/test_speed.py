@@ -358,6 +358,7 @@ def test_fast_presets_choose_network_and_length_for_a_target_or_a_budget():
         assert first.target == 0.92 and sets[0].startswith("epochs=")
         assert 1 <= int(sets[0].split("=")[1]) < first.epochs
     assert parse_budget("5min") == 300 and parse_budget("90s") == 90 and parse_budget("2") == 2
+    assert parse_budget("2 minutes") == 120 and parse_budget("1hour") == 3600
     for bad in ("soon", "-1min", "5 parsecs"):
         with pytest.raises(CnnlabError, match="--budget"):
             parse_budget(bad)
@@ -390,10 +391,11 @@ def test_without_recipe_the_family_default_decides_whether_a_preset_applies():
     preset, sets = _preset(args)
     assert preset.target == 0.93 and "epochs=6" in sets
     # `--budget 5 min`: the unit is not taken for the model to train
-    args = parser.parse_args(["train", "--recipe", "fast", "--budget", "5", "min"])
-    with pytest.raises(CnnlabError, match="--budget 5 min: write the time as one word, "
-                                          "--budget 5min"):  # fmt: skip
-        _preset(args)
+    for unit in ("min", "Minutes"):
+        args = parser.parse_args(["train", "--recipe", "fast", "--budget", "5", unit])
+        with pytest.raises(CnnlabError, match=f"--budget 5 {unit}: write the time as one "
+                                              f"word, --budget 5{unit}$"):  # fmt: skip
+            _preset(args)
 
 
 def test_a_run_says_what_its_preset_trains_and_measured_and_when_it_falls_short():

@@ -183,7 +183,7 @@ def _preset(args: argparse.Namespace) -> tuple[Any, list[str]]:
         # `--budget 5 min`: the unit would be read as the model to train
         raise CnnlabError(
             f"--budget {args.budget} {args.target}: write the time as one word, "
-            f"--budget {args.budget}{args.target} (valid units: {', '.join(BUDGET_UNITS)})"
+            f"--budget {args.budget}{args.target}"
         )
     recipe = args.recipe or default_recipe(args.target)  # as resolve_config chooses it
     if recipe != "fast":

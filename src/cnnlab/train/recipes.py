@@ -270,8 +270,12 @@ FAST_PRESETS: tuple[FastPreset, ...] = (
                       _AT_THE_END), 36.35e6, 0.9431),
 )  # fmt: skip
 
-# The units of a --budget time (``90s``, ``5min``, ``1.5h``).
-BUDGET_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
+# The units of a --budget time (``90s``, ``5min``, ``1.5h``, or written out: ``2minutes``).
+BUDGET_UNITS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hour", "hours"), 3600.0),
+}
 
 
 def parse_budget(text: str) -> float:
