@@ -61,6 +61,25 @@ def _by_hand(model, images, mean, std):
         return model.eval()(x)
 
 
+# ---- summary of a run -------------------------------------------------------------------------
+def test_summary_of_a_run_is_the_summary_of_the_model_it_trained(small_runs, capsys, tmp_path):
+    from run_fixtures import SPEC
+
+    ran = in_process(capsys, "summary", small_runs[0], "--format", "json")
+    assert ran.returncode == 0, ran.stderr
+    spec = in_process(capsys, "summary", SPEC, "--input", "1x28x28", "--classes", "10",
+                      "--format", "json")  # fmt: skip
+    doc, want = json.loads(ran.stdout), json.loads(spec.stdout)
+    assert doc["input_shape"] == [1, 1, 28, 28] and doc["totals"] == want["totals"]
+    assert [(r["path"], r["output_shapes"], r["params"]) for r in doc["rows"]] == [
+        (r["path"], r["output_shapes"], r["params"]) for r in want["rows"]
+    ]
+    # what the run fixes cannot be asked of it; a folder that is no run says so
+    assert_user_error(in_process(capsys, "summary", small_runs[0], "--input", "3x32x32"),
+                      "--input: ", "is a run, whose model has its own input")  # fmt: skip
+    assert_user_error(in_process(capsys, "summary", tmp_path), "not a run folder")
+
+
 # ---- eval -----------------------------------------------------------------------------------
 def test_eval_json_matches_an_independent_count_on_the_test_split(small_runs, test_split, capsys):
     run = open_run(small_runs[0])

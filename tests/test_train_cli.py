@@ -52,6 +52,7 @@ def test_train_prints_the_summary_each_epoch_and_the_result(trained):
     assert any(line.startswith("test accuracy ") for line in lines)
     assert f"run folder: {out}" in lines
     assert any(line.strip().startswith(f"cnnlab eval {out}") for line in lines)
+    assert any(line.strip().startswith(f"cnnlab summary {out} ") for line in lines)
 
 
 def test_the_run_folder_holds_what_the_contract_says(trained):

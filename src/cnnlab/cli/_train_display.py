@@ -189,13 +189,12 @@ def outcome(job: Any, result: Any, elapsed: float) -> tuple[int, list[str], list
 def next_steps(job: Any) -> list[str]:
     """The commands that use the finished run."""
     quoted = shlex.quote(str(job.path))
-    dims = "x".join(map(str, job.image_shape))
     return [
         f"run folder: {job.path}",
         "next:",
         f"  cnnlab eval {quoted}                      # per-class accuracy, confusion matrix",
         f"  cnnlab predict {quoted} IMAGE.png         # class probabilities of an image",
-        f"  cnnlab summary {shlex.quote(job.target_text)} --input {dims}   # layer by layer",
+        f"  cnnlab summary {quoted}                   # its model, layer by layer",
     ]
 
 

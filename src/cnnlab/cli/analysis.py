@@ -25,9 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "volume, parameters (weights and biases), activation memory, multiply-adds (MACs; "
         "FLOPs = 2 x MACs), receptive field and how its window fits, with totals and a "
         "training-memory estimate.  TARGET is a zoo model name, a network in the compact "
-        "notation (e.g. 'conv3-64, relu, maxpool, fc-10') or path/to/file.py:factory.",
+        "notation (e.g. 'conv3-64, relu, maxpool, fc-10'), path/to/file.py:factory, or a "
+        "run folder of cnnlab train (the model it trained).",
     )
-    p.add_argument("target", metavar="TARGET", help="model name, spec text, or file.py:factory")
+    p.add_argument(
+        "target", metavar="TARGET", help="model name, spec text, file.py:factory or a run folder"
+    )
     p.add_argument(
         "--input",
         action="append",
@@ -153,6 +156,33 @@ def _dtypes(text: str, n: int) -> list:
     return [getattr(torch, name) for name in (names * n if len(names) == 1 else names)]
 
 
+def _is_run(text: str) -> bool:
+    """Whether TARGET names a folder (a run of ``cnnlab train``) rather than a model."""
+    from pathlib import Path
+
+    return Path(text).is_dir()
+
+
+def _run_target(args: argparse.Namespace) -> Any:
+    """TARGET a run folder: the model it trained, as its weights' record rebuilds it, at its
+    input size (which the run fixes, as it fixes the classes and the builder's options)."""
+    from types import SimpleNamespace
+
+    from cnnlab.train.run import open_run
+
+    given = [f for f, v in (("--input", args.input), ("--classes", args.classes),
+                            ("--option", args.option)) if v]  # fmt: skip
+    if given:
+        raise CnnlabError(
+            f"{' and '.join(given)}: {args.target} is a run, whose model has its own input, "
+            "classes and options; valid: cnnlab summary RUN, or the run's model by name"
+        )
+    run = open_run(args.target)
+    model = run.build_model("final")
+    label = f"{args.target} ({run.config.get('target') or type(model).__name__})"
+    return SimpleNamespace(plan=None, model=model, input_size=run.input_shape, label=label)
+
+
 def _summary(args: argparse.Namespace) -> int:
     from cnnlab.analysis import analyze, analyze_spec
     from cnnlab.analysis.render import _convention_lines, check_columns, render, rich_table
@@ -168,8 +198,11 @@ def _summary(args: argparse.Namespace) -> int:
             f"--input given {len(inputs)} times: only file.py:factory models take several inputs"
         )
     given = (args.target, inputs[0] if inputs else None, args.classes, args.option)
-    # A zoo model or spec is analysed from its spec, without building it (the spec path).
-    target = build_for_analysis(*given, plan=len(inputs) <= 1)
+    if _is_run(args.target):
+        target = _run_target(args)
+    else:
+        # A zoo model or spec is analysed from its spec, without building it (the spec path).
+        target = build_for_analysis(*given, plan=len(inputs) <= 1)
     sizes = [target.input_size] + [parse_input_size(text) for text in inputs[1:]]
     dtypes = _dtypes(args.dtype, len(sizes))
     if target.plan is not None:
