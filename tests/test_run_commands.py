@@ -62,7 +62,9 @@ def _by_hand(model, images, mean, std):
 
 
 # ---- summary of a run -------------------------------------------------------------------------
-def test_summary_of_a_run_is_the_summary_of_the_model_it_trained(small_runs, capsys, tmp_path):
+def test_summary_of_a_run_is_the_summary_of_the_model_it_trained(
+    small_runs, capsys, tmp_path, monkeypatch
+):
     from run_fixtures import SPEC
 
     ran = in_process(capsys, "summary", small_runs[0], "--format", "json")
@@ -78,6 +80,11 @@ def test_summary_of_a_run_is_the_summary_of_the_model_it_trained(small_runs, cap
     assert_user_error(in_process(capsys, "summary", small_runs[0], "--input", "3x32x32"),
                       "--input: ", "is a run, whose model has its own input")  # fmt: skip
     assert_user_error(in_process(capsys, "summary", tmp_path), "not a run folder")
+    # a zoo model's name stays the model beside a folder of that name
+    (tmp_path / "lenet5").mkdir()
+    monkeypatch.chdir(tmp_path)
+    zoo = in_process(capsys, "summary", "lenet5", "--format", "json")
+    assert zoo.returncode == 0 and json.loads(zoo.stdout)["model"] == "LeNet5"
 
 
 # ---- eval -----------------------------------------------------------------------------------

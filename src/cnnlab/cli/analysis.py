@@ -157,10 +157,19 @@ def _dtypes(text: str, n: int) -> list:
 
 
 def _is_run(text: str) -> bool:
-    """Whether TARGET names a folder (a run of ``cnnlab train``) rather than a model."""
+    """Whether TARGET names a folder (a run of ``cnnlab train``) rather than a model: a
+    folder, unless a zoo model has its name (``resnet18`` beside a folder of that name)."""
     from pathlib import Path
 
-    return Path(text).is_dir()
+    if not Path(text).is_dir():
+        return False
+    from cnnlab.zoo import model_info
+
+    try:
+        model_info(text)
+    except CnnlabError:
+        return True
+    return False
 
 
 def _run_target(args: argparse.Namespace) -> Any:
