@@ -18,7 +18,7 @@ def tensors_in(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.
     out = [] if out is None else out
     if isinstance(value, torch.Tensor):
         out.append(value)
-    elif isinstance(value, tuple | list):
+    elif isinstance(value, _SEQUENCES):
         for v in value:  # one level inline: most arguments are flat
             if isinstance(v, torch.Tensor):
                 out.append(v)
@@ -31,6 +31,7 @@ def tensors_in(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.
 
 
 NESTS = (tuple, list, dict)
+_SEQUENCES = (tuple, list)  # (a tuple of types: ``tuple | list`` is a new union per call)
 
 
 def storage_owner(t: torch.Tensor) -> torch.Tensor:
@@ -44,7 +45,7 @@ def map_tensors(fn: Any, value: Any) -> Any:
     """``value`` with every tensor replaced by ``fn(tensor)``; containers keep their type."""
     if isinstance(value, torch.Tensor):
         return fn(value)
-    if isinstance(value, tuple | list):
+    if isinstance(value, _SEQUENCES):
         items = [map_tensors(fn, v) for v in value]
         if all(a is b for a, b in zip(items, value, strict=True)):
             return value

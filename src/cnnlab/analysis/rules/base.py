@@ -349,12 +349,15 @@ def as_tuple(value: Any, n: int, what: str, where: str) -> tuple[int, ...]:
         return value  # what modules pass (nn.Conv2d's stride, padding, dilation)
     if isinstance(value, int):
         return (value,) * n
-    if isinstance(value, torch.Size | tuple | list) and all(isinstance(v, int) for v in value):
+    if isinstance(value, _SIZES) and all(isinstance(v, int) for v in value):
         if len(value) == 1:
             return (int(value[0]),) * n
         if len(value) == n:
             return tuple(int(v) for v in value)
     raise ShapeError(f"{where}: {what} must be an int or {n} ints, got {value!r}")
+
+
+_SIZES = (torch.Size, tuple, list)  # (``torch.Size | tuple | list`` makes a union per call)
 
 
 def is_tensor(x: Any) -> bool:

@@ -47,11 +47,11 @@ def _conv_rule(nd: int) -> Rule:
                 f"{w.shape[1] * groups} ({w.shape[1]} per group x {groups} groups); "
                 f"check the input size or the previous layer's channels"
             )
-        kernel = tuple(int(k) for k in w.shape[2:])
+        kernel = tuple(w.shape[2:])  # (a shape holds ints)
         stride = as_tuple(call.get("stride", 1), nd, "stride", call.where)
         dilation = as_tuple(call.get("dilation", 1), nd, "dilation", call.where)
         pad = call.get("padding", 0)
-        sizes = tuple(int(s) for s in x.shape[-nd:])
+        sizes = tuple(x.shape[-nd:])
         if pad == "valid":
             pad = 0
         if pad == "same":

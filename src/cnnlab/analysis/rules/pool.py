@@ -56,7 +56,7 @@ def _pool_rule(nd: int, kind: str) -> Rule:
                 raise GeometryError(
                     f"{call.where}: pooling padding {p} is more than half the {k}-cell window"
                 )
-        sizes = tuple(int(s) for s in x.shape[-nd:])
+        sizes = tuple(x.shape[-nd:])  # (a shape holds ints)
         windows = windows_of(kernel, stride, padding, dilation)
         out = spatial_out(call, sizes, windows, ceil)
         shape = (*x.shape[:-nd], *out)
@@ -100,7 +100,7 @@ for _nd, _funcs in (
 def _adaptive_rule(nd: int, kind: str) -> Rule:
     def rule(call: Call) -> Effect:
         x = call["input"]
-        sizes = tuple(int(s) for s in x.shape[-nd:])
+        sizes = tuple(x.shape[-nd:])  # (a shape holds ints)
         target = call["output_size"]
         if isinstance(target, int) or target is None:
             target = (target,) * nd
