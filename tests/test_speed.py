@@ -350,6 +350,18 @@ def test_fast_presets_choose_network_and_length_for_a_target_or_a_budget():
     assert fast_preset(budget=parse_budget("20min"), flops_per_s=1e12)[0].target == 0.95
     first, sets = fast_preset(budget=60.0, flops_per_s=10e9)
     assert first.target == 0.92 and sets == ["epochs=1", "val_every=0"]
+    # where the 93% preset fits and the 94% one does not: the 94% one cut to the epochs
+    # that fit, when they are at least its fewest, else the 93% preset whole
+    res = FAST_PRESETS[2]
+    assert res.target == 0.94 and 1 <= res.fewest < res.epochs
+    rate = 1e11
+    epoch = 1.3 * 54_000 * 6 * res.macs / rate  # the estimate of one epoch of it, seconds
+    assert 6 * 1.3 * 54_000 * 6 * FAST_PRESETS[1].macs / rate < (res.fewest - 0.5) * epoch
+    for epochs in (res.fewest, res.epochs - 1):
+        preset, sets = fast_preset(budget=10 + (epochs + 0.5) * epoch, flops_per_s=rate)
+        assert preset is res and f"epochs={epochs}" in sets and f"model={res.model}" in sets
+    preset, sets = fast_preset(budget=10 + (res.fewest - 0.5) * epoch, flops_per_s=rate)
+    assert preset is FAST_PRESETS[1] and sets == list(FAST_PRESETS[1].sets)
     # measured here (a few SGD steps of the fast net in each precision): a day fits every
     # preset, and 20 s (10 of them for the start) fit fewer epochs of the first than its 3
     for precision in ("fp32", "auto"):
@@ -396,6 +408,25 @@ def test_without_recipe_the_family_default_decides_whether_a_preset_applies():
         with pytest.raises(CnnlabError, match=f"--budget 5 {unit}: write the time as one "
                                               f"word, --budget 5{unit}$"):  # fmt: skip
             _preset(args)
+
+
+def test_a_budget_probes_the_networks_in_the_precision_the_run_trains_in():
+    from cnnlab.cli import build_parser
+    from cnnlab.cli.train import run_precision
+    from cnnlab.train.recipes import fast_preset
+
+    parser = build_parser()
+    for extra, precision in (
+        ([], "auto"),  # no flag: the run's default, not fp32
+        (["--precision", "fp32"], "fp32"),
+        (["--set", "precision=bf16"], "bf16"),
+        (["--precision", "bf16", "--set", "precision=fp32"], "bf16"),  # the flag first
+    ):
+        args = parser.parse_args(["train", "--recipe", "fast", "--data", "fashion-mnist",
+                                  "--budget", "5min", *extra])  # fmt: skip
+        assert run_precision(args) == precision
+    with pytest.raises(CnnlabError, match="precision None: valid: auto, fp32, bf16"):
+        fast_preset(budget=60.0, precision=None)
 
 
 def test_a_run_says_what_its_preset_trains_and_measured_and_when_it_falls_short():

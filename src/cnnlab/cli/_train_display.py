@@ -91,7 +91,7 @@ def preset_lines(
 
     epochs = int(set_value(sets, "epochs", str(preset.epochs)))
     what = preset.describe()
-    if epochs != preset.epochs:  # a budget too short for any preset: fewer epochs of one
+    if epochs != preset.epochs:  # a budget cut it: fewer epochs of one preset
         what = (
             f"{plural(epochs, 'epoch')} of the {preset.target:.0%} preset's {preset.epochs}, "
             "cut for the budget"

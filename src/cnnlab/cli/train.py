@@ -193,12 +193,21 @@ def _preset(args: argparse.Namespace) -> tuple[Any, list[str]]:
             "valid: cnnlab train --recipe fast --data fashion-mnist --target 0.93"
         )
     budget = parse_budget(args.budget) if args.budget is not None else None
-    preset, sets = fast_preset(args.target_accuracy, budget, precision=args.precision)
+    preset, sets = fast_preset(args.target_accuracy, budget, precision=run_precision(args))
     if args.early_stop is not None or "schedule=plateau" in (args.sets or []):
         # asked for what watches every epoch's validation: the preset's validation after
         # the last epoch only gives way
         sets = [s for s in sets if not s.startswith("val_every=")]
     return preset, sets
+
+
+def run_precision(args: argparse.Namespace) -> str:
+    """The precision the run will train in, as given: ``--precision``, else a ``--set
+    precision=`` key, else ``auto`` (the default), so that a budget's estimate probes the
+    networks in it (without either, the probes once ran in fp32 where the run took bf16)."""
+    from cnnlab.train.recipes import set_value
+
+    return args.precision or set_value(args.sets or [], "precision", "auto")
 
 
 def _changes(args: argparse.Namespace) -> list[str]:
