@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         ratios = sorted(a / b for a, b in zip(ts, times[ref], strict=True))
         q = len(ratios) // 4
         med = statistics.median(ts)
-        print(f"{label:10} {macs[label] / 1e6:7.2f}M {med * 1e3:10.1f} {min(ts) * 1e3:8.1f} "
+        print(f"{label:10} {macs[label] / 1e6:7.2f}M {med * 1e3:10.2f} {min(ts) * 1e3:8.2f} "
               f"{args.batch / med:7,.0f}  {statistics.median(ratios):.3f} "
               f"({ratios[q]:.3f}-{ratios[-1 - q]:.3f})")  # fmt: skip
     print(f"\nload average after {os.getloadavg()[0]:.2f} (1 min)")

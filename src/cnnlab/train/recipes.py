@@ -20,9 +20,11 @@ __all__ = [
     "RECIPES",
     "FastPreset",
     "default_recipe",
+    "estimated_seconds",
     "fast_preset",
     "parse_budget",
     "set_value",
+    "training_rate",
 ]
 
 
@@ -329,9 +331,9 @@ def fast_preset(
         rate = flops_per_s
         if rate is None:
             if preset.model not in rates:
-                rates[preset.model] = _training_rate(preset, precision)
+                rates[preset.model] = training_rate(preset, precision)
             rate = rates[preset.model]
-        return 10.0 + 1.3 * epochs * train_images * 6 * preset.macs / rate
+        return estimated_seconds(preset, epochs, rate, train_images)
 
     def cut(preset: FastPreset, epochs: int) -> list[str]:
         return [f"epochs={epochs}" if s.startswith("epochs=") else s for s in preset.sets]
@@ -355,7 +357,20 @@ def fast_preset(
     return first, cut(first, max(1, epochs_within(first)))
 
 
-def _training_rate(preset: FastPreset, precision: str) -> float:
+def estimated_seconds(
+    preset: FastPreset,
+    epochs: int,
+    flops_per_s: float,
+    train_images: int = 54_000,
+    margin: float = 1.3,
+) -> float:
+    """A budget's estimate of ``epochs`` of ``preset`` at ``flops_per_s``: epochs x images x
+    6 x MACs over the rate, times ``margin`` (30%: a run's sustained rate falls below the
+    probe's, and it evaluates at its end), plus 10 s for start and data loading."""
+    return 10.0 + margin * epochs * train_images * 6 * preset.macs / flops_per_s
+
+
+def training_rate(preset: FastPreset, precision: str) -> float:
     """Training FLOP/s of ``preset``'s network here (three SGD steps of 256 images after a
     warm-up: about 1 s for the fast network, 2 s for the residual one), in ``precision``
     ("auto": the CPU's choice).  Per network: each runs its convolutions at its own rate."""
