@@ -445,6 +445,10 @@ def test_a_budget_probes_the_networks_in_the_precision_the_run_trains_in():
         args = parser.parse_args(["train", "--recipe", "fast", "--data", "fashion-mnist",
                                   "--budget", "5min", *extra])  # fmt: skip
         assert run_precision(args) == precision
+    args = parser.parse_args(["train", "--recipe", "fast", "--data", "fashion-mnist",
+                              "--budget", "5min", "--set", "precision=fp16"])  # fmt: skip
+    with pytest.raises(CnnlabError, match=r"^--set precision='fp16': valid: auto, fp32, bf16$"):
+        run_precision(args)
     with pytest.raises(CnnlabError, match="precision None: valid: auto, fp32, bf16"):
         fast_preset(budget=60.0, precision=None)
 

@@ -207,7 +207,12 @@ def run_precision(args: argparse.Namespace) -> str:
     networks in it (without either, the probes once ran in fp32 where the run took bf16)."""
     from cnnlab.train.recipes import set_value
 
-    return args.precision or set_value(args.sets or [], "precision", "auto")
+    if args.precision:
+        return args.precision
+    value = set_value(args.sets or [], "precision", "auto")
+    if value not in ("auto", "fp32", "bf16"):  # (before the probes: the config says it too)
+        raise CnnlabError(f"--set precision={value!r}: valid: auto, fp32, bf16")
+    return value
 
 
 def _changes(args: argparse.Namespace) -> list[str]:
