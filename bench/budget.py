@@ -10,8 +10,8 @@ without ``--precision`` trains), each preset's network is probed as a budget pro
 estimated as ``--budget`` estimates it (``estimated_seconds``: the training FLOP over the
 probed rate, plus 30% and 10 s), with the estimate without the 30% beside it, to hold
 against real runs.  Then, for each ``--budget``, what ``cnnlab train --recipe fast --budget
-B`` would take (preset and epochs; its own probes, so a noisy machine can move a budget at
-an edge).  Printed: the CPU, its flags and the load average before and after.
+B`` would take (preset and epochs), from the ``auto`` probes above.  Printed: the CPU, its
+flags and the load average before and after.
 """
 
 from __future__ import annotations
@@ -42,16 +42,19 @@ def main() -> None:
     print(f"load average before {os.getloadavg()[0]:.2f} (1 min)")
     print(f"auto trains in {cpu_precision()[0]} here\n")
     print("preset  epochs  MACs      precision  probed GFLOP/s  estimate  without the 30%")
+    rates: dict[str, float] = {}  # auto's, by network: what the budgets below are given
     for precision in ("fp32", "auto"):
         for preset in FAST_PRESETS:
             rate = training_rate(preset, precision)
+            if precision == "auto":
+                rates[preset.model] = rate
             whole = estimated_seconds(preset, preset.epochs, rate)
             bare = estimated_seconds(preset, preset.epochs, rate, margin=1.0)
             head = f"{preset.target:.0%}     {preset.epochs:6d}  {preset.macs / 1e6:5.2f}M"
             print(f"{head}    {precision:9s}  {rate / 1e9:14.1f}  {whole:6.0f} s  {bare:13.0f} s")
     print()
     for text in args.budget or ["60s", "2min", "5min", "20min"]:
-        preset, sets = fast_preset(budget=parse_budget(text))
+        preset, sets = fast_preset(budget=parse_budget(text), rates=rates)
         epochs = int(set_value(sets, "epochs", str(preset.epochs)))
         cut = "" if epochs == preset.epochs else f" (cut from {preset.epochs})"
         print(f"--budget {text}: the {preset.target:.0%} preset, {epochs} epochs{cut}")

@@ -430,24 +430,29 @@ def test_the_budget_benchmark_prints_each_presets_estimate_and_what_a_budget_tak
     assert " preset, " in line and line.split(" preset, ")[1].split()[0].isdigit()
 
 
-def test_a_budget_probes_the_networks_in_the_precision_the_run_trains_in():
+def test_a_budget_probes_the_networks_in_the_precision_the_run_trains_in(tmp_path):
     from cnnlab.cli import build_parser
     from cnnlab.cli.train import run_precision
     from cnnlab.train.recipes import fast_preset
 
     parser = build_parser()
+    config = tmp_path / "run.toml"
+    config.write_text('precision = "fp32"\n')
     for extra, precision in (
         ([], "auto"),  # no flag: the run's default, not fp32
         (["--precision", "fp32"], "fp32"),
         (["--set", "precision=bf16"], "bf16"),
         (["--precision", "bf16", "--set", "precision=fp32"], "bf16"),  # the flag first
+        (["--config", str(config)], "fp32"),  # a configuration file too
+        (["--config", str(config), "--set", "precision=bf16"], "bf16"),
     ):
         args = parser.parse_args(["train", "--recipe", "fast", "--data", "fashion-mnist",
                                   "--budget", "5min", *extra])  # fmt: skip
         assert run_precision(args) == precision
     args = parser.parse_args(["train", "--recipe", "fast", "--data", "fashion-mnist",
                               "--budget", "5min", "--set", "precision=fp16"])  # fmt: skip
-    with pytest.raises(CnnlabError, match=r"^--set precision='fp16': valid: auto, fp32, bf16$"):
+    with pytest.raises(CnnlabError, match=r"^--set precision='fp16': did you mean 'bf16'\? "
+                                          r"valid: auto, fp32, bf16$"):  # fmt: skip
         run_precision(args)
     with pytest.raises(CnnlabError, match="precision None: valid: auto, fp32, bf16"):
         fast_preset(budget=60.0, precision=None)

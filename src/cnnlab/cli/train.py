@@ -150,17 +150,21 @@ _FLAG_KEYS = (
 )
 
 
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that are configuration keys, by key (None: not given)."""
+    return {key: getattr(args, key) for key in _FLAG_KEYS}
+
+
 def _request(args: argparse.Namespace, preset_sets: list[str]) -> Any:
     from cnnlab.train.job import Request
 
-    flags = {key: getattr(args, key) for key in _FLAG_KEYS}
     return Request(
         target=args.target,
         data=args.data,
         recipe=args.recipe,
         config=args.config,
         sets=preset_sets + list(args.sets or []),
-        flags=flags,
+        flags=_flags(args),
         options=args.option,
         data_dir=args.data_dir,
         stream=args.stream,
@@ -202,17 +206,16 @@ def _preset(args: argparse.Namespace) -> tuple[Any, list[str]]:
 
 
 def run_precision(args: argparse.Namespace) -> str:
-    """The precision the run will train in, as given: ``--precision``, else a ``--set
-    precision=`` key, else ``auto`` (the default), so that a budget's estimate probes the
-    networks in it (without either, the probes once ran in fp32 where the run took bf16)."""
-    from cnnlab.train.recipes import set_value
+    """The precision the run will train in, as its configuration resolves it (``--config``,
+    then ``--set``, then ``--precision``; ``auto`` by default), so that a budget's estimate
+    probes the networks in it (without the flag, the probes once ran in fp32 where the run
+    took bf16).  A bad value gets the configuration's own message, before any probe."""
+    from cnnlab.train.config import resolve_config
 
-    if args.precision:
-        return args.precision
-    value = set_value(args.sets or [], "precision", "auto")
-    if value not in ("auto", "fp32", "bf16"):  # (before the probes: the config says it too)
-        raise CnnlabError(f"--set precision={value!r}: valid: auto, fp32, bf16")
-    return value
+    _, options = resolve_config(
+        "fast", config_file=args.config, sets=list(args.sets or []), flags=_flags(args)
+    )
+    return options.precision
 
 
 def _changes(args: argparse.Namespace) -> list[str]:

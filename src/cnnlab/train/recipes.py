@@ -300,6 +300,7 @@ def fast_preset(
     train_images: int = 54_000,
     flops_per_s: float | None = None,
     precision: str = "auto",
+    rates: dict[str, float] | None = None,
 ) -> tuple[FastPreset, list[str]]:
     """The :data:`FAST_PRESETS` entry for a test accuracy ``target`` (the cheapest that
     claims at least it), or for a time ``budget`` in seconds (the most accurate whose
@@ -312,6 +313,8 @@ def fast_preset(
     steps of it in the precision the run trains in, ``precision`` or, for ``"auto"``, what
     the CPU chooses), plus 30% (a run's sustained rate falls below that of the probe's few
     steps, and the run evaluates at its end) and 10 s for start and data loading.
+    ``rates``: the measured training FLOP/s by network (a preset's ``model``), filled with
+    what is probed here; one the caller already has is not probed again.
     """
     if (target is None) == (budget is None):
         raise CnnlabError("fast presets: give one of --target ACCURACY or --budget TIME")
@@ -325,7 +328,7 @@ def fast_preset(
                 return preset, list(preset.sets)
         best = FAST_PRESETS[-1].target
         raise CnnlabError(f"--target {target}: the fast presets go up to {best}; valid: <= {best}")
-    rates: dict[str, float] = {}  # network -> measured training FLOP/s
+    rates = {} if rates is None else rates  # network -> measured training FLOP/s
 
     def seconds(preset: FastPreset, epochs: int) -> float:
         rate = flops_per_s
